@@ -1,0 +1,245 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// Call describes an outbound call to the policies that run it. Adapters put
+// it in the context with [WithCall]; keyed policies (a breaker per host) and
+// retry safety read it with [CallFrom].
+type Call struct {
+	// Target names the dependency: an HTTP host ("api.example.com:443") or
+	// a gRPC authority. Keyed policies use it as their default key.
+	Target string
+	// Method is the HTTP method or the gRPC full method name
+	// ("/pkg.Service/Method").
+	Method string
+	// Idempotent reports whether sending the call more than once has the
+	// same effect as sending it once. Retry policies never send a call that
+	// is not idempotent twice. Outside any call (no [WithCall] in the
+	// context) operations are taken to be idempotent.
+	Idempotent bool
+	// NoRetry, when non-nil, says why this call must not be sent again even
+	// though it is idempotent, for example an HTTP request body that cannot
+	// be replayed. A retry policy gives up after the first attempt with an
+	// error that wraps this reason.
+	NoRetry error
+}
+
+// WithCall returns a context that describes call c and holds the result of
+// its first attempt (see [Hold]). Adapters call it once per call, before
+// running their policies.
+func WithCall(ctx context.Context, c Call) context.Context {
+	return &attemptCtx{Context: ctx, call: &c, n: 1}
+}
+
+// CallFrom returns the call described in ctx by [WithCall]. ok is false
+// outside any call.
+func CallFrom(ctx context.Context) (c Call, ok bool) {
+	if a := attemptFrom(ctx); a != nil && a.call != nil {
+		return *a.call, true
+	}
+	return Call{}, false
+}
+
+// AttemptNumber returns the number of the attempt running in ctx: 1 for the
+// first, 2 for the first retry, and so on. It is 1 outside any policy that
+// makes attempts.
+func AttemptNumber(ctx context.Context) int {
+	if a := attemptFrom(ctx); a != nil {
+		return a.n
+	}
+	return 1
+}
+
+// An Attempt is one run of an operation by a policy that may run it several
+// times (retry, hedging). Start it with [StartAttempt]; end it with exactly
+// one of [Attempt.Keep], for the attempt whose result the policy returns,
+// or [Attempt.Discard], for one it throws away. The zero Attempt does
+// nothing.
+type Attempt struct{ a *attemptCtx }
+
+// StartAttempt begins attempt n (1-based) of the call in ctx. Run the
+// operation with the returned context, so that its result and the resources
+// held for it ([Hold], [Defer]) belong to this attempt.
+func StartAttempt(ctx context.Context, n int) (context.Context, Attempt) {
+	parent := attemptFrom(ctx)
+	a := &attemptCtx{Context: ctx, n: n, parent: parent}
+	if parent != nil {
+		a.call = parent.call
+	}
+	return a, Attempt{a}
+}
+
+// Keep hands the attempt's result to the enclosing attempt or call: what is
+// deferred there is released when this attempt's result is done. Call it on
+// the attempt whose result is returned.
+func (at Attempt) Keep() {
+	a := at.a
+	if a == nil || a.parent == nil {
+		return
+	}
+	a.mu.Lock()
+	if a.state != stateHeld {
+		a.mu.Unlock()
+		return
+	}
+	a.next = a.parent
+	a.mu.Unlock()
+	// If a finished in between, it already finished the parent and this
+	// hold is ignored.
+	a.parent.hold(at.Discard)
+}
+
+// Discard throws away the attempt's result: it calls the discard function
+// given to [Hold] (which drains and closes a response body) and then runs
+// every release deferred for the attempt. Retry policies call it on a failed
+// attempt before waiting for the next one, so that connections are reused
+// and slots freed.
+func (at Attempt) Discard() {
+	a := at.a
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	if a.state != stateHeld {
+		a.mu.Unlock()
+		return
+	}
+	discard := a.discard
+	a.mu.Unlock()
+	if discard != nil {
+		discard()
+	}
+	a.finish(errDiscarded)
+}
+
+// errDiscarded is the final error of a result thrown away by a policy; it is
+// not a failure of the dependency.
+var errDiscarded = Mark(errors.New("resilience: result discarded"), KindCanceled)
+
+// Hold records that the result of the current attempt outlives the
+// operation that produced it: a response body still to be read, a stream
+// still open. Releases deferred for the attempt ([Defer]) wait until done is
+// called. done is safe to call more than once and from any goroutine; only
+// the first call counts, and its error (nil for a clean end) is passed to
+// every release. discard, which may be nil, is how a policy throws the
+// result away ([Attempt.Discard]); it should free the result (drain and
+// close a body) and need not call done.
+//
+// Outside any call or attempt, Hold returns a done that does nothing.
+func Hold(ctx context.Context, discard func()) (done func(err error)) {
+	a := attemptFrom(ctx)
+	if a == nil {
+		return func(error) {}
+	}
+	a.hold(discard)
+	return a.finish
+}
+
+// Held reports whether the result of the current attempt is held (see
+// [Hold]) and not yet done. Policies call it after the operation returns
+// to choose between releasing at once and calling [Defer].
+func Held(ctx context.Context) bool {
+	a := attemptFrom(ctx)
+	if a == nil {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.state == stateHeld
+}
+
+// Defer arranges for release to run when the result of the current attempt
+// is done: at once if nothing holds it, otherwise when the holder calls
+// done or the attempt is discarded. release receives the result's final
+// error, nil when it ended cleanly or was never held. Releases run in the
+// order they were deferred, outside any lock, on the goroutine that ends
+// the result.
+func Defer(ctx context.Context, release func(err error)) {
+	a := attemptFrom(ctx)
+	if a == nil {
+		release(nil)
+		return
+	}
+	a.mu.Lock()
+	if a.state == stateHeld {
+		a.releases = append(a.releases, release)
+		a.mu.Unlock()
+		return
+	}
+	err := a.err
+	a.mu.Unlock()
+	release(err)
+}
+
+type ctxKey struct{}
+
+func attemptFrom(ctx context.Context) *attemptCtx {
+	a, _ := ctx.Value(ctxKey{}).(*attemptCtx)
+	return a
+}
+
+const (
+	stateOpen = iota // nothing held yet
+	stateHeld        // a result outlives the operation
+	stateDone        // the result ended; releases ran
+)
+
+// attemptCtx is the context of one attempt and the cell for its result.
+type attemptCtx struct {
+	context.Context
+	call   *Call
+	n      int
+	parent *attemptCtx
+
+	mu       sync.Mutex // guards the fields below
+	state    uint8
+	discard  func()
+	releases []func(error)
+	err      error       // final error, once done
+	next     *attemptCtx // finished after this one (see Keep)
+}
+
+func (a *attemptCtx) Value(key any) any {
+	if key == (ctxKey{}) {
+		return a
+	}
+	return a.Context.Value(key)
+}
+
+// AfterFunc lets contexts derived from this one follow its cancellation
+// without a goroutine, whatever the embedded context is.
+func (a *attemptCtx) AfterFunc(f func()) (stop func() bool) {
+	return context.AfterFunc(a.Context, f)
+}
+
+func (a *attemptCtx) hold(discard func()) {
+	a.mu.Lock()
+	if a.state == stateOpen {
+		a.state = stateHeld
+		a.discard = discard
+	}
+	a.mu.Unlock()
+}
+
+func (a *attemptCtx) finish(err error) {
+	a.mu.Lock()
+	if a.state == stateDone {
+		a.mu.Unlock()
+		return
+	}
+	a.state = stateDone
+	a.err = err
+	rs, next := a.releases, a.next
+	a.releases, a.discard, a.next = nil, nil, nil
+	a.mu.Unlock()
+	for _, r := range rs {
+		r(err)
+	}
+	if next != nil {
+		next.finish(err)
+	}
+}

@@ -1,0 +1,60 @@
+// Package resiliencehttp applies resilience policies to HTTP clients.
+//
+// [NewTransport] wraps an http.RoundTripper so that every request runs
+// under a chain of policies:
+//
+//	client := &http.Client{Transport: resiliencehttp.NewTransport(nil,
+//		timeout.New(30*time.Second), // the whole call
+//		retry.New(),                 // up to 4 attempts, jittered backoff
+//		timeout.New(10*time.Second), // each attempt
+//	)}
+//
+// The transport keeps the whole http.RoundTripper contract: it never
+// modifies the caller's request, always closes the request body, and returns
+// a nil error for any response it hands back.
+//
+// # Outcomes
+//
+// Each attempt's result is classified for the policies (see
+// resilience.Kind):
+//
+//   - transient: transport errors (except certificate errors, an
+//     unsupported scheme and malformed requests, which are permanent) and
+//     the statuses 408, 500, 502, 503 and 504;
+//   - throttled: 429;
+//   - permanent: every other 5xx, such as 501;
+//   - rejected: every other 4xx;
+//   - success: everything else.
+//
+// A Retry-After header on a 408, 429 or 5xx response, in delta-seconds or
+// in any HTTP-date form, becomes the server's pushback; a date in the past
+// means "retry now". A malformed value is ignored.
+//
+// When retries run out on a failed response, the caller gets that last
+// response with a nil error, as it would without the transport, not a
+// synthetic error. Every response a policy discards is drained (up to
+// [MaxDrain] bytes) and closed, so its connection is reused.
+//
+// # Which requests are retried
+//
+// GET, HEAD, OPTIONS, TRACE, PUT and DELETE are idempotent. POST, PATCH and
+// any other method are idempotent only when the request carries an
+// Idempotency-Key (or X-Idempotency-Key) header; otherwise the retry policy
+// sends them once.
+//
+// A request body is replayed on each attempt through Request.GetBody. A body
+// without GetBody is read into memory, up to [Transport.MaxBodyBuffer]
+// (1 MiB by default); a larger one is streamed once and the request is not
+// retried (retry.Error gives the reason when the attempt failed with an
+// error).
+//
+// # Response bodies and held resources
+//
+// A response body is read after RoundTrip returns. Resources that policies
+// took for the attempt that produced it stay taken until the body is read to
+// the end or closed: a per-attempt timeout does not cut off a body that
+// arrived in time (the caller's own deadline and any total timeout still
+// apply), and a bulkhead slot is not freed before the body is done. Close
+// every response body, as net/http requires: a body never closed holds its
+// resources, exactly as it would hold its connection with plain net/http.
+package resiliencehttp

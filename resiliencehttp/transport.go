@@ -1,0 +1,330 @@
+package resiliencehttp
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/resilience-go/resilience"
+)
+
+const (
+	// DefaultMaxBodyBuffer is the default for [Transport.MaxBodyBuffer].
+	DefaultMaxBodyBuffer = 1 << 20
+	// MaxDrain is how many bytes of a discarded response body are read
+	// before it is closed, so that its connection can be reused. A longer
+	// body is closed unread and its connection dropped.
+	MaxDrain = 16 << 10
+)
+
+// Transport is an http.RoundTripper that runs each request under a
+// [resilience.Policy]. Build it with [NewTransport] or as a literal; it is
+// safe for concurrent use. Its fields must not change once it is in use.
+type Transport struct {
+	// Base sends each attempt. Nil means http.DefaultTransport.
+	Base http.RoundTripper
+	// Policy runs each request. Nil means the request is sent once,
+	// through Base, unchanged.
+	Policy resilience.Policy
+	// MaxBodyBuffer bounds how many bytes of a request body that has no
+	// GetBody are kept in memory to replay it. A larger body is sent once
+	// and not retried. Zero means DefaultMaxBodyBuffer (1 MiB); a negative
+	// value disables buffering.
+	MaxBodyBuffer int64
+}
+
+// NewTransport returns a Transport that sends requests through base (nil
+// means http.DefaultTransport) under the given policies, composed with
+// resilience.Chain: policies[0] is the outermost.
+func NewTransport(base http.RoundTripper, policies ...resilience.Policy) *Transport {
+	t := &Transport{Base: base}
+	if len(policies) > 0 {
+		t.Policy = resilience.Chain(policies...)
+	}
+	return t
+}
+
+// StatusError is how an attempt that received a failed response (a 408,
+// 429, 4xx or 5xx) reports it to the policies. The transport hands the
+// response itself back to the caller, so callers of RoundTrip never see it;
+// policies in the chain do, and may inspect the response's status and
+// headers (not its body).
+type StatusError struct {
+	Response *http.Response
+}
+
+func (e *StatusError) Error() string {
+	return "resiliencehttp: " + e.Response.Status
+}
+
+// ErrBodyNotReplayable is the reason a request is not retried when its body
+// has no GetBody and is larger than [Transport.MaxBodyBuffer].
+var ErrBodyNotReplayable = errors.New("resiliencehttp: request body cannot be replayed (no GetBody, larger than MaxBodyBuffer)")
+
+// RoundTrip sends req under the transport's policy. It implements
+// http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	base := t.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if err := validate(req); err != nil {
+		if req != nil && req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	if t.Policy == nil {
+		return base.RoundTrip(req)
+	}
+	rt := roundTrip{base: base, req: req}
+	call := resilience.Call{
+		Target:     target(req.URL),
+		Method:     req.Method,
+		Idempotent: isIdempotent(req),
+	}
+	if call.Method == "" {
+		call.Method = http.MethodGet
+	}
+	if call.Idempotent {
+		if err := rt.prepareReplay(t.maxBodyBuffer(), &call); err != nil {
+			return nil, err
+		}
+	}
+	err := t.Policy.Do(resilience.WithCall(req.Context(), call), rt.attempt)
+	if !rt.bodySent && rt.body != nil {
+		rt.body.Close()
+	}
+	if err == nil {
+		return rt.last, nil
+	}
+	var se *StatusError
+	if rt.last != nil && errors.As(err, &se) && se.Response == rt.last {
+		return rt.last, nil
+	}
+	return nil, err
+}
+
+func (t *Transport) maxBodyBuffer() int64 {
+	if t.MaxBodyBuffer == 0 {
+		return DefaultMaxBodyBuffer
+	}
+	return t.MaxBodyBuffer
+}
+
+// roundTrip is the state of one RoundTrip call across its attempts.
+type roundTrip struct {
+	base     http.RoundTripper
+	req      *http.Request
+	body     io.ReadCloser                 // for the first attempt to send
+	bodySent bool                          // body was handed to base, which closes it
+	getBody  func() (io.ReadCloser, error) // for later attempts
+	last     *http.Response                // the latest attempt's response
+}
+
+// prepareReplay arranges for the request body to be sent on every attempt,
+// or records in call why it cannot be.
+func (rt *roundTrip) prepareReplay(limit int64, call *resilience.Call) error {
+	req := rt.req
+	rt.body, rt.getBody = req.Body, req.GetBody
+	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil {
+		return nil
+	}
+	if limit < 0 || req.ContentLength > limit {
+		call.NoRetry = ErrBodyNotReplayable
+		return nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		req.Body.Close()
+		return fmt.Errorf("resiliencehttp: reading request body: %w", err)
+	}
+	if int64(len(buf)) > limit {
+		// Too large: send what was read followed by the rest, once.
+		rt.body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
+		call.NoRetry = ErrBodyNotReplayable
+		return nil
+	}
+	req.Body.Close()
+	rt.getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	rt.body, _ = rt.getBody()
+	return nil
+}
+
+// attempt sends one attempt of the request with ctx and classifies the
+// result for the policies.
+func (rt *roundTrip) attempt(ctx context.Context) error {
+	r := rt.req.WithContext(ctx)
+	switch {
+	case !rt.bodySent:
+		r.Body = rt.body
+		rt.bodySent = true
+	case rt.getBody != nil:
+		body, err := rt.getBody()
+		if err != nil {
+			return resilience.Mark(fmt.Errorf("resiliencehttp: GetBody: %w", err), resilience.KindPermanent)
+		}
+		r.Body = body
+	}
+	r.GetBody = rt.getBody
+	resp, err := rt.base.RoundTrip(r)
+	if err != nil {
+		rt.last = nil
+		return classifyError(err)
+	}
+	if resp.Body != nil && resp.Body != http.NoBody {
+		hb := &heldBody{rc: resp.Body}
+		hb.done = resilience.Hold(ctx, hb.discard)
+		resp.Body = hb
+	}
+	rt.last = resp
+	kind := classifyStatus(resp.StatusCode)
+	if kind == resilience.KindSuccess {
+		return nil
+	}
+	se := &StatusError{Response: resp}
+	if kind.Retryable() {
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return resilience.MarkRetryAfter(se, kind, d)
+		}
+	}
+	return resilience.Mark(se, kind)
+}
+
+// classifyStatus maps a response status to its outcome; see the package
+// documentation.
+func classifyStatus(code int) resilience.Kind {
+	switch {
+	case code == http.StatusRequestTimeout,
+		code == http.StatusInternalServerError,
+		code == http.StatusBadGateway,
+		code == http.StatusServiceUnavailable,
+		code == http.StatusGatewayTimeout:
+		return resilience.KindTransient
+	case code == http.StatusTooManyRequests:
+		return resilience.KindThrottled
+	case code >= 500:
+		return resilience.KindPermanent
+	case code >= 400:
+		return resilience.KindRejected
+	}
+	return resilience.KindSuccess
+}
+
+// classifyError marks the transport errors that no retry can fix as
+// permanent; the rest stay transient (and context errors keep their
+// meaning).
+func classifyError(err error) error {
+	var (
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		invalid  x509.CertificateInvalidError
+		hostname x509.HostnameError
+	)
+	if errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &hostname) {
+		return resilience.Mark(err, resilience.KindPermanent)
+	}
+	// net/http reports these with untyped errors.
+	msg := err.Error()
+	if strings.Contains(msg, "unsupported protocol scheme") || strings.HasPrefix(msg, "net/http: invalid") {
+		return resilience.Mark(err, resilience.KindPermanent)
+	}
+	return err
+}
+
+// validate rejects a request that no attempt could send, with a clear
+// error, before any policy runs.
+func validate(req *http.Request) error {
+	switch {
+	case req == nil:
+		return errors.New("resiliencehttp: nil Request")
+	case req.URL == nil:
+		return errors.New("resiliencehttp: nil Request.URL")
+	case req.URL.Host == "":
+		return fmt.Errorf("resiliencehttp: no host in request URL %q", req.URL.Redacted())
+	case req.Method != "" && !httpguts.ValidHeaderFieldName(req.Method):
+		return fmt.Errorf("resiliencehttp: invalid method %q", req.Method)
+	}
+	for k, vs := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("resiliencehttp: invalid header field name %q", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("resiliencehttp: invalid header field value for %q", k)
+			}
+		}
+	}
+	return nil
+}
+
+// isIdempotent reports whether req may be sent more than once.
+func isIdempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
+}
+
+// target returns the host:port the request goes to, with the scheme's
+// default port made explicit, so that "example.com" and "example.com:443"
+// share per-host policies.
+func target(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	switch u.Scheme {
+	case "https":
+		return net.JoinHostPort(u.Hostname(), "443")
+	case "http":
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
+}
+
+// heldBody keeps the attempt's resources until the body is read to the end
+// or closed.
+type heldBody struct {
+	rc   io.ReadCloser
+	done func(error)
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil {
+		if err == io.EOF {
+			b.done(nil)
+		} else {
+			b.done(err)
+		}
+	}
+	return n, err
+}
+
+func (b *heldBody) Close() error {
+	err := b.rc.Close()
+	b.done(nil)
+	return err
+}
+
+// discard drains a little of the body, so that its connection can be
+// reused, and closes it.
+func (b *heldBody) discard() {
+	io.CopyN(io.Discard, b.rc, MaxDrain)
+	b.rc.Close()
+}

@@ -1,0 +1,30 @@
+// Package retry runs an operation again when it fails in a way that may
+// pass.
+//
+// A [Policy] makes at most a fixed number of attempts (4 by default: the
+// first call and three retries), waiting between them for an exponentially
+// growing, jittered delay computed by github.com/cenkalti/backoff/v4. It is
+// safe by default:
+//
+//   - Only retryable outcomes are retried: transient failures and pushback
+//     (resilience.Kind.Retryable). Permanent failures, rejections (HTTP 4xx)
+//     and the caller's cancellation are returned at once.
+//   - A call that is not idempotent (resilience.Call.Idempotent is false)
+//     is never sent twice; an HTTP POST is idempotent only when it carries
+//     an Idempotency-Key.
+//   - A server's requested delay (resilience.RetryAfter, from Retry-After or
+//     grpc-retry-pushback-ms) replaces the computed one, capped at the
+//     policy's maximum delay.
+//   - Every wait honours the context: cancellation ends it at once and Do
+//     returns the context's error. A wait that would end past the
+//     context's deadline is not started: Do gives up with the last result.
+//   - A failed attempt's result is discarded (a response body drained and
+//     closed) before the wait, so its connection is reused.
+//
+// When it gives up on a retryable failure, Do returns an [*Error] that says
+// how many attempts were made and why it stopped, and wraps the last
+// attempt's error. Errors that were not retryable are returned unchanged.
+//
+// Place the policy inside a total timeout and outside a per-attempt
+// timeout: resilience.Chain(timeout.New(total), retry.New(), timeout.New(perAttempt)).
+package retry

@@ -1,0 +1,131 @@
+package timeout
+
+import (
+	"context"
+		"fmt"
+	"time"
+
+	"github.com/resilience-go/resilience"
+)
+
+// ErrTimeout is matched, with errors.Is, by every error a [Policy] returns
+// when its own deadline cut an operation short. Such errors also match
+// context.DeadlineExceeded and implement Timeout() bool, reporting true.
+var ErrTimeout error = sentinel{}
+
+type sentinel struct{}
+
+func (sentinel) Error() string   { return "timeout: deadline exceeded" }
+func (sentinel) Timeout() bool   { return true }
+func (sentinel) Is(t error) bool { return t == context.DeadlineExceeded }
+
+// Error is the error a [Policy] returns when its deadline expired before the
+// operation finished.
+type Error struct {
+	// After is the policy's duration.
+	After time.Duration
+	// Err is what the operation returned after its context was done; it
+	// may be nil if the operation ignored its context and returned nil
+	// after the deadline.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("timeout: exceeded %v", e.After)
+	}
+	return fmt.Sprintf("timeout: exceeded %v: %v", e.After, e.Err)
+}
+
+// Unwrap returns ErrTimeout and the operation's error.
+func (e *Error) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrTimeout}
+	}
+	return []error{ErrTimeout, e.Err}
+}
+
+// Timeout reports true, as net.Error does for timeouts.
+func (e *Error) Timeout() bool { return true }
+
+// Policy is a [resilience.Policy] that bounds an operation's duration. Build
+// it with [New]; it is safe for concurrent use. The zero Policy is not
+// usable.
+type Policy struct {
+	d time.Duration
+}
+
+// New returns a policy that gives each operation at most d. It panics if d
+// is not positive.
+func New(d time.Duration) *Policy {
+	if d <= 0 {
+		panic(fmt.Sprintf("timeout: New: duration must be positive, got %v", d))
+	}
+	return &Policy{d: d}
+}
+
+// Timeout returns the policy's duration.
+func (p *Policy) Timeout() time.Duration { return p.d }
+
+// Do runs op with a context that expires after the policy's duration, or at
+// the caller's deadline if that is sooner.
+func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
+	deadline := time.Now().Add(p.d)
+	if dl, ok := ctx.Deadline(); ok && !dl.After(deadline) {
+		// The caller's deadline comes first: it is the one that applies,
+		// and its error is the caller's own.
+		return op(ctx)
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	actx := &deadlineCtx{Context: cctx, deadline: deadline}
+	t := time.AfterFunc(p.d, func() { cancel(ErrTimeout) })
+	err := op(actx)
+	if !t.Stop() && err != nil && ctx.Err() == nil {
+		// Our timer fired and the caller's context is alive: the
+		// failure is ours to report.
+		err = &Error{After: p.d, Err: err}
+	}
+	if resilience.Held(actx) {
+		resilience.Defer(actx, func(error) { cancel(nil) })
+	} else {
+		cancel(nil)
+	}
+	return err
+}
+
+// deadlineCtx is the operation's context: it reports the policy's deadline
+// (so that a gRPC client sends it on, for example) and reports
+// context.DeadlineExceeded once the policy's timer fired, while the policy
+// keeps control of when, if ever, that happens: a result held past the
+// operation stops the timer.
+type deadlineCtx struct {
+	context.Context // a *context.cancelCtx from WithCancelCause
+	deadline        time.Time
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func (c *deadlineCtx) Err() error {
+	err := c.Context.Err()
+	if err != nil && context.Cause(c.Context) == ErrTimeout {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// Value hides the embedded cancel context from the context package's
+// look-up, so that contexts derived from this one take its cancellation
+// through AfterFunc, and with it the error Err reports, instead of the
+// embedded context's context.Canceled. Every other value passes through.
+func (c *deadlineCtx) Value(key any) any {
+	v := c.Context.Value(key)
+	if v == any(c.Context) {
+		return nil
+	}
+	return v
+}
+
+// AfterFunc lets derived contexts follow this one without a goroutine.
+func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
+	return context.AfterFunc(c.Context, f)
+}
