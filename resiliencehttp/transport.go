@@ -88,7 +88,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.Policy == nil {
 		return base.RoundTrip(req)
 	}
-	rt := roundTrip{base: base, req: req}
+	rt := roundTrip{base: base, req: req, body: req.Body, getBody: req.GetBody}
 	call := resilience.Call{
 		Target:     target(req.URL),
 		Method:     req.Method,
@@ -137,7 +137,6 @@ type roundTrip struct {
 // or records in call why it cannot be.
 func (rt *roundTrip) prepareReplay(limit int64, call *resilience.Call) error {
 	req := rt.req
-	rt.body, rt.getBody = req.Body, req.GetBody
 	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil {
 		return nil
 	}

@@ -1,0 +1,272 @@
+package resilience_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resilience-go/resilience"
+)
+
+// trace returns a policy that appends "name>" before op and "<name" after.
+func trace(name string, log *[]string) resilience.Policy {
+	return resilience.PolicyFunc(func(ctx context.Context, op func(context.Context) error) error {
+		*log = append(*log, name+">")
+		err := op(ctx)
+		*log = append(*log, "<"+name)
+		return err
+	})
+}
+
+func TestChainOrder(t *testing.T) {
+	var log []string
+	inner := resilience.Chain(trace("b", &log), trace("c", &log))
+	p := resilience.Chain(trace("a", &log), inner)
+	err := p.Do(context.Background(), func(context.Context) error {
+		log = append(log, "op")
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	want := []string{"a>", "b>", "c>", "op", "<c", "<b", "<a"}
+	if !slices.Equal(log, want) {
+		t.Fatalf("got %v, want %v", log, want)
+	}
+}
+
+func TestChainEmptyRunsOpOnce(t *testing.T) {
+	n := 0
+	boom := errors.New("boom")
+	err := resilience.Chain().Do(context.Background(), func(context.Context) error { n++; return boom })
+	if n != 1 || err != boom {
+		t.Fatalf("got %d calls and %v, want 1 call and %v", n, err, boom)
+	}
+}
+
+func TestChainNilPanics(t *testing.T) {
+	defer func() {
+		r := recover()
+		if msg, _ := r.(string); !strings.Contains(msg, "resilience: Chain: policy 1 is nil") {
+			t.Fatalf("got panic %v, want one naming the nil policy", r)
+		}
+	}()
+	resilience.Chain(resilience.Chain(), nil)
+}
+
+func TestDoReturnsValue(t *testing.T) {
+	v, err := resilience.Do(context.Background(), resilience.Chain(), func(context.Context) (int, error) { return 42, nil })
+	if v != 42 || err != nil {
+		t.Fatalf("got %d, %v; want 42, nil", v, err)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	base := errors.New("x")
+	tests := []struct {
+		err  error
+		want resilience.Kind
+	}{
+		{nil, resilience.KindSuccess},
+		{base, resilience.KindTransient},
+		{context.Canceled, resilience.KindCanceled},
+		{fmt.Errorf("wrapped: %w", context.Canceled), resilience.KindCanceled},
+		{context.DeadlineExceeded, resilience.KindTransient},
+		{resilience.Mark(base, resilience.KindPermanent), resilience.KindPermanent},
+		{fmt.Errorf("w: %w", resilience.Mark(base, resilience.KindRejected)), resilience.KindRejected},
+		{resilience.Mark(resilience.Mark(base, resilience.KindTransient), resilience.KindThrottled), resilience.KindThrottled},
+		{resilience.Mark(context.Canceled, resilience.KindTransient), resilience.KindTransient},
+	}
+	for _, tt := range tests {
+		if got := resilience.Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+	if resilience.Mark(nil, resilience.KindPermanent) != nil || resilience.MarkRetryAfter(nil, resilience.KindThrottled, time.Second) != nil {
+		t.Error("marking a nil error must give nil")
+	}
+	if err := resilience.Mark(base, resilience.KindPermanent); !errors.Is(err, base) || err.Error() != "x" {
+		t.Errorf("Mark must wrap transparently, got %q", err)
+	}
+}
+
+func TestKindProperties(t *testing.T) {
+	tests := []struct {
+		k                  resilience.Kind
+		retryable, failure bool
+		name               string
+	}{
+		{resilience.KindSuccess, false, false, "success"},
+		{resilience.KindTransient, true, true, "transient"},
+		{resilience.KindPermanent, false, true, "permanent"},
+		{resilience.KindThrottled, true, false, "throttled"},
+		{resilience.KindRejected, false, false, "rejected"},
+		{resilience.KindCanceled, false, false, "canceled"},
+		{resilience.Kind(200), false, false, "unknown"},
+	}
+	for _, tt := range tests {
+		if tt.k.Retryable() != tt.retryable || tt.k.Failure() != tt.failure || tt.k.String() != tt.name {
+			t.Errorf("%v: got retryable %v failure %v name %q, want %v %v %q",
+				tt.k, tt.k.Retryable(), tt.k.Failure(), tt.k.String(), tt.retryable, tt.failure, tt.name)
+		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	base := errors.New("x")
+	if _, ok := resilience.RetryAfter(base); ok {
+		t.Error("an unmarked error has no pushback")
+	}
+	if _, ok := resilience.RetryAfter(resilience.Mark(base, resilience.KindThrottled)); ok {
+		t.Error("Mark alone sets no pushback")
+	}
+	if d, ok := resilience.RetryAfter(fmt.Errorf("w: %w", resilience.MarkRetryAfter(base, resilience.KindThrottled, 3*time.Second))); !ok || d != 3*time.Second {
+		t.Errorf("got %v %v, want 3s true", d, ok)
+	}
+	if d, ok := resilience.RetryAfter(resilience.MarkRetryAfter(base, resilience.KindThrottled, -time.Second)); !ok || d != 0 {
+		t.Errorf("negative pushback: got %v %v, want 0 true", d, ok)
+	}
+}
+
+func TestCallInfo(t *testing.T) {
+	ctx := context.Background()
+	if _, ok := resilience.CallFrom(ctx); ok {
+		t.Fatal("no call outside WithCall")
+	}
+	if n := resilience.AttemptNumber(ctx); n != 1 {
+		t.Fatalf("AttemptNumber outside any attempt = %d, want 1", n)
+	}
+	want := resilience.Call{Target: "example.com:443", Method: "GET", Idempotent: true}
+	ctx = resilience.WithCall(ctx, want)
+	actx, _ := resilience.StartAttempt(ctx, 3)
+	got, ok := resilience.CallFrom(actx)
+	if !ok || got != want {
+		t.Fatalf("CallFrom = %+v %v, want %+v", got, ok, want)
+	}
+	if n := resilience.AttemptNumber(actx); n != 3 {
+		t.Fatalf("AttemptNumber = %d, want 3", n)
+	}
+}
+
+func TestDeferRunsAtOnceWhenNothingHeld(t *testing.T) {
+	for _, ctx := range []context.Context{context.Background(), resilience.WithCall(context.Background(), resilience.Call{})} {
+		ran := false
+		resilience.Defer(ctx, func(err error) {
+			if err != nil {
+				t.Errorf("release got %v, want nil", err)
+			}
+			ran = true
+		})
+		if !ran || resilience.Held(ctx) {
+			t.Fatalf("release ran %v, held %v; want true, false", ran, resilience.Held(ctx))
+		}
+	}
+}
+
+func TestHoldDelaysReleasesUntilDone(t *testing.T) {
+	ctx := resilience.WithCall(context.Background(), resilience.Call{})
+	done := resilience.Hold(ctx, nil)
+	var got []string
+	resilience.Defer(ctx, func(error) { got = append(got, "first") })
+	resilience.Defer(ctx, func(err error) { got = append(got, "second:"+fmt.Sprint(err)) })
+	if len(got) != 0 || !resilience.Held(ctx) {
+		t.Fatalf("released %v before done", got)
+	}
+	boom := errors.New("boom")
+	done(boom)
+	done(nil) // only the first call counts
+	if want := []string{"first", "second:boom"}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if resilience.Held(ctx) {
+		t.Fatal("still held after done")
+	}
+	// Deferred after the end: runs at once with the final error.
+	var late error
+	resilience.Defer(ctx, func(err error) { late = err })
+	if late != boom {
+		t.Fatalf("late release got %v, want %v", late, boom)
+	}
+}
+
+func TestAttemptKeepHandsOverToCall(t *testing.T) {
+	ctx := resilience.WithCall(context.Background(), resilience.Call{})
+	actx, at := resilience.StartAttempt(ctx, 1)
+	done := resilience.Hold(actx, nil)
+	var log []string
+	resilience.Defer(actx, func(error) { log = append(log, "attempt") })
+	at.Keep()
+	if !resilience.Held(ctx) {
+		t.Fatal("the call must hold the kept attempt's result")
+	}
+	resilience.Defer(ctx, func(error) { log = append(log, "call") })
+	if len(log) != 0 {
+		t.Fatalf("released %v before the result was done", log)
+	}
+	done(nil)
+	if want := []string{"attempt", "call"}; !slices.Equal(log, want) {
+		t.Fatalf("got %v, want %v", log, want)
+	}
+}
+
+func TestAttemptDiscard(t *testing.T) {
+	ctx := resilience.WithCall(context.Background(), resilience.Call{})
+	actx, at := resilience.StartAttempt(ctx, 1)
+	var log []string
+	resilience.Hold(actx, func() { log = append(log, "discard") })
+	var final error
+	resilience.Defer(actx, func(err error) { final = err; log = append(log, "release") })
+	at.Discard()
+	if want := []string{"discard", "release"}; !slices.Equal(log, want) {
+		t.Fatalf("got %v, want %v", log, want)
+	}
+	if resilience.Classify(final) != resilience.KindCanceled {
+		t.Fatalf("a discarded result ends with %v (%v), want a canceled kind", final, resilience.Classify(final))
+	}
+	if resilience.Held(ctx) {
+		t.Fatal("a discarded attempt must not hold the call")
+	}
+	at.Discard() // a second end is a no-op
+	var zero resilience.Attempt
+	zero.Keep()
+	zero.Discard()
+}
+
+func TestKeepAfterDoneDoesNotHoldCall(t *testing.T) {
+	ctx := resilience.WithCall(context.Background(), resilience.Call{})
+	actx, at := resilience.StartAttempt(ctx, 1)
+	done := resilience.Hold(actx, nil)
+	done(nil)
+	at.Keep()
+	if resilience.Held(ctx) {
+		t.Fatal("a finished result must not hold the call")
+	}
+}
+
+func TestAttemptContextDoesNotSpawnGoroutines(t *testing.T) {
+	// Contexts derived from attempt contexts follow cancellation through
+	// AfterFunc, not a goroutine per derived context.
+	parent, cancel := context.WithCancel(context.Background())
+	ctx := resilience.WithCall(parent, resilience.Call{})
+	actx, _ := resilience.StartAttempt(ctx, 1)
+	before := runtime.NumGoroutine()
+	child, cancelChild := context.WithCancel(actx)
+	defer cancelChild()
+	if after := runtime.NumGoroutine(); after != before {
+		t.Fatalf("deriving a context started %d goroutine(s)", after-before)
+	}
+	cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancellation did not reach a context derived from an attempt")
+	}
+	if !errors.Is(child.Err(), context.Canceled) {
+		t.Fatalf("child.Err() = %v, want context.Canceled", child.Err())
+	}
+}
