@@ -1,0 +1,285 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/resilience-go/resilience"
+)
+
+// ErrOpen is matched, with errors.Is, by every error a breaker returns when
+// it turns a call away: while it is open, and while it is half-open with
+// all its probes in flight. The error is an [*OpenError].
+var ErrOpen = errors.New("breaker: circuit open")
+
+// OpenError is the error of a call turned away by a breaker. It matches
+// [ErrOpen]. The error returned by Do also carries RetryIn for
+// resilience.RetryAfter, so that a retry policy outside the breaker waits
+// for the next probe instead of spinning.
+type OpenError struct {
+	// Name is the breaker's name; the key for a [Keyed] breaker.
+	Name string
+	// RetryIn is how long until the breaker lets the next probe through.
+	// It is zero when the breaker is half-open and its probes are in
+	// flight: when it opens or closes next depends on their outcome.
+	RetryIn time.Duration
+	// HalfOpen reports whether the breaker was half-open.
+	HalfOpen bool
+}
+
+func (e *OpenError) Error() string {
+	name := ""
+	if e.Name != "" {
+		name = " " + e.Name
+	}
+	if e.HalfOpen {
+		return fmt.Sprintf("breaker%s: circuit half-open, probes in flight", name)
+	}
+	return fmt.Sprintf("breaker%s: circuit open, next probe in %v", name, e.RetryIn)
+}
+
+// Is reports whether target is ErrOpen.
+func (e *OpenError) Is(target error) bool { return target == ErrOpen }
+
+// State is a breaker's state.
+type State uint8
+
+const (
+	// Closed: calls go through and their outcomes are counted.
+	Closed State = iota
+	// Open: calls are turned away with ErrOpen.
+	Open
+	// HalfOpen: a few probes go through; their outcome closes or reopens
+	// the breaker.
+	HalfOpen
+)
+
+func (s State) String() string {
+	switch s {
+	case Closed:
+		return "closed"
+	case Open:
+		return "open"
+	case HalfOpen:
+		return "half-open"
+	}
+	return "unknown"
+}
+
+func fromGobreaker(s gobreaker.State) State {
+	switch s {
+	case gobreaker.StateOpen:
+		return Open
+	case gobreaker.StateHalfOpen:
+		return HalfOpen
+	}
+	return Closed
+}
+
+// Outcomes as reported to gobreaker, once classified.
+var (
+	errFailure  = errors.New("breaker: failure")
+	errExcluded = errors.New("breaker: not counted")
+)
+
+// Breaker is a circuit breaker: a [resilience.Policy] that stops calling a
+// dependency that is failing, and tries it again after a while. Build it
+// with [New]; it is safe for concurrent use. The zero Breaker is not
+// usable.
+type Breaker struct {
+	cb            *gobreaker.TwoStepCircuitBreaker[struct{}]
+	name          string
+	open          time.Duration
+	window        time.Duration
+	onStateChange func(name string, from, to State)
+
+	// openUntil is when the breaker last opened plus the open duration, in
+	// Unix nanoseconds: when the next probe may go.
+	openUntil atomic.Int64
+
+	// State changes are recorded by gobreaker under its lock and delivered
+	// to onStateChange by the next call that finds them pending.
+	pending atomic.Bool // len(events) > 0, read without mu
+	mu      sync.Mutex  // guards events and delivering; never held while calling out
+	events  []stateChange
+	// delivering is true while a goroutine delivers events, so that they
+	// are delivered one at a time, in order.
+	delivering bool
+}
+
+type stateChange struct{ from, to State }
+
+// New returns a breaker configured by opts. It panics, naming the option,
+// if an option's value is invalid, or if given an option that applies to
+// [NewKeyed] only.
+func New(opts ...Option) *Breaker {
+	c := defaultConfig()
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	c.validate(false)
+	return newBreaker(&c, c.name)
+}
+
+func newBreaker(c *config, name string) *Breaker {
+	b := &Breaker{
+		name:          name,
+		open:          c.open,
+		onStateChange: c.onStateChange,
+	}
+	st := gobreaker.Settings{
+		Name:          name,
+		MaxRequests:   uint32(c.probes),
+		Timeout:       c.open,
+		IsSuccessful:  func(err error) bool { return err == nil },
+		IsExcluded:    func(err error) bool { return err == errExcluded },
+		OnStateChange: b.record,
+	}
+	switch c.mode {
+	case modeConsecutive:
+		n := uint32(c.consecutive)
+		st.ReadyToTrip = func(cs gobreaker.Counts) bool { return cs.ConsecutiveFailures >= n }
+	default:
+		b.window = c.window
+		st.Interval, st.BucketPeriod = c.window, c.bucket
+		ratio, minCalls := c.ratio, uint64(c.minCalls)
+		st.ReadyToTrip = func(cs gobreaker.Counts) bool {
+			counted := uint64(cs.TotalSuccesses) + uint64(cs.TotalFailures)
+			return counted >= minCalls && float64(cs.TotalFailures) >= ratio*float64(counted)
+		}
+	}
+	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
+	return b
+}
+
+// Name returns the breaker's name.
+func (b *Breaker) Name() string { return b.name }
+
+// Window returns the rolling window over which a failure-ratio breaker
+// counts outcomes, or zero for a breaker that counts consecutive failures.
+func (b *Breaker) Window() time.Duration { return b.window }
+
+// State returns the breaker's state now.
+func (b *Breaker) State() State {
+	s := fromGobreaker(b.cb.State())
+	b.deliver()
+	return s
+}
+
+// Do runs op if the breaker lets the call through, and counts its outcome;
+// otherwise it returns an [*OpenError] at once, marked as throttled with
+// the time until the next probe (resilience.MarkRetryAfter).
+//
+// The outcome is read with resilience.Classify: failures
+// (resilience.Kind.Failure) count against the dependency, successes for
+// it; anything else, such as a rejection (an HTTP 4xx), throttling or the
+// caller's cancellation, is not counted. When op returns nil and its result
+// is held (a response body still to read, see resilience.Hold), the outcome
+// is counted when the result is done, from its final error: a body that
+// fails halfway counts as a failure. If op panics, the call is not counted
+// and the panic goes on.
+func (b *Breaker) Do(ctx context.Context, op func(context.Context) error) error {
+	done, err := b.cb.Allow()
+	b.deliver()
+	if err != nil {
+		return b.reject(err)
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			done(errExcluded)
+			b.deliver()
+		}
+	}()
+	err = op(ctx)
+	finished = true
+	if err == nil && resilience.Held(ctx) {
+		resilience.Defer(ctx, func(final error) {
+			done(outcome(ctx, final))
+			b.deliver()
+		})
+		return nil
+	}
+	done(outcome(ctx, err))
+	b.deliver()
+	return err
+}
+
+// outcome maps a call's error to what gobreaker counts.
+func outcome(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return errExcluded
+	}
+	switch k := resilience.Classify(err); {
+	case k == resilience.KindSuccess:
+		return nil
+	case k.Failure():
+		return errFailure
+	}
+	return errExcluded
+}
+
+// reject builds the error for a call turned away; err is gobreaker's.
+// Telemetry for rejections belongs here.
+func (b *Breaker) reject(err error) error {
+	if errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return resilience.Mark(&OpenError{Name: b.name, HalfOpen: true}, resilience.KindThrottled)
+	}
+	wait := max(time.Duration(b.openUntil.Load()-time.Now().UnixNano()), 0)
+	return resilience.MarkRetryAfter(&OpenError{Name: b.name, RetryIn: wait}, resilience.KindThrottled, wait)
+}
+
+// record is gobreaker's OnStateChange: it runs under gobreaker's lock, so it
+// only queues the change for deliver.
+func (b *Breaker) record(_ string, from, to gobreaker.State) {
+	if to == gobreaker.StateOpen {
+		b.openUntil.Store(time.Now().Add(b.open).UnixNano())
+	}
+	if b.onStateChange == nil {
+		return
+	}
+	b.mu.Lock()
+	b.events = append(b.events, stateChange{fromGobreaker(from), fromGobreaker(to)})
+	b.pending.Store(true)
+	b.mu.Unlock()
+}
+
+// deliver calls onStateChange for the pending state changes, outside any
+// lock. Every call into gobreaker is followed by deliver, so a change
+// recorded in a call is delivered by that call or by the one already
+// delivering. Telemetry for state changes belongs here.
+func (b *Breaker) deliver() {
+	if !b.pending.Load() {
+		return
+	}
+	b.mu.Lock()
+	if b.delivering {
+		b.mu.Unlock()
+		return
+	}
+	b.delivering = true
+	defer func() {
+		// Also on a panic in onStateChange, so that later changes are
+		// still delivered.
+		b.mu.Lock()
+		b.delivering = false
+		b.mu.Unlock()
+	}()
+	for len(b.events) > 0 {
+		evs := b.events
+		b.events = nil
+		b.pending.Store(false)
+		b.mu.Unlock()
+		for _, e := range evs {
+			b.onStateChange(b.name, e.from, e.to)
+		}
+		b.mu.Lock()
+	}
+	b.mu.Unlock()
+}

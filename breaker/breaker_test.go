@@ -1,0 +1,463 @@
+package breaker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/breaker"
+	"github.com/resilience-go/resilience/resiliencehttp"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// server is a real HTTP server that answers with its current status and
+// counts the requests it sees.
+type server struct {
+	*httptest.Server
+	status atomic.Int64
+	seen   atomic.Int64
+}
+
+func newServer(t *testing.T, status int) *server {
+	t.Helper()
+	s := &server{}
+	s.status.Store(int64(status))
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.seen.Add(1)
+		w.WriteHeader(int(s.status.Load()))
+		io.WriteString(w, "body")
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// client sends requests through p. It does not keep connections alive, so
+// that it can be used inside a synctest bubble while the server runs
+// outside it.
+func client(t *testing.T, p resilience.Policy) *http.Client {
+	t.Helper()
+	base := &http.Transport{DisableKeepAlives: true}
+	t.Cleanup(base.CloseIdleConnections)
+	return &http.Client{Transport: resiliencehttp.NewTransport(base, p)}
+}
+
+// get sends a GET and reads and closes the body; it returns the status, or
+// the error.
+func get(c *http.Client, url string) (int, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func TestOpensProbesAndCloses(t *testing.T) {
+	srv := newServer(t, http.StatusServiceUnavailable)
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New(breaker.WithConsecutiveFailures(3), breaker.WithOpenDuration(5*time.Second))
+		c := client(t, b)
+
+		for i := range 3 {
+			if code, err := get(c, srv.URL); err != nil || code != 503 {
+				t.Fatalf("call %d: got %d, %v; want 503, nil", i+1, code, err)
+			}
+		}
+		if got := b.State(); got != breaker.Open {
+			t.Fatalf("after 3 failures: state %v, want open", got)
+		}
+
+		// Open: calls fail fast, the server sees nothing, and the error
+		// says when the next probe goes.
+		for range 10 {
+			_, err := get(c, srv.URL)
+			var oe *breaker.OpenError
+			if !errors.Is(err, breaker.ErrOpen) || !errors.As(err, &oe) {
+				t.Fatalf("open breaker: got %v, want ErrOpen", err)
+			}
+			if oe.RetryIn != 5*time.Second {
+				t.Errorf("RetryIn = %v, want 5s (no time passed)", oe.RetryIn)
+			}
+			if d, ok := resilience.RetryAfter(err); !ok || d != 5*time.Second {
+				t.Errorf("RetryAfter = %v, %v; want 5s, true", d, ok)
+			}
+			if k := resilience.Classify(err); k != resilience.KindThrottled {
+				t.Errorf("Classify = %v, want throttled", k)
+			}
+		}
+		if got := srv.seen.Load(); got != 3 {
+			t.Fatalf("server saw %d requests, want 3", got)
+		}
+
+		time.Sleep(2 * time.Second)
+		_, err := get(c, srv.URL)
+		var oe *breaker.OpenError
+		if !errors.As(err, &oe) || oe.RetryIn != 3*time.Second {
+			t.Fatalf("2s later: got %v, want OpenError with RetryIn 3s", err)
+		}
+
+		// After the open duration one probe goes through. Its outcome
+		// is counted when its body is done.
+		time.Sleep(3*time.Second + time.Nanosecond)
+		srv.status.Store(http.StatusOK)
+		probe, err := c.Get(srv.URL)
+		if err != nil || probe.StatusCode != 200 {
+			t.Fatalf("probe: got %v, %v; want 200", probe, err)
+		}
+		if got := b.State(); got != breaker.HalfOpen {
+			t.Fatalf("probe body open: state %v, want half-open", got)
+		}
+		_, err = get(c, srv.URL)
+		if !errors.As(err, &oe) || !oe.HalfOpen {
+			t.Fatalf("second call while probing: got %v, want half-open OpenError", err)
+		}
+		if got := srv.seen.Load(); got != 4 {
+			t.Fatalf("server saw %d requests, want 4 (3 failures, 1 probe)", got)
+		}
+		io.Copy(io.Discard, probe.Body)
+		probe.Body.Close()
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("after the probe succeeded: state %v, want closed", got)
+		}
+		if code, err := get(c, srv.URL); err != nil || code != 200 {
+			t.Fatalf("closed again: got %d, %v; want 200", code, err)
+		}
+	})
+}
+
+func TestFailedProbeReopens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(time.Second))
+		fail := func(context.Context) error { return errors.New("down") }
+		b.Do(t.Context(), fail)
+		time.Sleep(time.Second + time.Nanosecond)
+		if got := b.State(); got != breaker.HalfOpen {
+			t.Fatalf("state %v, want half-open", got)
+		}
+		b.Do(t.Context(), fail)
+		if got := b.State(); got != breaker.Open {
+			t.Fatalf("after a failed probe: state %v, want open", got)
+		}
+		var oe *breaker.OpenError
+		if err := b.Do(t.Context(), fail); !errors.As(err, &oe) || oe.RetryIn != time.Second {
+			t.Fatalf("got %v, want OpenError with a full open duration", err)
+		}
+	})
+}
+
+func TestRejectionsNeverOpen(t *testing.T) {
+	srv := newServer(t, http.StatusNotFound)
+	b := breaker.New(breaker.WithConsecutiveFailures(1))
+	c := client(t, b)
+	for i := range 50 {
+		if code, err := get(c, srv.URL); err != nil || code != 404 {
+			t.Fatalf("call %d: got %d, %v; want 404", i+1, code, err)
+		}
+	}
+	if got := b.State(); got != breaker.Closed {
+		t.Fatalf("after 50 responses 404: state %v, want closed", got)
+	}
+	if got := srv.seen.Load(); got != 50 {
+		t.Fatalf("server saw %d requests, want 50", got)
+	}
+	srv.status.Store(http.StatusTooManyRequests)
+	get(c, srv.URL)
+	if got := b.State(); got != breaker.Closed {
+		t.Fatalf("after a 429: state %v, want closed", got)
+	}
+	srv.status.Store(http.StatusInternalServerError)
+	get(c, srv.URL)
+	if got := b.State(); got != breaker.Open {
+		t.Fatalf("after a 500: state %v, want open", got)
+	}
+}
+
+func TestOutcomesNotCounted(t *testing.T) {
+	b := breaker.New(breaker.WithConsecutiveFailures(1))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	ops := map[string]func(context.Context) error{
+		"caller canceled": func(ctx context.Context) error { return ctx.Err() },
+		"error while the caller's context is canceled": func(context.Context) error {
+			return errors.New("connection reset")
+		},
+	}
+	for name, op := range ops {
+		b.Do(ctx, op)
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("%s: state %v, want closed", name, got)
+		}
+	}
+	for _, k := range []resilience.Kind{resilience.KindRejected, resilience.KindThrottled, resilience.KindCanceled} {
+		b.Do(t.Context(), func(context.Context) error { return resilience.Mark(errors.New("x"), k) })
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("%v: state %v, want closed", k, got)
+		}
+	}
+	func() {
+		defer func() { recover() }()
+		b.Do(t.Context(), func(context.Context) error { panic("boom") })
+	}()
+	if got := b.State(); got != breaker.Closed {
+		t.Fatalf("panic: state %v, want closed", got)
+	}
+	b.Do(t.Context(), func(context.Context) error { return resilience.Mark(errors.New("x"), resilience.KindPermanent) })
+	if got := b.State(); got != breaker.Open {
+		t.Fatalf("permanent failure: state %v, want open", got)
+	}
+}
+
+func TestFailureRatioOverRollingWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New(breaker.WithFailureRatio(0.5, 10), breaker.WithWindow(10*time.Second, time.Second))
+		ok := func(context.Context) error { return nil }
+		fail := func(context.Context) error { return errors.New("down") }
+		rejected := func(context.Context) error { return resilience.Mark(errors.New("404"), resilience.KindRejected) }
+		run := func(op func(context.Context) error, n int) {
+			for range n {
+				b.Do(t.Context(), op)
+			}
+		}
+
+		run(fail, 9)
+		run(rejected, 20) // not counted: still below the minimum
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("9 counted calls: state %v, want closed (minimum 10)", got)
+		}
+		// The failures leave the window; the next ones are mostly
+		// successes.
+		time.Sleep(10 * time.Second)
+		run(ok, 9)
+		run(fail, 1)
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("1 failure in 10 within the window: state %v, want closed", got)
+		}
+		run(fail, 7) // 8 of 17
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("8 failures in 17: state %v, want closed", got)
+		}
+		run(fail, 1) // 9 of 18
+		if got := b.State(); got != breaker.Open {
+			t.Fatalf("9 failures in 18: state %v, want open", got)
+		}
+	})
+}
+
+func TestHeldBodyFailureCounts(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "only part of it")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // cuts the connection mid-body
+	}))
+	defer srv.Close()
+	b := breaker.New(breaker.WithConsecutiveFailures(1))
+	c := client(t, b)
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.State(); got != breaker.Closed {
+		t.Fatalf("headers received: state %v, want closed", got)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Fatal("reading the body: no error")
+	}
+	if got := b.State(); got != breaker.Open {
+		t.Fatalf("body failed: state %v, want open", got)
+	}
+}
+
+func TestStateChangesOutsideLock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			b   *breaker.Breaker
+			got []string
+		)
+		b = breaker.New(
+			breaker.WithName("db"),
+			breaker.WithConsecutiveFailures(1),
+			breaker.WithOpenDuration(time.Second),
+			breaker.WithOnStateChange(func(name string, from, to breaker.State) {
+				// Calling back into the breaker would deadlock if this
+				// ran under its lock.
+				got = append(got, fmt.Sprintf("%s %v->%v (now %v)", name, from, to, b.State()))
+			}),
+		)
+		b.Do(t.Context(), func(context.Context) error { return errors.New("down") })
+		time.Sleep(2 * time.Second)
+		b.Do(t.Context(), func(context.Context) error { return nil })
+		want := []string{
+			"db closed->open (now open)",
+			"db open->half-open (now half-open)",
+			"db half-open->closed (now closed)",
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("state changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}
+
+func TestKeyedPerHost(t *testing.T) {
+	bad := newServer(t, http.StatusBadGateway)
+	good := newServer(t, http.StatusOK)
+	k := breaker.NewKeyed(breaker.WithConsecutiveFailures(2))
+	c := client(t, k)
+	for range 2 {
+		get(c, bad.URL)
+	}
+	badHost := strings.TrimPrefix(bad.URL, "http://")
+	if got := k.State(badHost); got != breaker.Open {
+		t.Fatalf("bad host: state %v, want open", got)
+	}
+	_, err := get(c, bad.URL)
+	var oe *breaker.OpenError
+	if !errors.As(err, &oe) || oe.Name != badHost {
+		t.Fatalf("bad host: got %v, want OpenError naming %s", err, badHost)
+	}
+	for i := range 20 {
+		if code, err := get(c, good.URL); err != nil || code != 200 {
+			t.Fatalf("good host, call %d: got %d, %v; want 200", i+1, code, err)
+		}
+	}
+	if got := good.seen.Load(); got != 20 {
+		t.Fatalf("good host saw %d requests, want 20", got)
+	}
+	if got := bad.seen.Load(); got != 2 {
+		t.Fatalf("bad host saw %d requests, want 2", got)
+	}
+}
+
+type keyCtx struct{}
+
+func keyFrom(ctx context.Context) string { s, _ := ctx.Value(keyCtx{}).(string); return s }
+
+func TestKeyedBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := breaker.NewKeyed(
+			breaker.WithKey(keyFrom),
+			breaker.WithMaxKeys(100),
+			breaker.WithIdleTimeout(time.Minute),
+			breaker.WithConsecutiveFailures(1),
+		)
+		ok := func(context.Context) error { return nil }
+		for i := range 10_000 {
+			ctx := context.WithValue(t.Context(), keyCtx{}, fmt.Sprint("tenant-", i))
+			k.Do(ctx, ok)
+			if n := k.Len(); n > 100 {
+				t.Fatalf("after %d keys: Len = %d, want <= 100", i+1, n)
+			}
+		}
+		time.Sleep(time.Minute + time.Second)
+		k.Do(context.WithValue(t.Context(), keyCtx{}, "last"), ok)
+		if n := k.Len(); n != 1 {
+			t.Fatalf("after the idle timeout: Len = %d, want 1", n)
+		}
+	})
+}
+
+func TestConcurrentUse(t *testing.T) {
+	var changes atomic.Int64
+	b := breaker.New(
+		breaker.WithFailureRatio(0.5, 20),
+		breaker.WithOpenDuration(time.Millisecond),
+		breaker.WithOnStateChange(func(string, breaker.State, breaker.State) { changes.Add(1) }),
+	)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 2000 {
+				b.Do(t.Context(), func(context.Context) error {
+					if (g+i)%3 == 0 {
+						return errors.New("down")
+					}
+					return nil
+				})
+				b.State()
+			}
+		})
+	}
+	wg.Wait()
+	_ = changes.Load()
+}
+
+func TestInvalidOptionsPanic(t *testing.T) {
+	tests := []struct {
+		opts []breaker.Option
+		want string
+	}{
+		{[]breaker.Option{breaker.WithFailureRatio(2, 10)}, "breaker: WithFailureRatio: ratio must be in (0, 1], got 2"},
+		{[]breaker.Option{breaker.WithFailureRatio(0.5, 0)}, "breaker: WithFailureRatio: minCalls"},
+		{[]breaker.Option{breaker.WithConsecutiveFailures(0)}, "breaker: WithConsecutiveFailures"},
+		{[]breaker.Option{breaker.WithWindow(10*time.Second, 3*time.Second)}, "breaker: WithWindow"},
+		{[]breaker.Option{breaker.WithWindow(time.Second, 0)}, "breaker: WithWindow"},
+		{[]breaker.Option{breaker.WithOpenDuration(0)}, "breaker: WithOpenDuration"},
+		{[]breaker.Option{breaker.WithHalfOpenProbes(0)}, "breaker: WithHalfOpenProbes"},
+		{[]breaker.Option{breaker.WithMaxKeys(5)}, "breaker: New: WithMaxKeys applies to NewKeyed only"},
+		{[]breaker.Option{breaker.WithKey(keyFrom)}, "breaker: New: WithKey applies to NewKeyed only"},
+	}
+	for _, tt := range tests {
+		func() {
+			defer func() {
+				r := recover()
+				if s, _ := r.(string); !strings.HasPrefix(s, tt.want) {
+					t.Errorf("got panic %v, want %q", r, tt.want)
+				}
+			}()
+			breaker.New(tt.opts...)
+		}()
+	}
+	func() {
+		defer func() {
+			if s, _ := recover().(string); !strings.HasPrefix(s, "breaker: WithMaxKeys") {
+				t.Errorf("NewKeyed(WithMaxKeys(0)): got panic %q", s)
+			}
+		}()
+		breaker.NewKeyed(breaker.WithMaxKeys(0))
+	}()
+}
+
+func TestOptionsComparable(t *testing.T) {
+	if breaker.WithFailureRatio(0.5, 20) != breaker.WithFailureRatio(0.5, 20) {
+		t.Error("equal options compare unequal")
+	}
+	if breaker.WithOpenDuration(time.Second) == breaker.WithOpenDuration(2*time.Second) {
+		t.Error("different options compare equal")
+	}
+}
+
+func BenchmarkBreaker(b *testing.B) {
+	br := breaker.New()
+	ctx := context.Background()
+	op := func(context.Context) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		br.Do(ctx, op)
+	}
+}
+
+func BenchmarkKeyed(b *testing.B) {
+	k := breaker.NewKeyed()
+	ctx := resilience.WithCall(context.Background(), resilience.Call{Target: "api.example.com:443"})
+	op := func(context.Context) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		k.Do(ctx, op)
+	}
+}

@@ -1,0 +1,76 @@
+package breaker
+
+import (
+	"context"
+	"time"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/keyed"
+)
+
+// Keyed is a [resilience.Policy] that keeps one [Breaker] per key, by
+// default per target host, so that one failing dependency does not turn
+// away calls to the others. Build it with [NewKeyed]; it is safe for
+// concurrent use. The zero Keyed is not usable.
+//
+// Its breakers live in a bounded registry: at most [WithMaxKeys] keys (plus
+// those with calls in flight), and a key idle for [WithIdleTimeout] is
+// forgotten. A forgotten breaker starts again closed.
+type Keyed struct {
+	c   config
+	key func(context.Context) string
+	reg *keyed.Registry[*Breaker]
+}
+
+// NewKeyed returns a keyed breaker. opts configure every breaker it makes,
+// each named by its key, and the keying itself ([WithKey], [WithMaxKeys],
+// [WithIdleTimeout]). It panics, naming the option, if an option's value is
+// invalid.
+func NewKeyed(opts ...Option) *Keyed {
+	k := &Keyed{c: defaultConfig()}
+	for _, o := range opts {
+		o.apply(&k.c)
+	}
+	k.c.validate(true)
+	k.key = k.c.key
+	k.reg = keyed.New(k.c.maxKeys, k.c.idle, func(key string) *Breaker { return newBreaker(&k.c, key) })
+	return k
+}
+
+// Do runs op under the breaker for the call's key; see [Breaker.Do].
+func (k *Keyed) Do(ctx context.Context, op func(context.Context) error) error {
+	e := k.reg.Acquire(k.key(ctx))
+	released := false
+	defer func() {
+		if !released {
+			k.reg.Release(e)
+		}
+	}()
+	err := e.Value.Do(ctx, op)
+	released = true
+	if resilience.Held(ctx) {
+		resilience.Defer(ctx, func(error) { k.reg.Release(e) })
+	} else {
+		k.reg.Release(e)
+	}
+	return err
+}
+
+// State returns the state of the breaker for key; Closed if there is none.
+func (k *Keyed) State(key string) State {
+	if b, ok := k.reg.Peek(key); ok {
+		return b.State()
+	}
+	return Closed
+}
+
+// Window returns the rolling window of each breaker; see [Breaker.Window].
+func (k *Keyed) Window() time.Duration {
+	if k.c.mode == modeConsecutive {
+		return 0
+	}
+	return k.c.window
+}
+
+// Len returns the number of keys that have a breaker.
+func (k *Keyed) Len() int { return k.reg.Len() }

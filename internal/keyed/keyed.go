@@ -1,0 +1,156 @@
+// Package keyed holds one value per key in a bounded registry that forgets
+// idle keys. The keyed variants of breaker, bulkhead and ratelimit share it,
+// so that a client talking to a million distinct hosts keeps at most a fixed
+// number of per-host instances.
+//
+// A value is in use between [Registry.Acquire] and the matching
+// [Registry.Release]; a value in use is never evicted, so that a bulkhead's
+// slots or a breaker's outcome bookkeeping stay with the calls that took
+// them. Idle values are kept in least-recently-used order. Whenever a key is
+// acquired, values idle for longer than the idle timeout are dropped, and
+// when a new key would exceed the maximum, the least recently used idle
+// value is dropped to make room. If every value is in use the registry grows
+// past its maximum by at most the number of keys with calls in flight, and
+// shrinks back as they end. No goroutine is started.
+package keyed
+
+import (
+	"sync"
+	"time"
+)
+
+// Registry maps keys to values made on first use. It is safe for concurrent
+// use. The zero Registry is not usable; build it with [New].
+type Registry[V any] struct {
+	newValue func(key string) V
+	max      int
+	idle     time.Duration
+	now      func() time.Time
+
+	mu sync.Mutex // guards the fields below; newValue runs under it and must not call back
+	m  map[string]*Entry[V]
+	// lru lists the entries not in use, most recently released first;
+	// entries in use are not on it.
+	head, tail *Entry[V]
+}
+
+// Entry is a registry's value for one key.
+type Entry[V any] struct {
+	Value V
+
+	key        string
+	refs       int       // calls using the entry; guarded by Registry.mu
+	last       time.Time // when refs last dropped to zero
+	prev, next *Entry[V] // in the idle list, while refs == 0
+}
+
+// Key returns the entry's key.
+func (e *Entry[V]) Key() string { return e.key }
+
+// New returns a registry that makes the value for a new key with newValue,
+// keeps at most max keys that are not in use, and drops values idle for
+// longer than idle. newValue must not call into the registry. New panics if
+// max < 1 or idle <= 0: the caller validates its options first.
+func New[V any](max int, idle time.Duration, newValue func(key string) V) *Registry[V] {
+	if max < 1 || idle <= 0 || newValue == nil {
+		panic("keyed: New: invalid arguments")
+	}
+	return &Registry[V]{
+		newValue: newValue,
+		max:      max,
+		idle:     idle,
+		now:      time.Now,
+		m:        make(map[string]*Entry[V]),
+	}
+}
+
+// Acquire returns the entry for key, making it if needed, and marks it in
+// use until [Registry.Release].
+func (r *Registry[V]) Acquire(key string) *Entry[V] {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evictIdle(now)
+	e, ok := r.m[key]
+	if !ok {
+		if len(r.m) >= r.max && r.tail != nil {
+			r.remove(r.tail)
+		}
+		e = &Entry[V]{Value: r.newValue(key), key: key}
+		r.m[key] = e
+	} else if e.refs == 0 {
+		r.unlink(e)
+	}
+	e.refs++
+	return e
+}
+
+// Release ends one use of e, acquired from r. It must be called exactly
+// once per Acquire.
+func (r *Registry[V]) Release(e *Entry[V]) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e.refs--
+	if e.refs > 0 {
+		return
+	}
+	e.last = now
+	if r.m[e.key] != e {
+		// Cannot happen: entries in use are never evicted.
+		return
+	}
+	e.next = r.head
+	if r.head != nil {
+		r.head.prev = e
+	}
+	r.head = e
+	if r.tail == nil {
+		r.tail = e
+	}
+}
+
+// Peek returns the value for key without making it or marking it used.
+func (r *Registry[V]) Peek(key string) (v V, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.m[key]; ok {
+		return e.Value, true
+	}
+	return v, false
+}
+
+// Len returns the number of keys that hold a value.
+func (r *Registry[V]) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}
+
+// evictIdle drops the entries idle for longer than r.idle, oldest first.
+func (r *Registry[V]) evictIdle(now time.Time) {
+	for r.tail != nil && now.Sub(r.tail.last) > r.idle {
+		r.remove(r.tail)
+	}
+}
+
+// remove drops an idle entry.
+func (r *Registry[V]) remove(e *Entry[V]) {
+	r.unlink(e)
+	delete(r.m, e.key)
+	// Telemetry state kept per key would be dropped here too.
+}
+
+func (r *Registry[V]) unlink(e *Entry[V]) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		r.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		r.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+}

@@ -1,0 +1,113 @@
+package keyed
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newTest(max int, idle time.Duration) (*Registry[int], *clock, *int) {
+	made := new(int)
+	r := New(max, idle, func(string) int { *made++; return *made })
+	c := &clock{t: time.Unix(1000, 0)}
+	r.now = c.now
+	return r, c, made
+}
+
+func TestBoundedUnderManyKeys(t *testing.T) {
+	r, c, _ := newTest(100, time.Hour)
+	for i := range 100_000 {
+		e := r.Acquire(fmt.Sprint("host-", i))
+		r.Release(e)
+		c.t = c.t.Add(time.Millisecond)
+		if n := r.Len(); n > 100 {
+			t.Fatalf("after %d keys: Len = %d, want <= 100", i+1, n)
+		}
+	}
+	// The most recently used keys are the ones kept.
+	if _, ok := r.Peek("host-99999"); !ok {
+		t.Error("most recent key was evicted")
+	}
+	if _, ok := r.Peek("host-0"); ok {
+		t.Error("oldest key is still present")
+	}
+}
+
+func TestEvictsIdleKeys(t *testing.T) {
+	r, c, _ := newTest(1000, time.Minute)
+	for i := range 10 {
+		r.Release(r.Acquire(fmt.Sprint("k", i)))
+	}
+	c.t = c.t.Add(30 * time.Second)
+	r.Release(r.Acquire("k0")) // k0 used again: not idle
+	c.t = c.t.Add(31 * time.Second)
+	r.Release(r.Acquire("new"))
+	if got, want := r.Len(), 2; got != want {
+		t.Fatalf("Len = %d, want %d (k0 and new)", got, want)
+	}
+	if _, ok := r.Peek("k0"); !ok {
+		t.Error("k0, used 31s ago, was evicted")
+	}
+}
+
+func TestInUseNeverEvicted(t *testing.T) {
+	r, c, _ := newTest(2, time.Second)
+	held := r.Acquire("held")
+	c.t = c.t.Add(time.Hour)
+	for i := range 10 {
+		r.Release(r.Acquire(fmt.Sprint("k", i)))
+	}
+	if e := r.Acquire("held"); e != held {
+		t.Fatal("entry in use was replaced")
+	} else {
+		r.Release(e)
+	}
+	r.Release(held)
+	// All entries are idle again; the registry is back within its bound.
+	r.Release(r.Acquire("last"))
+	if n := r.Len(); n > 2 {
+		t.Fatalf("Len = %d, want <= 2", n)
+	}
+}
+
+func TestSameValueWhileKept(t *testing.T) {
+	r, _, made := newTest(10, time.Minute)
+	a := r.Acquire("a")
+	b := r.Acquire("a")
+	r.Release(a)
+	r.Release(b)
+	r.Release(r.Acquire("a"))
+	if *made != 1 {
+		t.Fatalf("made %d values for one key, want 1", *made)
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	r := New(50, time.Minute, func(key string) string { return key })
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 2000 {
+				k := fmt.Sprint((g*7919 + i) % 300)
+				e := r.Acquire(k)
+				if e.Value != k || e.Key() != k {
+					t.Errorf("Acquire(%q) = %q", k, e.Value)
+				}
+				r.Release(e)
+			}
+		})
+	}
+	wg.Wait()
+	if n := r.Len(); n > 50 {
+		t.Fatalf("Len = %d, want <= 50", n)
+	}
+}
