@@ -49,10 +49,10 @@ type config struct {
 	onStateChange func(name string, from, to State)
 
 	// Keyed only.
-	key        func(context.Context) string
-	maxKeys    int
-	idle       time.Duration
-	keyedOnly  string // name of the first keyed-only option given, for New's panic
+	key       func(context.Context) string
+	maxKeys   int
+	idle      time.Duration
+	keyedOnly string // name of the first keyed-only option given, for New's panic
 }
 
 func defaultConfig() config {

@@ -1,0 +1,151 @@
+package bulkhead
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/keyed"
+)
+
+// ErrFull is the error of a call turned away because every slot was taken
+// and none came free within the maximum wait. Do returns it marked as
+// throttled (resilience.KindThrottled), without a requested delay: an
+// outer retry waits its own backoff. Match it with errors.Is.
+var ErrFull = errors.New("bulkhead: full")
+
+var errFull = resilience.Mark(ErrFull, resilience.KindThrottled)
+
+// Bulkhead is a [resilience.Policy] that bounds how many calls run at once,
+// so that a slow dependency cannot take every goroutine, connection or
+// file descriptor of the caller. Build it with [New]; it is safe for
+// concurrent use. The zero Bulkhead is not usable.
+type Bulkhead struct {
+	sem     *semaphore.Weighted
+	limit   int
+	maxWait time.Duration
+	release func(error) // b.releaseSlot, made once so that Defer costs no closure
+}
+
+// New returns a bulkhead that lets at most limit calls run at once. It
+// panics if limit < 1 or an option's value is invalid.
+func New(limit int, opts ...Option) *Bulkhead {
+	c := defaultConfig()
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	c.validate("New", limit, false)
+	return newBulkhead(limit, c.maxWait)
+}
+
+func newBulkhead(limit int, maxWait time.Duration) *Bulkhead {
+	b := &Bulkhead{sem: semaphore.NewWeighted(int64(limit)), limit: limit, maxWait: maxWait}
+	b.release = b.releaseSlot
+	return b
+}
+
+// Limit returns the maximum number of concurrent calls.
+func (b *Bulkhead) Limit() int { return b.limit }
+
+// Do takes a slot, waiting up to the maximum wait for one, runs op and
+// gives the slot back when op's result is done: when op returns, or, for a
+// result held past op (see resilience.Hold), when the response body is
+// closed or the stream ends. If no slot comes free in time, Do returns
+// ErrFull; if ctx is done first, ctx.Err(). If op panics, the slot is given
+// back and the panic goes on.
+func (b *Bulkhead) Do(ctx context.Context, op func(context.Context) error) error {
+	if err := b.acquire(ctx); err != nil {
+		return err
+	}
+	returned := false
+	defer func() {
+		if !returned {
+			b.sem.Release(1)
+		}
+	}()
+	err := op(ctx)
+	returned = true
+	if resilience.Held(ctx) {
+		resilience.Defer(ctx, b.release)
+	} else {
+		b.sem.Release(1)
+	}
+	return err
+}
+
+func (b *Bulkhead) releaseSlot(error) { b.sem.Release(1) }
+
+// acquire takes a slot. Telemetry for rejections belongs here.
+func (b *Bulkhead) acquire(ctx context.Context) error {
+	if b.sem.TryAcquire(1) {
+		return nil
+	}
+	if b.maxWait == 0 {
+		return errFull
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, b.maxWait)
+	err := b.sem.Acquire(wctx, 1)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errFull
+}
+
+// Keyed is a [resilience.Policy] that keeps one [Bulkhead] per key, by
+// default per target host, so that a slow dependency takes only its own
+// slots. Build it with [NewKeyed]; it is safe for concurrent use. The zero
+// Keyed is not usable.
+//
+// Its bulkheads live in a bounded registry: at most [WithMaxKeys] idle keys,
+// and a key with no slot taken for [WithIdleTimeout] is forgotten. A key
+// with a slot taken is never forgotten.
+type Keyed struct {
+	key func(context.Context) string
+	reg *keyed.Registry[*Bulkhead]
+}
+
+// NewKeyed returns a keyed bulkhead that lets at most limit calls per key
+// run at once. It panics if limit < 1 or an option's value is invalid.
+func NewKeyed(limit int, opts ...Option) *Keyed {
+	c := defaultConfig()
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	c.validate("NewKeyed", limit, true)
+	return &Keyed{
+		key: c.key,
+		reg: keyed.New(c.maxKeys, c.idle, func(string) *Bulkhead { return newBulkhead(limit, c.maxWait) }),
+	}
+}
+
+// Do runs op under the bulkhead for the call's key; see [Bulkhead.Do].
+func (k *Keyed) Do(ctx context.Context, op func(context.Context) error) error {
+	e := k.reg.Acquire(k.key(ctx))
+	released := false
+	defer func() {
+		if !released {
+			k.reg.Release(e)
+		}
+	}()
+	err := e.Value.Do(ctx, op)
+	released = true
+	if resilience.Held(ctx) {
+		resilience.Defer(ctx, func(error) { k.reg.Release(e) })
+	} else {
+		k.reg.Release(e)
+	}
+	return err
+}
+
+// Len returns the number of keys that have a bulkhead.
+func (k *Keyed) Len() int { return k.reg.Len() }
