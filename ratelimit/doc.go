@@ -1,0 +1,26 @@
+// Package ratelimit spaces a client's calls to a dependency at a steady
+// rate.
+//
+// A [Limiter] is a resilience.Policy built on golang.org/x/time/rate: a
+// token bucket that refills at a rate of r calls per second and holds up to
+// burst calls. A call that finds a token goes through at once. One that
+// does not either waits for its turn, up to a maximum wait
+// ([WithMaxWait]), or fails at once with a [*LimitedError] that matches
+// [ErrLimited] and says how long it would have had to wait. A call turned
+// away does not use up the rate.
+//
+// This is the client's own limit, kept in memory: it keeps a caller within
+// a dependency's quota, or keeps a batch job from flooding a shared
+// service. It does not coordinate between processes.
+//
+// The error of a call turned away is marked as throttled
+// (resilience.KindThrottled) with the wait it would have needed
+// (resilience.RetryAfter), so a retry policy outside the limiter waits
+// exactly that long. The recommended order places the limiter outermost:
+// a call waits for its turn before its total timeout starts, and one call
+// takes one turn however many attempts it makes. To limit every attempt,
+// retries included, place it inside the retry policy instead.
+//
+// A [Keyed] limiter keeps one limiter per key, by default the call's
+// target host, in a bounded registry that forgets idle keys.
+package ratelimit

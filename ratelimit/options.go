@@ -1,0 +1,105 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/resilience-go/resilience"
+)
+
+// Defaults of a [Keyed] limiter.
+const (
+	DefaultMaxKeys     = 10_000
+	DefaultIdleTimeout = 10 * time.Minute
+)
+
+// An Option configures a [Limiter] or a [Keyed] limiter.
+type Option interface{ apply(*config) }
+
+type config struct {
+	maxWait time.Duration
+
+	// Keyed only.
+	key       func(context.Context) string
+	maxKeys   int
+	idle      time.Duration
+	keyedOnly string // the first keyed-only option given, for New's panic
+}
+
+func defaultConfig() config {
+	return config{key: targetKey, maxKeys: DefaultMaxKeys, idle: DefaultIdleTimeout}
+}
+
+func targetKey(ctx context.Context) string {
+	c, _ := resilience.CallFrom(ctx)
+	return c.Target
+}
+
+type maxWaitOption time.Duration
+
+func (o maxWaitOption) apply(c *config) { c.maxWait = time.Duration(o) }
+
+// WithMaxWait sets how long a call may wait for its turn. A call that would
+// have to wait longer fails at once with an [*LimitedError] saying how long
+// it would have waited; it does not use up the rate. Zero, the default,
+// never waits. New panics if d < 0.
+func WithMaxWait(d time.Duration) Option { return maxWaitOption(d) }
+
+type keyOption func(context.Context) string
+
+func (o keyOption) apply(c *config) { c.key = o; c.setKeyedOnly("WithKey") }
+
+// WithKey sets how a [Keyed] limiter picks the limiter for a call: f
+// returns the key, from the call's context. The default is the call's
+// target (resilience.Call.Target); calls outside any call description
+// share the key "". f must be safe for concurrent use. Only for NewKeyed.
+func WithKey(f func(ctx context.Context) string) Option { return keyOption(f) }
+
+type maxKeysOption int
+
+func (o maxKeysOption) apply(c *config) { c.maxKeys = int(o); c.setKeyedOnly("WithMaxKeys") }
+
+// WithMaxKeys bounds how many keys a [Keyed] limiter keeps (default
+// 10,000). When a new key would exceed it, the least recently used key's
+// limiter is dropped, and that key starts again with a full burst. Only
+// for NewKeyed; it panics if n < 1.
+func WithMaxKeys(n int) Option { return maxKeysOption(n) }
+
+type idleOption time.Duration
+
+func (o idleOption) apply(c *config) { c.idle = time.Duration(o); c.setKeyedOnly("WithIdleTimeout") }
+
+// WithIdleTimeout sets how long a [Keyed] limiter keeps the limiter of a key
+// that sees no calls (default 10 minutes). A timeout of at least
+// burst / rate never changes behaviour, since by then the key's bucket is
+// full again anyway. Only for NewKeyed; it panics if d <= 0.
+func WithIdleTimeout(d time.Duration) Option { return idleOption(d) }
+
+func (c *config) setKeyedOnly(name string) {
+	if c.keyedOnly == "" {
+		c.keyedOnly = name
+	}
+}
+
+func (c *config) validate(fn string, r rate.Limit, burst int, keyed bool) {
+	switch {
+	case math.IsNaN(float64(r)) || r <= 0:
+		panic(fmt.Sprintf("ratelimit: %s: rate must be positive, got %v", fn, float64(r)))
+	case burst < 1 && r != rate.Inf:
+		panic(fmt.Sprintf("ratelimit: %s: burst must be at least 1, got %d", fn, burst))
+	case !keyed && c.keyedOnly != "":
+		panic(fmt.Sprintf("ratelimit: New: %s applies to NewKeyed only", c.keyedOnly))
+	case c.maxWait < 0:
+		panic(fmt.Sprintf("ratelimit: WithMaxWait: d must not be negative, got %v", c.maxWait))
+	case c.key == nil:
+		panic("ratelimit: WithKey: f is nil")
+	case c.maxKeys < 1:
+		panic(fmt.Sprintf("ratelimit: WithMaxKeys: n must be at least 1, got %d", c.maxKeys))
+	case c.idle <= 0:
+		panic(fmt.Sprintf("ratelimit: WithIdleTimeout: d must be positive, got %v", c.idle))
+	}
+}
