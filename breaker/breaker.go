@@ -25,8 +25,8 @@ var ErrOpen = errors.New("breaker: circuit open")
 type OpenError struct {
 	// Name is the breaker's name; the key for a [Keyed] breaker.
 	Name string
-	// RetryIn is how long until the breaker lets the next probe through.
-	// It is zero when the breaker is half-open and its probes are in
+	// RetryIn is how long until the breaker lets the next probe through,
+	// rounded up to the millisecond. It is zero when the breaker is half-open and its probes are in
 	// flight: when it opens or closes next depends on their outcome.
 	RetryIn time.Duration
 	// HalfOpen reports whether the breaker was half-open.
@@ -231,7 +231,11 @@ func (b *Breaker) reject(err error) error {
 	if errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return resilience.Mark(&OpenError{Name: b.name, HalfOpen: true}, resilience.KindThrottled)
 	}
-	wait := max(time.Duration(b.openUntil.Load()-time.Now().UnixNano()), 0)
+	// gobreaker lets the probe through once the open duration has passed,
+	// strictly: the wait goes just past it, rounded up to the millisecond,
+	// so that a caller sleeping that long finds the breaker half-open.
+	wait := max(time.Duration(b.openUntil.Load()-time.Now().UnixNano())+1, 0)
+	wait = (wait + time.Millisecond - 1).Truncate(time.Millisecond)
 	return resilience.MarkRetryAfter(&OpenError{Name: b.name, RetryIn: wait}, resilience.KindThrottled, wait)
 }
 

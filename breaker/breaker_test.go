@@ -89,11 +89,11 @@ func TestOpensProbesAndCloses(t *testing.T) {
 			if !errors.Is(err, breaker.ErrOpen) || !errors.As(err, &oe) {
 				t.Fatalf("open breaker: got %v, want ErrOpen", err)
 			}
-			if oe.RetryIn != 5*time.Second {
-				t.Errorf("RetryIn = %v, want 5s (no time passed)", oe.RetryIn)
+			if want := 5*time.Second + time.Millisecond; oe.RetryIn != want {
+				t.Errorf("RetryIn = %v, want %v (just past the open duration)", oe.RetryIn, want)
 			}
-			if d, ok := resilience.RetryAfter(err); !ok || d != 5*time.Second {
-				t.Errorf("RetryAfter = %v, %v; want 5s, true", d, ok)
+			if d, ok := resilience.RetryAfter(err); !ok || d != oe.RetryIn {
+				t.Errorf("RetryAfter = %v, %v; want RetryIn, true", d, ok)
 			}
 			if k := resilience.Classify(err); k != resilience.KindThrottled {
 				t.Errorf("Classify = %v, want throttled", k)
@@ -106,13 +106,13 @@ func TestOpensProbesAndCloses(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		_, err := get(c, srv.URL)
 		var oe *breaker.OpenError
-		if !errors.As(err, &oe) || oe.RetryIn != 3*time.Second {
-			t.Fatalf("2s later: got %v, want OpenError with RetryIn 3s", err)
+		if !errors.As(err, &oe) || oe.RetryIn != 3*time.Second+time.Millisecond {
+			t.Fatalf("2s later: got %v, want OpenError with RetryIn 3.001s", err)
 		}
 
 		// After the open duration one probe goes through. Its outcome
 		// is counted when its body is done.
-		time.Sleep(3*time.Second + time.Nanosecond)
+		time.Sleep(oe.RetryIn)
 		srv.status.Store(http.StatusOK)
 		probe, err := c.Get(srv.URL)
 		if err != nil || probe.StatusCode != 200 {
@@ -153,7 +153,7 @@ func TestFailedProbeReopens(t *testing.T) {
 			t.Fatalf("after a failed probe: state %v, want open", got)
 		}
 		var oe *breaker.OpenError
-		if err := b.Do(t.Context(), fail); !errors.As(err, &oe) || oe.RetryIn != time.Second {
+		if err := b.Do(t.Context(), fail); !errors.As(err, &oe) || oe.RetryIn != time.Second+time.Millisecond {
 			t.Fatalf("got %v, want OpenError with a full open duration", err)
 		}
 	})

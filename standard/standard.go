@@ -1,0 +1,113 @@
+package standard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/breaker"
+	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/ratelimit"
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/timeout"
+)
+
+// New builds the standard pipeline, outermost first:
+//
+//	rate limit (per host, if configured)
+//	→ total timeout
+//	→ retry
+//	→ circuit breaker (per host)
+//	→ bulkhead (per host, if configured)
+//	→ per-attempt timeout
+//
+// It returns an error, and no policy, if the configuration is invalid: an
+// option's value out of range, an attempt timeout above the total timeout,
+// or a breaker window shorter than twice the attempt timeout.
+func New(opts ...Option) (resilience.Policy, error) {
+	c := config{
+		total:   DefaultTotalTimeout,
+		attempt: DefaultAttemptTimeout,
+		retries: DefaultRetries,
+	}
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	switch {
+	case c.total <= 0:
+		return nil, fmt.Errorf("standard: WithTotalTimeout: must be positive, got %v", c.total)
+	case c.attempt <= 0:
+		return nil, fmt.Errorf("standard: WithAttemptTimeout: must be positive, got %v", c.attempt)
+	case c.attempt > c.total:
+		return nil, fmt.Errorf("standard: attempt timeout %v is above the total timeout %v", c.attempt, c.total)
+	case c.retries < 0:
+		return nil, fmt.Errorf("standard: WithRetries: must not be negative, got %d", c.retries)
+	case c.bulkhead < 0:
+		return nil, fmt.Errorf("standard: WithBulkhead: limit must be at least 1, got %d", c.bulkhead)
+	case c.rate < 0:
+		return nil, fmt.Errorf("standard: WithRateLimit: rate must be positive, got %v", float64(c.rate))
+	}
+
+	var ps []resilience.Policy
+	err := build(func() {
+		if c.rate != 0 {
+			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, prepend(c.key, ratelimit.WithKey, c.rateOpts)...))
+		}
+		ps = append(ps, timeout.New(c.total))
+		if c.retries > 0 {
+			ps = append(ps, retry.New(append([]retry.Option{retry.WithMaxAttempts(c.retries + 1)}, c.retryOpts...)...))
+		}
+		if !c.noBreaker {
+			b := breaker.NewKeyed(prepend(c.key, breaker.WithKey, c.breakerOpts)...)
+			if w := b.Window(); w != 0 && w < 2*c.attempt {
+				panic(fmt.Sprintf("standard: breaker window %v is shorter than twice the attempt timeout %v", w, c.attempt))
+			}
+			ps = append(ps, b)
+		}
+		if c.bulkhead != 0 {
+			ps = append(ps, bulkhead.NewKeyed(c.bulkhead, prepend(c.key, bulkhead.WithKey, c.bulkheadOpts)...))
+		}
+		ps = append(ps, timeout.New(c.attempt))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resilience.Chain(ps...), nil
+}
+
+// prepend puts the pipeline's key option, if any, before a part's own
+// options, which may override it.
+func prepend[O any](key func(context.Context) string, with func(func(context.Context) string) O, opts []O) []O {
+	if key == nil {
+		return opts
+	}
+	return append([]O{with(key)}, opts...)
+}
+
+// build runs f, which builds policies, and turns a policy constructor's
+// panic over an invalid option into an error: the constructors panic, as
+// programmer misuse should, but New reports configuration errors.
+func build(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, ok := r.(string)
+			if !ok || !isConfigPanic(s) {
+				panic(r)
+			}
+			err = errors.New(s)
+		}
+	}()
+	f()
+	return nil
+}
+
+func isConfigPanic(s string) bool {
+	for _, p := range []string{"standard: ", "ratelimit: ", "timeout: ", "retry: ", "breaker: ", "bulkhead: "} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}

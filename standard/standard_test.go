@@ -1,0 +1,128 @@
+package standard_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/breaker"
+	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/standard"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestInvalidConfiguration(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []standard.Option
+		want string
+	}{
+		{"attempt above total", []standard.Option{standard.WithTotalTimeout(5 * time.Second)}, "standard: attempt timeout 10s is above the total timeout 5s"},
+		{"window shorter than two attempts", []standard.Option{standard.WithBreaker(breaker.WithWindow(15*time.Second, 5*time.Second))}, "standard: breaker window 15s is shorter than twice the attempt timeout 10s"},
+		{"zero total", []standard.Option{standard.WithTotalTimeout(0)}, "standard: WithTotalTimeout"},
+		{"negative attempt", []standard.Option{standard.WithAttemptTimeout(-time.Second)}, "standard: WithAttemptTimeout"},
+		{"negative retries", []standard.Option{standard.WithRetries(-1)}, "standard: WithRetries"},
+		{"bad breaker option", []standard.Option{standard.WithBreaker(breaker.WithFailureRatio(2, 20))}, "breaker: WithFailureRatio: ratio must be in (0, 1], got 2"},
+		{"bad retry option", []standard.Option{standard.WithRetry(retry.WithJitter(3))}, "retry: WithJitter"},
+		{"bad bulkhead", []standard.Option{standard.WithBulkhead(-2)}, "standard: WithBulkhead"},
+		{"bad bulkhead option", []standard.Option{standard.WithBulkhead(2, bulkhead.WithMaxWait(-1))}, "bulkhead: WithMaxWait"},
+		{"bad rate limit", []standard.Option{standard.WithRateLimit(10, 0)}, "ratelimit: NewKeyed: burst"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := standard.New(tt.opts...)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("got %v, %v; want error %q", p, err, tt.want)
+			}
+			if p != nil {
+				t.Fatalf("got a policy with the error")
+			}
+		})
+	}
+}
+
+func TestValidConfigurations(t *testing.T) {
+	for _, opts := range [][]standard.Option{
+		nil,
+		{standard.WithTotalTimeout(10 * time.Second)},   // attempt == total
+		{standard.WithAttemptTimeout(15 * time.Second)}, // window == 2 attempts
+		{standard.WithAttemptTimeout(time.Minute), standard.WithTotalTimeout(time.Hour), standard.WithoutBreaker()},
+		{standard.WithBreaker(breaker.WithConsecutiveFailures(5), breaker.WithWindow(time.Second, time.Second))}, // no window in this mode
+		{standard.WithRetries(0), standard.WithBulkhead(10), standard.WithRateLimit(100, 10)},
+	} {
+		if _, err := standard.New(opts...); err != nil {
+			t.Errorf("New: %v", err)
+		}
+	}
+}
+
+// An attempt turned away by the open breaker makes the retry policy wait
+// for the next probe, not spin.
+func TestRetryWaitsForProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := standard.New(
+			standard.WithBreaker(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(2*time.Second)),
+			standard.WithRetry(retry.WithBackoff(time.Millisecond, 10*time.Second), retry.WithJitter(0)),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "db:5432", Idempotent: true})
+		var calls []time.Duration
+		start := time.Now()
+		err = p.Do(ctx, func(context.Context) error {
+			calls = append(calls, time.Since(start))
+			if len(calls) == 1 {
+				return errors.New("connection refused")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("got %v, want success on the probe", err)
+		}
+		// Attempt 1 fails and opens the breaker; attempt 2, 1ms later,
+		// is turned away and asks to wait until the probe; attempt 3 is
+		// the probe.
+		want := []time.Duration{0, 2*time.Second + time.Millisecond}
+		if len(calls) != 2 || calls[1] != want[1] {
+			t.Fatalf("op ran at %v, want %v", calls, want)
+		}
+	})
+}
+
+func TestPerHostBreakers(t *testing.T) {
+	p, err := standard.New(standard.WithRetries(0), standard.WithBreaker(breaker.WithConsecutiveFailures(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := resilience.WithCall(t.Context(), resilience.Call{Target: "down:443", Idempotent: true})
+	up := resilience.WithCall(t.Context(), resilience.Call{Target: "up:443", Idempotent: true})
+	p.Do(down, func(context.Context) error { return errors.New("refused") })
+	if err := p.Do(down, func(context.Context) error { return nil }); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("down host: got %v, want ErrOpen", err)
+	}
+	if err := p.Do(up, func(context.Context) error { return nil }); err != nil {
+		t.Fatalf("up host: got %v", err)
+	}
+}
+
+func BenchmarkStandard(b *testing.B) {
+	p, err := standard.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := resilience.WithCall(context.Background(), resilience.Call{Target: "api.example.com:443", Method: "GET", Idempotent: true})
+	op := func(context.Context) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Do(ctx, op)
+	}
+}
