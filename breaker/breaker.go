@@ -150,6 +150,11 @@ func newBreaker(c *config, name string) *Breaker {
 		st.Interval, st.BucketPeriod = c.window, c.bucket
 		ratio, minCalls := c.ratio, uint64(c.minCalls)
 		st.ReadyToTrip = func(cs gobreaker.Counts) bool {
+			if uint64(cs.ConsecutiveFailures) >= minCalls {
+				// The last minCalls calls all failed: an outage,
+				// whatever successes from before it the window holds.
+				return true
+			}
 			counted := uint64(cs.TotalSuccesses) + uint64(cs.TotalFailures)
 			return counted >= minCalls && float64(cs.TotalFailures) >= ratio*float64(counted)
 		}

@@ -257,6 +257,24 @@ func TestFailureRatioOverRollingWindow(t *testing.T) {
 	})
 }
 
+func TestOutageAfterHealthyPeriod(t *testing.T) {
+	b := breaker.New(breaker.WithFailureRatio(0.5, 20))
+	for range 1000 {
+		b.Do(t.Context(), func(context.Context) error { return nil })
+	}
+	fail := func(context.Context) error { return errors.New("down") }
+	for range 19 {
+		b.Do(t.Context(), fail)
+	}
+	if got := b.State(); got != breaker.Closed {
+		t.Fatalf("19 failures in a row after 1000 successes: state %v, want closed", got)
+	}
+	b.Do(t.Context(), fail)
+	if got := b.State(); got != breaker.Open {
+		t.Fatalf("20 failures in a row after 1000 successes: state %v, want open", got)
+	}
+}
+
 func TestHeldBodyFailureCounts(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "100")

@@ -13,7 +13,8 @@
 //
 //   - a failure ratio over a rolling window ([WithFailureRatio],
 //     [WithWindow]), the default: open when at least half of the calls
-//     counted in the last 30 seconds failed, once 20 were counted;
+//     counted in the last 30 seconds failed, once 20 were counted, or
+//     when the last 20 all failed;
 //   - consecutive failures ([WithConsecutiveFailures]).
 //
 // # What counts

@@ -10,7 +10,8 @@ import (
 
 // Defaults of a [Breaker] built with no options: it opens when at least half
 // of the calls counted over a rolling 30s window failed, once 20 were
-// counted, stays open 5s, then lets one probe through.
+// counted (or when the last 20 all failed), stays open 5s, then lets one
+// probe through.
 const (
 	DefaultFailureRatio   = 0.5
 	DefaultMinCalls       = 20
@@ -87,9 +88,16 @@ func (o ratioOption) apply(c *config) { c.mode, c.ratio, c.minCalls = modeRatio,
 // the calls counted in the rolling window ([WithWindow]) reaches ratio, once
 // at least minCalls were counted. Calls whose outcome is not counted (see
 // the package documentation) do not add to minCalls. This is the default
-// mode, with ratio 0.5 and minCalls 20. It replaces
-// [WithConsecutiveFailures]. New panics unless 0 < ratio <= 1 and
-// minCalls >= 1.
+// mode, with ratio 0.5 and minCalls 20.
+//
+// The breaker also opens when the last minCalls counted calls all failed.
+// Without that, an outage that follows a busy healthy period would go
+// unnoticed until the window's successes aged out: at a steady rate, most
+// of the window's length. A brownout does not trip it: at 30% failures, 20
+// failures in a row have a chance of about 3e-11.
+//
+// It replaces [WithConsecutiveFailures]. New panics unless 0 < ratio <= 1
+// and minCalls >= 1.
 func WithFailureRatio(ratio float64, minCalls int) Option { return ratioOption{ratio, minCalls} }
 
 type consecutiveOption int

@@ -114,44 +114,62 @@ func TestStandardBreakerRidesThroughBrownout(t *testing.T) {
 }
 
 func TestStandardBreakerOpensOnOutage(t *testing.T) {
-	var seen atomic.Int64
-	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var (
+		seen atomic.Int64
+		down atomic.Bool
+	)
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen.Add(1)
-		w.WriteHeader(http.StatusServiceUnavailable)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
 	}))
-	defer failing.Close()
+	defer flaky.Close()
 	refused := httptest.NewServer(http.NotFoundHandler())
 	refusedURL := refused.URL
 	refused.Close() // connections are now refused
 
 	for _, tt := range []struct {
-		name string
-		url  string
+		name   string
+		url    string
+		warmUp int // healthy calls before the outage
 	}{
-		{"503", failing.URL},
-		{"connection refused", refusedURL},
+		{"503", flaky.URL, 0},
+		{"503 after 200 healthy calls", flaky.URL, 200},
+		{"connection refused", refusedURL, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var calls, openedAt atomic.Int64
 			log := &stateLog{onOpen: func() { openedAt.CompareAndSwap(0, calls.Load()) }}
 			c := standardClient(t, log)
-			for range 25 {
-				calls.Add(1)
+			get := func() error {
 				resp, err := c.Get(tt.url)
 				if err == nil {
+					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 				}
+				return err
+			}
+			down.Store(false)
+			for range tt.warmUp {
+				if err := get(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			down.Store(true)
+			for range 25 {
+				calls.Add(1)
+				get()
 			}
 			if n := openedAt.Load(); n == 0 {
 				t.Fatalf("breaker not open after 25 calls of an outage (changes %v)", log)
 			} else {
-				t.Logf("opened during call %d", n)
+				t.Logf("opened during call %d of the outage", n)
 			}
 			// Open: calls fail fast with ErrOpen, without reaching the
 			// server.
 			before := seen.Load()
-			_, err := c.Get(tt.url)
-			if !errors.Is(err, breaker.ErrOpen) {
+			if err := get(); !errors.Is(err, breaker.ErrOpen) {
 				t.Fatalf("after the breaker opened: got %v, want ErrOpen", err)
 			}
 			if n := seen.Load() - before; n != 0 {

@@ -15,7 +15,8 @@
 //     idempotent calls are retried (see package retry).
 //   - A circuit breaker per host that opens when at least half of the
 //     calls counted over a rolling 30s window failed, once 20 were
-//     counted, and stays open 5s before one probe.
+//     counted, or when the last 20 all failed, and stays open 5s before
+//     one probe.
 //   - Attempt timeout 10s.
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
 //     [WithRateLimit]); when configured they too are per host.
