@@ -1,0 +1,350 @@
+package resiliencegrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/breaker"
+	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/ratelimit"
+	"github.com/resilience-go/resilience/standard"
+	"github.com/resilience-go/resilience/timeout"
+)
+
+// Metadata keys the package reads.
+const (
+	// IdempotencyKey is the outgoing metadata key that marks a call as safe
+	// to retry: a call that carries a non-empty value under it (or under
+	// "x-idempotency-key") is idempotent whatever its method, because the
+	// server is expected to deduplicate by the key.
+	IdempotencyKey = "idempotency-key"
+	// PushbackTrailer is the trailer by which a server asks a client to
+	// wait before retrying, in milliseconds, or not to retry at all (a
+	// negative value), as gRPC's own retry design defines it.
+	PushbackTrailer = "grpc-retry-pushback-ms"
+)
+
+// maxPushback bounds the delay read from a pushback trailer before any
+// policy caps it further, so that absurd values cannot overflow.
+const maxPushback = 24 * time.Hour
+
+// ErrNotReplayable is the reason a failed stream is not retried when the
+// messages it sent before committing exceed the replay buffer
+// ([WithMaxReplayBuffer]). The error a caller receives matches it with
+// errors.Is.
+var ErrNotReplayable = errors.New("resiliencegrpc: stream cannot be replayed (sent messages exceed the replay buffer)")
+
+// errNoPushback is the reason a failure is not retried when the server
+// asked, with a negative or malformed pushback trailer, not to retry.
+var errNoPushback = errors.New("resiliencegrpc: server asked not to retry (grpc-retry-pushback-ms)")
+
+// Client runs a gRPC client's calls under a [resilience.Policy]. Build it
+// with [NewClient] and install its interceptors on a connection:
+//
+//	c := resiliencegrpc.NewClient(policy, resiliencegrpc.WithIdempotentMethods("/pkg.Users/Get"))
+//	conn, err := grpc.NewClient(addr,
+//		grpc.WithChainUnaryInterceptor(c.UnaryInterceptor()),
+//		grpc.WithChainStreamInterceptor(c.StreamInterceptor()),
+//		...)
+//
+// A Client is safe for concurrent use, and one Client may serve several
+// connections. [UnaryClientInterceptor] and [StreamClientInterceptor] are
+// shorthands for a Client with no options.
+type Client struct {
+	policy resilience.Policy
+	c      config
+}
+
+// NewClient returns a Client that runs every call under policy (nil means
+// each call is sent once, unchanged). Use [resilience.Chain] to run
+// several policies. It panics, naming the option, if an option's value is
+// invalid.
+func NewClient(policy resilience.Policy, opts ...Option) *Client {
+	c := defaultConfig()
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	return &Client{policy: policy, c: c}
+}
+
+// Standard returns a Client that runs every call under the standard
+// pipeline built by standard.New, the same as the HTTP transport's: a
+// per-target rate limit if configured, a total timeout (30s), retries (3,
+// with jittered exponential backoff), a per-target circuit breaker (opens
+// at 50% failures over 30s once 20 calls were counted, for 5s), a
+// per-target bulkhead if configured, and a per-attempt timeout (10s). opts
+// change each part. It returns an error if the configuration is invalid.
+//
+// The Client has no options: only calls that carry an [IdempotencyKey] are
+// retried. To declare idempotent methods, pass the pipeline to NewClient:
+//
+//	p, err := standard.New()
+//	c := resiliencegrpc.NewClient(p, resiliencegrpc.WithIdempotentMethods("/pkg.Users/*"))
+func Standard(opts ...standard.Option) (*Client, error) {
+	p, err := standard.New(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(p), nil
+}
+
+// UnaryClientInterceptor returns an interceptor that runs every unary call
+// under policies, composed with resilience.Chain (policies[0] is the
+// outermost). It is NewClient(resilience.Chain(policies...)).UnaryInterceptor():
+// no method is declared idempotent, so only calls that carry an
+// [IdempotencyKey] are retried.
+func UnaryClientInterceptor(policies ...resilience.Policy) grpc.UnaryClientInterceptor {
+	return NewClient(chain(policies)).UnaryInterceptor()
+}
+
+// StreamClientInterceptor returns an interceptor that runs every stream
+// under policies, as [UnaryClientInterceptor] does for unary calls.
+func StreamClientInterceptor(policies ...resilience.Policy) grpc.StreamClientInterceptor {
+	return NewClient(chain(policies)).StreamInterceptor()
+}
+
+func chain(ps []resilience.Policy) resilience.Policy {
+	if len(ps) == 0 {
+		return nil
+	}
+	return resilience.Chain(ps...)
+}
+
+// UnaryInterceptor returns the interceptor for unary calls, for
+// grpc.WithChainUnaryInterceptor.
+func (c *Client) UnaryInterceptor() grpc.UnaryClientInterceptor { return c.unary }
+
+// StreamInterceptor returns the interceptor for streams, for
+// grpc.WithChainStreamInterceptor.
+func (c *Client) StreamInterceptor() grpc.StreamClientInterceptor { return c.stream }
+
+func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if c.policy == nil {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	n := len(opts)
+	err := c.policy.Do(resilience.WithCall(ctx, c.call(ctx, cc, method, opts)), func(actx context.Context) error {
+		var trailer metadata.MD
+		err := invoker(actx, method, req, reply, cc, append(opts[:n:n], grpc.Trailer(&trailer))...)
+		return classify(ctx, err, trailer)
+	})
+	return toStatus(err)
+}
+
+// call describes a call for the policies.
+func (c *Client) call(ctx context.Context, cc *grpc.ClientConn, method string, opts []grpc.CallOption) resilience.Call {
+	return resilience.Call{
+		Target:     target(cc, opts),
+		Method:     method,
+		Idempotent: c.idempotent(ctx, method),
+	}
+}
+
+func (c *Client) idempotent(ctx context.Context, method string) bool {
+	if c.c.methods[method] {
+		return true
+	}
+	if i := strings.LastIndexByte(method, '/'); i > 0 && c.c.methods[method[:i+1]+"*"] {
+		return true
+	}
+	if c.c.idempotentIf != nil && c.c.idempotentIf(ctx, method) {
+		return true
+	}
+	md, _ := metadata.FromOutgoingContext(ctx)
+	for _, k := range [...]string{IdempotencyKey, "x-idempotency-key"} {
+		if vs := md[k]; len(vs) > 0 && vs[0] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// target names the dependency: the authority a call option overrides, or
+// the connection's target without a "dns:///" or "passthrough:///" prefix,
+// so that "dns:///api:443" and "api:443" share per-target policies.
+func target(cc *grpc.ClientConn, opts []grpc.CallOption) string {
+	for _, o := range opts {
+		if a, ok := o.(grpc.AuthorityOverrideCallOption); ok && a.Authority != "" {
+			return a.Authority
+		}
+	}
+	if cc == nil {
+		return ""
+	}
+	t := cc.Target()
+	for _, scheme := range [...]string{"dns://", "passthrough://"} {
+		if rest, ok := strings.CutPrefix(t, scheme); ok {
+			// Skip the resolver's authority, usually empty.
+			if _, endpoint, ok := strings.Cut(rest, "/"); ok && endpoint != "" {
+				return endpoint
+			}
+		}
+	}
+	return t
+}
+
+// classify marks an attempt's error for the policies; see the package
+// documentation for the rules. ctx is the caller's context, trailer the
+// attempt's trailer metadata.
+func classify(ctx context.Context, err error, trailer metadata.MD) error {
+	if err == nil || err == io.EOF {
+		return nil
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return resilience.Mark(err, resilience.KindCanceled)
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		// Not from gRPC: let the policies judge it.
+		return err
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		return withPushback(err, trailer, resilience.KindTransient)
+	case codes.ResourceExhausted:
+		d, ok, stop := pushback(trailer)
+		switch {
+		case ok:
+			return resilience.MarkRetryAfter(err, resilience.KindThrottled, d)
+		case stop:
+			return resilience.Mark(fmt.Errorf("%w (%w)", err, errNoPushback), resilience.KindRejected)
+		}
+		return resilience.Mark(err, resilience.KindRejected)
+	case codes.DeadlineExceeded:
+		if ctx.Err() != nil {
+			// The caller's own deadline: counted, never retried.
+			return resilience.Mark(err, resilience.KindPermanent)
+		}
+		return resilience.Mark(err, resilience.KindTransient)
+	case codes.Unknown, codes.Internal, codes.DataLoss:
+		return resilience.Mark(err, resilience.KindPermanent)
+	}
+	return resilience.Mark(err, resilience.KindRejected)
+}
+
+// withPushback marks a transient failure with the server's pushback, or as
+// permanent if the server asked not to retry.
+func withPushback(err error, trailer metadata.MD, k resilience.Kind) error {
+	d, ok, stop := pushback(trailer)
+	switch {
+	case ok:
+		return resilience.MarkRetryAfter(err, k, d)
+	case stop:
+		return resilience.Mark(fmt.Errorf("%w (%w)", err, errNoPushback), resilience.KindPermanent)
+	}
+	return resilience.Mark(err, k)
+}
+
+// pushback reads the pushback trailer. ok reports a request to wait d
+// (capped at maxPushback); stop reports a request not to retry: a negative
+// or malformed value, or more than one value.
+func pushback(md metadata.MD) (d time.Duration, ok, stop bool) {
+	vs := md[PushbackTrailer]
+	switch len(vs) {
+	case 0:
+		return 0, false, false
+	case 1:
+	default:
+		return 0, false, true
+	}
+	v := vs[0]
+	neg := strings.HasPrefix(v, "-")
+	if neg {
+		v = v[1:]
+	}
+	if v == "" || !isDigits(v) {
+		return 0, false, true
+	}
+	if neg {
+		if strings.Trim(v, "0") != "" {
+			return 0, false, true
+		}
+		return 0, true, false // "-0"
+	}
+	const maxDigits = 9 // 999,999,999 ms, far above maxPushback
+	if len(v) > maxDigits {
+		return maxPushback, true, false
+	}
+	var ms int64
+	for _, c := range v {
+		ms = ms*10 + int64(c-'0')
+	}
+	return min(time.Duration(ms)*time.Millisecond, maxPushback), true, false
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// toStatus turns the error a policy returned into the status error the
+// caller receives. An attempt's own status error is returned as it is when
+// no policy added to it; otherwise the result carries the status (the
+// attempt's, or the one the policy's error maps to) and wraps the policy's
+// error, so that errors.Is still matches the policies' sentinels.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	code, fromPolicy := policyCode(err)
+	var gs interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &gs) {
+		if st := gs.GRPCStatus(); st != nil && (!fromPolicy || st.Code() == code) {
+			if raw, ok := gs.(error); ok && raw.Error() == err.Error() {
+				return raw // only marks wrap it
+			}
+			return &statusError{st: st, err: err, own: true}
+		}
+	}
+	if !fromPolicy {
+		code = status.FromContextError(err).Code() // Canceled, DeadlineExceeded or Unknown
+	}
+	return &statusError{st: status.New(code, err.Error()), err: err}
+}
+
+// policyCode maps the policies' own errors to the codes a caller sees.
+func policyCode(err error) (codes.Code, bool) {
+	switch {
+	case errors.Is(err, timeout.ErrTimeout):
+		return codes.DeadlineExceeded, true
+	case errors.Is(err, breaker.ErrOpen), errors.Is(err, bulkhead.ErrFull):
+		return codes.Unavailable, true
+	case errors.Is(err, ratelimit.ErrLimited):
+		return codes.ResourceExhausted, true
+	}
+	return codes.OK, false
+}
+
+// statusError is a status error that wraps the error a policy returned.
+type statusError struct {
+	st  *status.Status
+	err error
+	own bool // st is an attempt's status, which err's text already shows
+}
+
+func (e *statusError) Error() string {
+	if e.own {
+		return e.err.Error()
+	}
+	return "rpc error: code = " + e.st.Code().String() + " desc = " + e.err.Error()
+}
+
+// GRPCStatus returns the status, for status.FromError and status.Code.
+func (e *statusError) GRPCStatus() *status.Status { return e.st }
+
+// Unwrap returns the policy's error.
+func (e *statusError) Unwrap() error { return e.err }

@@ -1,0 +1,116 @@
+// Package resiliencegrpc applies resilience policies to gRPC clients and
+// servers. It is the only package of the module that imports gRPC.
+//
+// A [Client] holds a policy and provides a unary and a stream client
+// interceptor that run every call under it:
+//
+//	c := resiliencegrpc.NewClient(resilience.Chain(
+//		timeout.New(30*time.Second), // the whole call
+//		retry.New(),                 // up to 4 attempts, jittered backoff
+//		timeout.New(10*time.Second), // each attempt
+//	), resiliencegrpc.WithIdempotentMethods("/pkg.Users/Get", "/pkg.Catalog/*"))
+//	conn, err := grpc.NewClient(addr, creds,
+//		grpc.WithChainUnaryInterceptor(c.UnaryInterceptor()),
+//		grpc.WithChainStreamInterceptor(c.StreamInterceptor()))
+//
+// [Standard] builds a Client on the standard pipeline, the same as the HTTP
+// transport's. [UnaryClientInterceptor] and [StreamClientInterceptor] are
+// shorthands for a Client without options. The options that describe the
+// calls (which are idempotent, how much of a stream to keep for replay)
+// are the Client's, not a policy's, hence the type.
+//
+// Each call runs with a context that describes it (resilience.CallFrom):
+// its Target is the connection's target without a "dns:///" or
+// "passthrough:///" prefix, or the authority set by grpc.CallAuthority, and
+// its Method the full method name, so that per-target policies (a breaker
+// per dependency) key by it.
+//
+// # Outcomes
+//
+// Each attempt's status is classified for the policies (see
+// resilience.Kind):
+//
+//   - Unavailable is transient: retried, counted by breakers;
+//   - ResourceExhausted is throttling, retried after the server's pushback,
+//     when the server sent one; without it, it is a rejection (not retried,
+//     not counted);
+//   - DeadlineExceeded is transient while the caller's context is alive (a
+//     per-attempt or total timeout expired); at the caller's own deadline it
+//     is a permanent failure, counted but never retried;
+//   - Canceled, when the caller canceled, is the caller's cancellation:
+//     never retried, never counted;
+//   - Unknown, Internal and DataLoss are permanent: never retried, but
+//     counted by breakers, since a server failing every call with them is
+//     down;
+//   - every other code is a rejection, an answer for the caller to handle:
+//     never retried, never counted.
+//
+// # Pushback
+//
+// A server asks a client to wait with the trailer grpc-retry-pushback-ms
+// ([PushbackTrailer]), in milliseconds. On Unavailable or ResourceExhausted,
+// a valid value replaces the retry policy's computed delay, capped by the
+// policy's maximum delay; a negative or malformed value, or more than one,
+// means do not retry.
+//
+// # Which calls are retried
+//
+// A call is retried only if it is idempotent: its method is declared so
+// ([WithIdempotentMethods], [WithIdempotentIf]), or it carries an
+// idempotency key in its outgoing metadata ([IdempotencyKey]), which the
+// server is expected to deduplicate by. Other calls are sent once; the
+// other policies (timeouts, breaker, bulkhead) still apply to them.
+//
+// # Errors
+//
+// Every error the interceptors return is a status error (status.FromError
+// and status.Code read it). An attempt's status is returned unchanged when
+// no policy added to it. Otherwise the status is the attempt's, or the one
+// a policy's own error maps to: an open breaker or a full bulkhead gives
+// Unavailable, a rate limit ResourceExhausted, a policy's timeout
+// DeadlineExceeded, the caller's cancellation Canceled. Such errors wrap the
+// policy's error, so errors.Is still matches breaker.ErrOpen,
+// bulkhead.ErrFull, ratelimit.ErrLimited, timeout.ErrTimeout,
+// context.Canceled and the like, and errors.As finds *retry.Error.
+//
+// # Streams
+//
+// A stream is retried only before it commits: before any response header
+// or message has been received. Until then, the messages sent are kept, up
+// to [WithMaxReplayBuffer] (1 MiB by default), and replayed on each new
+// attempt, followed by CloseSend if the caller closed; a stream that sent
+// more is not retried, and its error matches [ErrNotReplayable]. While an
+// attempt that will be retried winds down, the caller's RecvMsg, Header
+// and SendMsg wait for the next attempt instead of failing. Once a stream
+// has committed it is never retried, so no message reaches the caller
+// twice.
+//
+// The policies run on a goroutine of the interceptor's, from the moment
+// the stream is opened until it commits or the policies give up; the
+// interceptor returns once the first attempt is open, or with the
+// policies' error if none could be. Resources the policies take for the
+// attempt that commits, a bulkhead slot, the context of a per-attempt
+// timeout, stay taken until the stream ends: when RecvMsg returns io.EOF
+// or an error, when the context is done, or when the connection closes.
+// The breaker counts the stream's final status. As with plain gRPC, a
+// stream that is neither read to the end nor canceled never ends.
+//
+// Timeouts bound a stream until it commits. A per-attempt timeout is the
+// time an attempt may take to receive its response header, and a total
+// timeout the time to get there across attempts; once the stream commits,
+// they no longer apply, and only the caller's own deadline bounds it, so
+// a long-lived stream (a watch, a subscription) runs for as long as the
+// caller wants. For the same reason, the deadline gRPC sends to the server
+// with a stream (grpc-timeout) is the caller's, not the policies'.
+//
+// A policy that panics while a stream's attempts run panics on the
+// interceptor's goroutine, which ends the program.
+//
+// # Servers
+//
+// [UnaryServerInterceptor] and [StreamServerInterceptor] run handlers under
+// policies, for admission control: a rate limit per client (ratelimit.NewKeyed,
+// keyed by the client's address or a key of your choosing) rejects with
+// ResourceExhausted and a pushback trailer telling the client when to come
+// back.
+package resiliencegrpc

@@ -1,0 +1,383 @@
+package resiliencegrpc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/resilience-go/resilience"
+)
+
+// ReplayOverhead is what each buffered message counts against the replay
+// buffer on top of its size, so that a stream of empty messages is bounded
+// too.
+const ReplayOverhead = 64
+
+// How a stream runs under the policies
+//
+// The policies run on a goroutine of their own, started by the interceptor
+// and ended when they return: when an attempt commits or the policies give
+// up. Each run of the operation (attempt) opens a stream, replays the
+// messages sent so far, makes it the one the caller's calls go to, and
+// waits for its response header (Header blocks until it arrives or the
+// stream ends). A header commits the attempt: the operation holds its
+// result (resilience.Hold) and returns nil, and the resources the policies
+// took stay taken until the stream ends, which grpc.OnFinish reports. A
+// stream that ends without a header reached the caller with nothing, so
+// its status is the attempt's error, and the policies may try again.
+//
+// The caller's goroutines meanwhile send and receive on the current
+// attempt. An error from an attempt that did not commit is not returned at
+// once: the caller's call waits for the policies' decision and goes on
+// with the next attempt, or returns the policies' error.
+
+// clientStream is the grpc.ClientStream the stream interceptor returns.
+type clientStream struct {
+	ctx      context.Context // the caller's
+	desc     *grpc.StreamDesc
+	cc       *grpc.ClientConn
+	method   string
+	streamer grpc.Streamer
+	opts     []grpc.CallOption
+	replay   bool // the call may be retried: keep sent messages
+	max      int  // replay buffer bound, in bytes
+
+	// sendMu orders the messages written to an attempt: the caller's
+	// SendMsg and CloseSend, and the replay onto a new attempt, hold it
+	// while they write. It is never taken while holding mu.
+	sendMu sync.Mutex
+
+	mu        sync.Mutex // guards the fields below
+	cur       *attempt   // where the caller's calls go; nil until the first attempt opens
+	settled   bool       // cur is final: it committed, or ended cleanly
+	finished  bool       // the policies returned
+	err       error      // the policies' error, as a status error, once finished
+	buf       []any      // messages sent before the stream settled, to replay
+	size      int        // their size, as counted against max
+	overflow  bool       // a message could not be kept: no attempt may follow
+	closeSent bool
+	changed   chan struct{} // closed and replaced whenever the fields above change
+}
+
+// attempt is one attempt's stream.
+type attempt struct {
+	stream grpc.ClientStream
+	cancel context.CancelFunc
+	ctx    context.Context // the caller's
+	ended  chan struct{}   // closed when the stream ends
+
+	mu   sync.Mutex  // guards the fields below
+	err  error       // the stream's final status, once ended
+	done func(error) // ends the held result, once committed
+}
+
+func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if c.policy == nil {
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+	call := c.call(ctx, cc, method, opts)
+	s := &clientStream{
+		ctx:      ctx,
+		desc:     desc,
+		cc:       cc,
+		method:   method,
+		streamer: streamer,
+		opts:     opts,
+		replay:   call.Idempotent,
+		max:      c.c.maxReplay,
+		changed:  make(chan struct{}),
+	}
+	go s.run(c.policy, resilience.WithCall(ctx, call))
+	for {
+		s.mu.Lock()
+		cur, finished, err, ch := s.cur, s.finished, s.err, s.changed
+		s.mu.Unlock()
+		switch {
+		case cur != nil:
+			return s, nil
+		case finished && err != nil:
+			return nil, err
+		case finished:
+			return nil, status.Error(codes.Internal, "resiliencegrpc: the policy returned without opening the stream")
+		}
+		<-ch
+	}
+}
+
+// run runs the policies, on a goroutine of its own.
+func (s *clientStream) run(p resilience.Policy, ctx context.Context) {
+	err := p.Do(ctx, s.attempt)
+	s.mu.Lock()
+	s.finished = true
+	s.err = toStatus(err)
+	s.broadcastLocked()
+	s.mu.Unlock()
+}
+
+func (s *clientStream) broadcastLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// attempt is the policies' operation: it opens a stream, replays what was
+// sent, and returns once the stream committed or ended.
+func (s *clientStream) attempt(actx context.Context) error {
+	s.mu.Lock()
+	if s.overflow {
+		// A message sent during the wait before this attempt could not
+		// be kept: a new attempt would lose it.
+		s.mu.Unlock()
+		return resilience.Mark(status.Error(codes.Unavailable, ErrNotReplayable.Error()), resilience.KindPermanent)
+	}
+	s.mu.Unlock()
+
+	sctx, cancel := context.WithCancel(streamCtx{Context: actx, caller: s.ctx})
+	a := &attempt{cancel: cancel, ctx: s.ctx, ended: make(chan struct{})}
+	n := len(s.opts)
+	s.sendMu.Lock()
+	cs, err := s.streamer(sctx, s.desc, s.cc, s.method, append(s.opts[:n:n], grpc.OnFinish(a.finish))...)
+	if err != nil {
+		s.sendMu.Unlock()
+		cancel()
+		return s.limit(classify(s.ctx, err, nil))
+	}
+	a.stream = cs
+	s.mu.Lock()
+	s.cur = a
+	buf, closeSent := s.buf, s.closeSent
+	s.broadcastLocked()
+	s.mu.Unlock()
+	for _, m := range buf {
+		if cs.SendMsg(m) != nil {
+			break // the stream ended; Header reports it
+		}
+	}
+	if closeSent {
+		cs.CloseSend()
+	}
+	s.sendMu.Unlock()
+
+	if md, _ := cs.Header(); md != nil {
+		s.settle()
+		a.mu.Lock()
+		select {
+		case <-a.ended:
+			// It already ended: report its outcome now, as one that must
+			// not be retried, since the caller may have seen its header.
+			err := a.err
+			a.mu.Unlock()
+			return notReplayable(classify(s.ctx, err, cs.Trailer()), nil)
+		default:
+		}
+		a.done = resilience.Hold(actx, cancel)
+		a.mu.Unlock()
+		return nil
+	}
+	// The stream ended without a header: the caller received nothing.
+	<-a.ended
+	if a.err == nil {
+		s.settle()
+		return nil
+	}
+	return s.limit(classify(s.ctx, a.err, cs.Trailer()))
+}
+
+// limit marks err as not retryable if sent messages were lost.
+func (s *clientStream) limit(err error) error {
+	s.mu.Lock()
+	overflow := s.overflow
+	s.mu.Unlock()
+	if overflow {
+		return notReplayable(err, ErrNotReplayable)
+	}
+	return err
+}
+
+// notReplayable marks err so that no retry follows, keeping what a
+// breaker counts: a transient failure becomes permanent, throttling a
+// rejection. reason, if not nil, is wrapped.
+func notReplayable(err, reason error) error {
+	k := resilience.Classify(err)
+	switch k {
+	case resilience.KindTransient:
+		k = resilience.KindPermanent
+	case resilience.KindThrottled:
+		k = resilience.KindRejected
+	default:
+		return err
+	}
+	if reason != nil {
+		err = fmt.Errorf("%w (%w)", err, reason)
+	}
+	return resilience.Mark(err, k)
+}
+
+// settle records that the current attempt is final.
+func (s *clientStream) settle() {
+	s.mu.Lock()
+	s.settled = true
+	s.buf, s.size = nil, 0
+	s.broadcastLocked()
+	s.mu.Unlock()
+}
+
+// finish is the attempt's grpc.OnFinish: the stream ended with err.
+func (a *attempt) finish(err error) {
+	a.mu.Lock()
+	a.err = err
+	close(a.ended)
+	done := a.done
+	a.mu.Unlock()
+	if done != nil {
+		done(classify(a.ctx, err, nil))
+	}
+	a.cancel()
+}
+
+// current returns the attempt the caller's calls go to.
+func (s *clientStream) current() *attempt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+// next waits for the policies' decision about attempt a, which ended
+// before it committed, and returns the attempt that follows it. ok is false
+// when none will: a is final, or the policies gave up with err.
+func (s *clientStream) next(a *attempt) (n *attempt, err error, ok bool) {
+	for {
+		s.mu.Lock()
+		cur, settled, finished, ferr, ch := s.cur, s.settled, s.finished, s.err, s.changed
+		s.mu.Unlock()
+		switch {
+		case cur != a:
+			return cur, nil, true
+		case settled:
+			return nil, nil, false
+		case finished:
+			return nil, ferr, false
+		}
+		<-ch
+	}
+}
+
+// Header returns the header of the attempt that committed, waiting for
+// attempts that end without one to be retried.
+func (s *clientStream) Header() (metadata.MD, error) {
+	a := s.current()
+	for {
+		md, err := a.stream.Header()
+		if md != nil || err != nil {
+			return md, err
+		}
+		n, _, ok := s.next(a)
+		if !ok {
+			// As gRPC does: no header, and RecvMsg tells the status.
+			return nil, nil
+		}
+		a = n
+	}
+}
+
+// Trailer returns the trailer of the current attempt.
+func (s *clientStream) Trailer() metadata.MD { return s.current().stream.Trailer() }
+
+// Context returns the context of the current attempt's stream.
+func (s *clientStream) Context() context.Context { return s.current().stream.Context() }
+
+// CloseSend closes the sending side, now and on any later attempt.
+func (s *clientStream) CloseSend() error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	s.closeSent = true
+	a := s.cur
+	s.mu.Unlock()
+	return a.stream.CloseSend()
+}
+
+// SendMsg sends m on the current attempt and keeps it for replay until the
+// stream commits. If the attempt ended before committing, SendMsg waits for
+// the next one, which replays m, and returns io.EOF only when none follows.
+func (s *clientStream) SendMsg(m any) error {
+	s.sendMu.Lock()
+	s.mu.Lock()
+	a := s.cur
+	kept := false
+	if s.replay && !s.settled && !s.finished && !s.overflow {
+		if size, ok := msgSize(m); ok && s.size+size <= s.max {
+			s.buf = append(s.buf, m)
+			s.size += size
+			kept = true
+		} else {
+			s.overflow = true
+			s.buf, s.size = nil, 0
+		}
+	}
+	s.mu.Unlock()
+	err := a.stream.SendMsg(m)
+	s.sendMu.Unlock()
+	if err != io.EOF || !kept {
+		return err
+	}
+	if _, _, ok := s.next(a); ok {
+		return nil // the next attempt replayed m
+	}
+	return io.EOF
+}
+
+// RecvMsg receives from the current attempt. An error from an attempt that
+// did not commit waits for the policies' decision: the call goes on with
+// the next attempt, or returns the policies' error.
+func (s *clientStream) RecvMsg(m any) error {
+	a := s.current()
+	for {
+		err := a.stream.RecvMsg(m)
+		if err == nil || err == io.EOF {
+			return err
+		}
+		n, ferr, ok := s.next(a)
+		switch {
+		case ok:
+			a = n
+		case ferr != nil:
+			return ferr
+		default:
+			return err
+		}
+	}
+}
+
+// msgSize returns what m counts against the replay buffer; ok is false if
+// m cannot be sized.
+func msgSize(m any) (n int, ok bool) {
+	switch m := m.(type) {
+	case proto.Message:
+		return proto.Size(m) + ReplayOverhead, true
+	case []byte:
+		return len(m) + ReplayOverhead, true
+	}
+	return 0, false
+}
+
+// streamCtx is a stream attempt's context. It reports the caller's
+// deadline instead of the attempt's, so that the policies' timeouts bound
+// the time until the stream commits and are not sent to the server as the
+// stream's grpc-timeout; it is done when the attempt's context is.
+type streamCtx struct {
+	context.Context // the attempt's
+	caller          context.Context
+}
+
+func (c streamCtx) Deadline() (time.Time, bool) { return c.caller.Deadline() }
+
+// AfterFunc lets derived contexts follow this one without a goroutine.
+func (c streamCtx) AfterFunc(f func()) (stop func() bool) { return context.AfterFunc(c.Context, f) }
