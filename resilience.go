@@ -65,9 +65,13 @@ func (c chain) Do(ctx context.Context, op func(context.Context) error) error {
 	return c[0].Do(ctx, func(ctx context.Context) error { return rest.Do(ctx, op) })
 }
 
-// Do runs op under p and returns its value. When p runs op more than once,
-// the value and error are those of the last run; when p stops the call
-// without running op, Do returns the zero T and p's error.
+// Do runs op under p and returns its value and p's error. The value is the
+// one returned by the last run of op: when p runs op more than once (a
+// retry), earlier values are dropped; when p never runs op (an open
+// breaker), it is the zero T. When p stops after a run of op, for example a
+// retry turned away by a breaker on its second attempt, the value of the
+// earlier run is still returned alongside p's error: as usual in Go, do not
+// use the value when the error is not nil unless op's contract says so.
 func Do[T any](ctx context.Context, p Policy, op func(context.Context) (T, error)) (T, error) {
 	var v T
 	err := p.Do(ctx, func(ctx context.Context) error {
