@@ -1,0 +1,108 @@
+package resiliencegrpc_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/ratelimit"
+	"github.com/resilience-go/resilience/resiliencegrpc"
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/timeout"
+)
+
+// flaky fails every other call with Unavailable.
+type flaky struct {
+	testgrpc.UnimplementedTestServiceServer
+	calls atomic.Int32
+}
+
+func (f *flaky) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	if f.calls.Add(1)%2 == 1 {
+		return nil, status.Error(codes.Unavailable, "warming up")
+	}
+	return &testgrpc.SimpleResponse{Username: "gopher"}, nil
+}
+
+// serve serves the test service on a loopback port; stop it when done.
+func serve(opts ...grpc.ServerOption) (addr string, stop func()) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer(opts...)
+	testgrpc.RegisterTestServiceServer(srv, &flaky{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(lis)
+	}()
+	return lis.Addr().String(), func() {
+		srv.Stop()
+		<-done
+	}
+}
+
+func ExampleNewClient() {
+	addr, stop := serve()
+	defer stop()
+
+	c := resiliencegrpc.NewClient(resilience.Chain(
+		timeout.New(5*time.Second), // the whole call
+		retry.New(retry.WithBackoff(10*time.Millisecond, time.Second)),
+		timeout.New(time.Second), // each attempt
+	), resiliencegrpc.WithIdempotentMethods("/grpc.testing.TestService/UnaryCall"))
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(c.UnaryInterceptor()),
+		grpc.WithChainStreamInterceptor(c.StreamInterceptor()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	resp, err := testgrpc.NewTestServiceClient(conn).UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("hello,", resp.Username)
+	// Output: hello, gopher
+}
+
+func ExampleUnaryServerInterceptor() {
+	// One call a minute per client address.
+	lim := ratelimit.NewKeyed(rate.Every(time.Minute), 1)
+	addr, stop := serve(
+		grpc.ChainUnaryInterceptor(resiliencegrpc.UnaryServerInterceptor(lim)),
+		grpc.ChainStreamInterceptor(resiliencegrpc.StreamServerInterceptor(lim)))
+	defer stop()
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	client := testgrpc.NewTestServiceClient(conn)
+
+	for range 3 {
+		var trailer metadata.MD
+		_, err := client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{}, grpc.Trailer(&trailer))
+		fmt.Println(status.Code(err), len(trailer.Get(resiliencegrpc.PushbackTrailer)) == 1)
+	}
+	// Output:
+	// Unavailable false
+	// ResourceExhausted true
+	// ResourceExhausted true
+}
