@@ -383,12 +383,12 @@ func TestToStatus(t *testing.T) {
 	raw := status.Error(codes.Unavailable, "down")
 	rawDeadline := status.Error(codes.DeadlineExceeded, "slow")
 	tests := []struct {
-		name   string
-		err    error
-		code   codes.Code
-		msg    string  // the status message, "" for any
-		is     []error // errors.Is must match each
-		isRaw  bool    // the attempt's own error is returned
+		name  string
+		err   error
+		code  codes.Code
+		msg   string  // the status message, "" for any
+		is    []error // errors.Is must match each
+		isRaw bool    // the attempt's own error is returned
 	}{
 		{"marked attempt error", resilience.Mark(raw, resilience.KindTransient), codes.Unavailable, "down", nil, true},
 		{"retries exhausted", &retry.Error{Attempts: 3, Reason: retry.ErrExhausted, Err: resilience.Mark(raw, resilience.KindTransient)},
