@@ -54,6 +54,17 @@ func AttemptNumber(ctx context.Context) int {
 	return 1
 }
 
+// InAttempt reports whether ctx belongs to one attempt of a call, started
+// by a policy that may make several ([StartAttempt]), rather than to the
+// call as a whole. A timeout uses it to tell what it bounds: inside an
+// attempt it bounds the time to a result, and a result held past the
+// operation (a response body being read) is left to the outer deadline;
+// outside any attempt it bounds the whole call, held result included.
+func InAttempt(ctx context.Context) bool {
+	a := attemptFrom(ctx)
+	return a != nil && a.attempt
+}
+
 // An Attempt is one run of an operation by a policy that may run it several
 // times (retry, hedging). Start it with [StartAttempt]; end it with exactly
 // one of [Attempt.Keep], for the attempt whose result the policy returns,
@@ -66,7 +77,7 @@ type Attempt struct{ a *attemptCtx }
 // held for it ([Hold], [Defer]) belong to this attempt.
 func StartAttempt(ctx context.Context, n int) (context.Context, Attempt) {
 	parent := attemptFrom(ctx)
-	a := &attemptCtx{Context: ctx, n: n, parent: parent}
+	a := &attemptCtx{Context: ctx, n: n, parent: parent, attempt: true}
 	if parent != nil {
 		a.call = parent.call
 	}
@@ -191,9 +202,10 @@ const (
 // attemptCtx is the context of one attempt and the cell for its result.
 type attemptCtx struct {
 	context.Context
-	call   *Call
-	n      int
-	parent *attemptCtx
+	call    *Call
+	n       int
+	parent  *attemptCtx
+	attempt bool // started by StartAttempt, not WithCall
 
 	mu       sync.Mutex // guards the fields below
 	state    uint8

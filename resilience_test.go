@@ -151,6 +151,9 @@ func TestCallInfo(t *testing.T) {
 	if n := resilience.AttemptNumber(actx); n != 3 {
 		t.Fatalf("AttemptNumber = %d, want 3", n)
 	}
+	if resilience.InAttempt(ctx) || !resilience.InAttempt(actx) || resilience.InAttempt(context.Background()) {
+		t.Fatal("InAttempt must be true only inside StartAttempt's context")
+	}
 }
 
 func TestDeferRunsAtOnceWhenNothingHeld(t *testing.T) {
