@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
 // ErrOpen is matched, with errors.Is, by every error a breaker returns when
@@ -99,12 +102,19 @@ type Breaker struct {
 	window        time.Duration
 	onStateChange func(name string, from, to State)
 
+	tel *telemetry.Policy // shared by the breakers of a Keyed
+	// states are the attribute sets of resilience.breaker.state for this
+	// breaker, one per State; nil when the breaker is not reported on its
+	// own (a Keyed breaker with custom keys).
+	states *[3]attribute.Set
+
 	// openUntil is when the breaker last opened plus the open duration, in
 	// Unix nanoseconds: when the next probe may go.
 	openUntil atomic.Int64
 
 	// State changes are recorded by gobreaker under its lock and delivered
-	// to onStateChange by the next call that finds them pending.
+	// to telemetry and onStateChange by the next call that finds them
+	// pending.
 	pending atomic.Bool // len(events) > 0, read without mu
 	mu      sync.Mutex  // guards events and delivering; never held while calling out
 	events  []stateChange
@@ -118,20 +128,32 @@ type stateChange struct{ from, to State }
 // New returns a breaker configured by opts. It panics, naming the option,
 // if an option's value is invalid, or if given an option that applies to
 // [NewKeyed] only.
+//
+// The breaker reports its state in resilience.breaker.state; its state
+// changes and rejections are counted in resilience.events and added as
+// events to the span in the call's context (see docs/telemetry.md).
 func New(opts ...Option) *Breaker {
 	c := defaultConfig()
 	for _, o := range opts {
 		o.apply(&c)
 	}
 	c.validate(false)
-	return newBreaker(&c, c.name)
+	c.tel.Name = c.name
+	tel := telemetry.New(telemetry.KindBreaker, c.tel)
+	b := newBreaker(&c, c.name, tel, stateSets(tel, ""))
+	observeStates(tel, b, func(b *Breaker, o metric.Observer, g metric.Int64Observable) {
+		b.observe(o, g)
+	})
+	return b
 }
 
-func newBreaker(c *config, name string) *Breaker {
+func newBreaker(c *config, name string, tel *telemetry.Policy, states *[3]attribute.Set) *Breaker {
 	b := &Breaker{
 		name:          name,
 		open:          c.open,
 		onStateChange: c.onStateChange,
+		tel:           tel,
+		states:        states,
 	}
 	st := gobreaker.Settings{
 		Name:          name,
@@ -173,7 +195,7 @@ func (b *Breaker) Window() time.Duration { return b.window }
 // State returns the breaker's state now.
 func (b *Breaker) State() State {
 	s := fromGobreaker(b.cb.State())
-	b.deliver()
+	b.deliver(context.Background())
 	return s
 }
 
@@ -191,15 +213,15 @@ func (b *Breaker) State() State {
 // and the panic goes on.
 func (b *Breaker) Do(ctx context.Context, op func(context.Context) error) error {
 	done, err := b.cb.Allow()
-	b.deliver()
+	b.deliver(ctx)
 	if err != nil {
-		return b.reject(err)
+		return b.reject(ctx, err)
 	}
 	finished := false
 	defer func() {
 		if !finished {
 			done(errExcluded)
-			b.deliver()
+			b.deliver(ctx)
 		}
 	}()
 	err = op(ctx)
@@ -207,12 +229,12 @@ func (b *Breaker) Do(ctx context.Context, op func(context.Context) error) error 
 	if err == nil && resilience.Held(ctx) {
 		resilience.Defer(ctx, func(final error) {
 			done(outcome(ctx, final))
-			b.deliver()
+			b.deliver(ctx)
 		})
 		return nil
 	}
 	done(outcome(ctx, err))
-	b.deliver()
+	b.deliver(ctx)
 	return err
 }
 
@@ -230,10 +252,11 @@ func outcome(ctx context.Context, err error) error {
 	return errExcluded
 }
 
-// reject builds the error for a call turned away; err is gobreaker's.
-// Telemetry for rejections belongs here.
-func (b *Breaker) reject(err error) error {
+// reject builds the error for a call turned away, and reports it; err is
+// gobreaker's.
+func (b *Breaker) reject(ctx context.Context, err error) error {
 	if errors.Is(err, gobreaker.ErrTooManyRequests) {
+		b.rejected(ctx, HalfOpen, 0)
 		return resilience.Mark(&OpenError{Name: b.name, HalfOpen: true}, resilience.KindThrottled)
 	}
 	// gobreaker lets the probe through once the open duration has passed,
@@ -241,6 +264,7 @@ func (b *Breaker) reject(err error) error {
 	// so that a caller sleeping that long finds the breaker half-open.
 	wait := max(time.Duration(b.openUntil.Load()-time.Now().UnixNano())+1, 0)
 	wait = (wait + time.Millisecond - 1).Truncate(time.Millisecond)
+	b.rejected(ctx, Open, wait)
 	return resilience.MarkRetryAfter(&OpenError{Name: b.name, RetryIn: wait}, resilience.KindThrottled, wait)
 }
 
@@ -250,20 +274,17 @@ func (b *Breaker) record(_ string, from, to gobreaker.State) {
 	if to == gobreaker.StateOpen {
 		b.openUntil.Store(time.Now().Add(b.open).UnixNano())
 	}
-	if b.onStateChange == nil {
-		return
-	}
 	b.mu.Lock()
 	b.events = append(b.events, stateChange{fromGobreaker(from), fromGobreaker(to)})
 	b.pending.Store(true)
 	b.mu.Unlock()
 }
 
-// deliver calls onStateChange for the pending state changes, outside any
-// lock. Every call into gobreaker is followed by deliver, so a change
-// recorded in a call is delivered by that call or by the one already
-// delivering. Telemetry for state changes belongs here.
-func (b *Breaker) deliver() {
+// deliver reports the pending state changes to telemetry, with the span in
+// ctx, and to onStateChange, outside any lock. Every call into gobreaker is
+// followed by deliver, so a change recorded in a call is delivered by that
+// call or by the one already delivering.
+func (b *Breaker) deliver(ctx context.Context) {
 	if !b.pending.Load() {
 		return
 	}
@@ -286,7 +307,10 @@ func (b *Breaker) deliver() {
 		b.pending.Store(false)
 		b.mu.Unlock()
 		for _, e := range evs {
-			b.onStateChange(b.name, e.from, e.to)
+			b.changed(ctx, e.from, e.to)
+			if b.onStateChange != nil {
+				b.onStateChange(b.name, e.from, e.to)
+			}
 		}
 		b.mu.Lock()
 	}

@@ -4,8 +4,12 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/keyed"
+	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
 // Keyed is a [resilience.Policy] that keeps one [Breaker] per key, by
@@ -17,15 +21,22 @@ import (
 // those with calls in flight), and a key idle for [WithIdleTimeout] is
 // forgotten. A forgotten breaker starts again closed.
 type Keyed struct {
-	c   config
-	key func(context.Context) string
-	reg *keyed.Registry[*Breaker]
+	c      config
+	key    func(context.Context) string
+	reg    *keyed.Registry[*Breaker]
+	states *[3]attribute.Set // for custom keys: the sets of the per-state counts
 }
 
 // NewKeyed returns a keyed breaker. opts configure every breaker it makes,
 // each named by its key, and the keying itself ([WithKey], [WithMaxKeys],
 // [WithIdleTimeout]). It panics, naming the option, if an option's value is
 // invalid.
+//
+// Its telemetry is named by [WithName] and shared by its breakers. Keyed by
+// target (the default), resilience.breaker.state reports each breaker with
+// its server.address; with [WithKey], whose keys may be anything, it
+// reports how many breakers are in each state instead. A key's telemetry
+// goes with it when the key is evicted.
 func NewKeyed(opts ...Option) *Keyed {
 	k := &Keyed{c: defaultConfig()}
 	for _, o := range opts {
@@ -33,7 +44,17 @@ func NewKeyed(opts ...Option) *Keyed {
 	}
 	k.c.validate(true)
 	k.key = k.c.key
-	k.reg = keyed.New(k.c.maxKeys, k.c.idle, func(key string) *Breaker { return newBreaker(&k.c, key) })
+	k.c.tel.Name = k.c.name
+	tel := telemetry.New(telemetry.KindBreaker, k.c.tel)
+	if k.c.customKey {
+		k.states = stateSets(tel, "")
+		k.reg = keyed.New(k.c.maxKeys, k.c.idle, func(key string) *Breaker { return newBreaker(&k.c, key, tel, nil) })
+	} else {
+		k.reg = keyed.New(k.c.maxKeys, k.c.idle, func(key string) *Breaker {
+			return newBreaker(&k.c, key, tel, stateSets(tel, key))
+		})
+	}
+	observeStates(tel, k, func(k *Keyed, o metric.Observer, g metric.Int64Observable) { k.observe(o, g) })
 	return k
 }
 

@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
 // Defaults of a [Breaker] built with no options: it opens when at least half
@@ -48,8 +52,10 @@ type config struct {
 	probes        int
 	name          string
 	onStateChange func(name string, from, to State)
+	tel           telemetry.Config // Name is set from name when built
 
 	// Keyed only.
+	customKey bool // WithKey given: keys are not targets
 	key       func(context.Context) string
 	maxKeys   int
 	idle      time.Duration
@@ -142,8 +148,10 @@ type nameOption string
 
 func (o nameOption) apply(c *config) { c.name = string(o) }
 
-// WithName names the breaker in its state changes and errors. A [Keyed]
-// breaker ignores it: each of its breakers is named by its key.
+// WithName names the breaker in its state changes, errors and telemetry
+// (the resilience.name attribute). A [Keyed] breaker uses it in telemetry
+// only: each of its breakers is named by its key in state changes and
+// errors.
 func WithName(name string) Option { return nameOption(name) }
 
 type onStateChangeOption func(name string, from, to State)
@@ -161,6 +169,7 @@ type keyOption func(context.Context) string
 
 func (o keyOption) apply(c *config) {
 	c.key = o
+	c.customKey = true
 	c.setKeyedOnly("WithKey")
 }
 
@@ -197,6 +206,27 @@ func (o idleOption) apply(c *config) {
 // key that sees no calls (default 10 minutes). Only for NewKeyed; it panics
 // if d <= 0.
 func WithIdleTimeout(d time.Duration) Option { return idleOption(d) }
+
+type meterProviderOption struct{ mp metric.MeterProvider }
+
+func (o meterProviderOption) apply(c *config) { c.tel.MeterProvider = o.mp }
+
+// WithMeterProvider sets the provider of the breaker's metrics. The default
+// is the global provider (otel.GetMeterProvider) as it is when the breaker
+// is built; the no-op provider of go.opentelemetry.io/otel/metric/noop
+// turns metrics off.
+func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
+
+type tracerProviderOption struct{ tp trace.TracerProvider }
+
+func (o tracerProviderOption) apply(c *config) { c.tel.TracerProvider = o.tp }
+
+// WithTracerProvider sets the tracer provider of the breaker. The breaker
+// starts no span: it adds its state changes and rejections as events to the
+// recording span in the call's context. The default is the global
+// provider; the no-op provider of go.opentelemetry.io/otel/trace/noop turns
+// the events off.
+func WithTracerProvider(tp trace.TracerProvider) Option { return tracerProviderOption{tp} }
 
 func (c *config) setKeyedOnly(name string) {
 	if c.keyedOnly == "" {

@@ -3,9 +3,13 @@ package bulkhead
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/keyed"
@@ -28,6 +32,13 @@ type Bulkhead struct {
 	limit   int
 	maxWait time.Duration
 	release func(error) // b.releaseSlot, made once so that Defer costs no closure
+
+	tel *telemetryState // shared by the bulkheads of a Keyed
+	// count says whether inFlight is kept, for resilience.bulkhead.in_flight;
+	// set is its attribute set for this bulkhead.
+	count    bool
+	inFlight atomic.Int64
+	set      attribute.Set
 }
 
 // New returns a bulkhead that lets at most limit calls run at once. It
@@ -38,12 +49,21 @@ func New(limit int, opts ...Option) *Bulkhead {
 		o.apply(&c)
 	}
 	c.validate("New", limit, false)
-	return newBulkhead(limit, c.maxWait)
+	tel := newTelemetry(&c)
+	b := newBulkhead(limit, c.maxWait, tel, "")
+	observeInFlight(tel, b, func(b *Bulkhead, o metric.Observer, g metric.Int64Observable) {
+		o.ObserveInt64(g, b.inFlight.Load(), metric.WithAttributeSet(b.set))
+	})
+	return b
 }
 
-func newBulkhead(limit int, maxWait time.Duration) *Bulkhead {
-	b := &Bulkhead{sem: semaphore.NewWeighted(int64(limit)), limit: limit, maxWait: maxWait}
+func newBulkhead(limit int, maxWait time.Duration, tel *telemetryState, target string) *Bulkhead {
+	b := &Bulkhead{sem: semaphore.NewWeighted(int64(limit)), limit: limit, maxWait: maxWait, tel: tel}
 	b.release = b.releaseSlot
+	if tel.Metrics() {
+		b.count = true
+		b.set = inFlightSet(tel, target)
+	}
 	return b
 }
 
@@ -60,10 +80,13 @@ func (b *Bulkhead) Do(ctx context.Context, op func(context.Context) error) error
 	if err := b.acquire(ctx); err != nil {
 		return err
 	}
+	if b.count {
+		b.inFlight.Add(1)
+	}
 	returned := false
 	defer func() {
 		if !returned {
-			b.sem.Release(1)
+			b.releaseSlot(nil)
 		}
 	}()
 	err := op(ctx)
@@ -71,12 +94,17 @@ func (b *Bulkhead) Do(ctx context.Context, op func(context.Context) error) error
 	if resilience.Held(ctx) {
 		resilience.Defer(ctx, b.release)
 	} else {
-		b.sem.Release(1)
+		b.releaseSlot(nil)
 	}
 	return err
 }
 
-func (b *Bulkhead) releaseSlot(error) { b.sem.Release(1) }
+func (b *Bulkhead) releaseSlot(error) {
+	if b.count {
+		b.inFlight.Add(-1)
+	}
+	b.sem.Release(1)
+}
 
 // acquire takes a slot. Telemetry for rejections belongs here.
 func (b *Bulkhead) acquire(ctx context.Context) error {
@@ -84,20 +112,24 @@ func (b *Bulkhead) acquire(ctx context.Context) error {
 		return nil
 	}
 	if b.maxWait == 0 {
+		b.rejected(ctx)
 		return errFull
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	began := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, b.maxWait)
 	err := b.sem.Acquire(wctx, 1)
 	cancel()
 	if err == nil {
+		b.waited(ctx, time.Since(began))
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	b.rejected(ctx)
 	return errFull
 }
 
@@ -110,8 +142,10 @@ func (b *Bulkhead) acquire(ctx context.Context) error {
 // and a key with no slot taken for [WithIdleTimeout] is forgotten. A key
 // with a slot taken is never forgotten.
 type Keyed struct {
-	key func(context.Context) string
-	reg *keyed.Registry[*Bulkhead]
+	key       func(context.Context) string
+	reg       *keyed.Registry[*Bulkhead]
+	customKey bool
+	set       attribute.Set // for custom keys: the set of the sum over keys
 }
 
 // NewKeyed returns a keyed bulkhead that lets at most limit calls per key
@@ -122,10 +156,16 @@ func NewKeyed(limit int, opts ...Option) *Keyed {
 		o.apply(&c)
 	}
 	c.validate("NewKeyed", limit, true)
-	return &Keyed{
-		key: c.key,
-		reg: keyed.New(c.maxKeys, c.idle, func(string) *Bulkhead { return newBulkhead(limit, c.maxWait) }),
+	tel := newTelemetry(&c)
+	k := &Keyed{key: c.key, customKey: c.customKey}
+	if c.customKey {
+		k.set = inFlightSet(tel, "")
+		k.reg = keyed.New(c.maxKeys, c.idle, func(string) *Bulkhead { return newBulkhead(limit, c.maxWait, tel, "") })
+	} else {
+		k.reg = keyed.New(c.maxKeys, c.idle, func(key string) *Bulkhead { return newBulkhead(limit, c.maxWait, tel, key) })
 	}
+	observeInFlight(tel, k, func(k *Keyed, o metric.Observer, g metric.Int64Observable) { k.observe(o, g) })
+	return k
 }
 
 // Do runs op under the bulkhead for the call's key; see [Bulkhead.Do].

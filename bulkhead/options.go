@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
 // Defaults of a [Keyed] bulkhead.
@@ -25,6 +29,9 @@ type config struct {
 	maxKeys   int
 	idle      time.Duration
 	keyedOnly string // the first keyed-only option given, for New's panic
+	customKey bool   // WithKey given: keys are not targets
+
+	tel telemetry.Config
 }
 
 func defaultConfig() config {
@@ -47,7 +54,7 @@ func WithMaxWait(d time.Duration) Option { return maxWaitOption(d) }
 
 type keyOption func(context.Context) string
 
-func (o keyOption) apply(c *config) { c.key = o; c.setKeyedOnly("WithKey") }
+func (o keyOption) apply(c *config) { c.key, c.customKey = o, true; c.setKeyedOnly("WithKey") }
 
 // WithKey sets how a [Keyed] bulkhead picks the bulkhead for a call: f
 // returns the key, from the call's context. The default is the call's
@@ -73,6 +80,35 @@ func (o idleOption) apply(c *config) { c.idle = time.Duration(o); c.setKeyedOnly
 // key with no slot taken (default 10 minutes). Only for NewKeyed; it
 // panics if d <= 0.
 func WithIdleTimeout(d time.Duration) Option { return idleOption(d) }
+
+type nameOption string
+
+func (o nameOption) apply(c *config) { c.tel.Name = string(o) }
+
+// WithName names the bulkhead in its telemetry (the resilience.name
+// attribute). Names should be few and fixed, one per kind of dependency.
+// A [Keyed] bulkhead's name covers all its keys.
+func WithName(name string) Option { return nameOption(name) }
+
+type meterProviderOption struct{ mp metric.MeterProvider }
+
+func (o meterProviderOption) apply(c *config) { c.tel.MeterProvider = o.mp }
+
+// WithMeterProvider sets the provider of the bulkhead's metrics. The default
+// is the global provider (otel.GetMeterProvider) as it is when the bulkhead
+// is built; the no-op provider of go.opentelemetry.io/otel/metric/noop
+// turns metrics off.
+func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
+
+type tracerProviderOption struct{ tp trace.TracerProvider }
+
+func (o tracerProviderOption) apply(c *config) { c.tel.TracerProvider = o.tp }
+
+// WithTracerProvider sets the tracer provider of the bulkhead. It starts no
+// span: it adds the calls it turns away as events to the recording span in the call's
+// context. The default is the global provider; the no-op provider of
+// go.opentelemetry.io/otel/trace/noop turns the events off.
+func WithTracerProvider(tp trace.TracerProvider) Option { return tracerProviderOption{tp} }
 
 func (c *config) setKeyedOnly(name string) {
 	if c.keyedOnly == "" {

@@ -41,6 +41,7 @@ func (e *LimitedError) Is(target error) bool { return target == ErrLimited }
 type Limiter struct {
 	lim     *rate.Limiter
 	maxWait time.Duration
+	tel     *telemetryState // shared by the limiters of a Keyed
 }
 
 // New returns a limiter that allows r calls per second on average, and up
@@ -53,7 +54,7 @@ func New(r rate.Limit, burst int, opts ...Option) *Limiter {
 		o.apply(&c)
 	}
 	c.validate("New", r, burst, false)
-	return &Limiter{lim: rate.NewLimiter(r, burst), maxWait: c.maxWait}
+	return &Limiter{lim: rate.NewLimiter(r, burst), maxWait: c.maxWait, tel: newTelemetry(&c)}
 }
 
 // Limit returns the limiter's rate, in calls per second.
@@ -82,7 +83,7 @@ func (l *Limiter) wait(ctx context.Context) error {
 		return nil
 	}
 	if l.maxWait == 0 {
-		return limited(l.needed(now))
+		return l.limited(ctx, l.needed(now))
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -91,11 +92,12 @@ func (l *Limiter) wait(ctx context.Context) error {
 	d := r.DelayFrom(now)
 	if dl, ok := ctx.Deadline(); d > l.maxWait || ok && now.Add(d).After(dl) {
 		r.CancelAt(now)
-		return limited(d)
+		return l.limited(ctx, d)
 	}
 	t := time.NewTimer(d)
 	select {
 	case <-t.C:
+		l.tel.waits.Record(ctx, d)
 		return nil
 	case <-ctx.Done():
 		t.Stop()
@@ -117,7 +119,8 @@ func (l *Limiter) needed(now time.Time) time.Duration {
 	return time.Duration(math.Ceil(secs * float64(time.Second)))
 }
 
-func limited(wait time.Duration) error {
+func (l *Limiter) limited(ctx context.Context, wait time.Duration) error {
+	l.rejected(ctx, wait)
 	return resilience.MarkRetryAfter(&LimitedError{Wait: wait}, resilience.KindThrottled, wait)
 }
 
@@ -142,10 +145,11 @@ func NewKeyed(r rate.Limit, burst int, opts ...Option) *Keyed {
 		o.apply(&c)
 	}
 	c.validate("NewKeyed", r, burst, true)
+	tel := newTelemetry(&c)
 	return &Keyed{
 		key: c.key,
 		reg: keyed.New(c.maxKeys, c.idle, func(string) *Limiter {
-			return &Limiter{lim: rate.NewLimiter(r, burst), maxWait: c.maxWait}
+			return &Limiter{lim: rate.NewLimiter(r, burst), maxWait: c.maxWait, tel: tel}
 		}),
 	}
 }

@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
 // Defaults of a [Policy] built with no options.
@@ -29,6 +33,7 @@ type config struct {
 	maxElapsed  time.Duration
 	retryIf     func(error) bool
 	onRetry     func(context.Context, Event)
+	tel         telemetry.Config
 }
 
 func defaultConfig() config {
@@ -111,6 +116,34 @@ func (o onRetryOption) apply(c *config) { c.onRetry = o }
 // the call and what is about to happen. It runs on the calling goroutine,
 // outside any lock; a slow f delays the retry.
 func WithOnRetry(f func(ctx context.Context, e Event)) Option { return onRetryOption(f) }
+
+type nameOption string
+
+func (o nameOption) apply(c *config) { c.tel.Name = string(o) }
+
+// WithName names the policy in its telemetry (the resilience.name
+// attribute). Names should be few and fixed, one per kind of dependency.
+func WithName(name string) Option { return nameOption(name) }
+
+type meterProviderOption struct{ mp metric.MeterProvider }
+
+func (o meterProviderOption) apply(c *config) { c.tel.MeterProvider = o.mp }
+
+// WithMeterProvider sets the provider of the policy's metrics. The default
+// is the global provider (otel.GetMeterProvider) as it is when the policy
+// is built; the no-op provider of go.opentelemetry.io/otel/metric/noop
+// turns metrics off, attempts are then not even timed.
+func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
+
+type tracerProviderOption struct{ tp trace.TracerProvider }
+
+func (o tracerProviderOption) apply(c *config) { c.tel.TracerProvider = o.tp }
+
+// WithTracerProvider sets the tracer provider of the policy. The policy
+// starts no span: it adds its decisions as events to the recording span in
+// the call's context. The default is the global provider; the no-op
+// provider of go.opentelemetry.io/otel/trace/noop turns the events off.
+func WithTracerProvider(tp trace.TracerProvider) Option { return tracerProviderOption{tp} }
 
 func (c *config) validate() {
 	switch {

@@ -8,7 +8,11 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
 // Reasons an [*Error] gives for stopping.
@@ -59,7 +63,9 @@ type Event struct {
 // Policy is a [resilience.Policy] that retries failed attempts. Build it
 // with [New]; it is safe for concurrent use. The zero Policy is not usable.
 type Policy struct {
-	c config
+	c        config
+	tel      *telemetry.Policy
+	attempts telemetry.AttemptRecorder
 }
 
 // New returns a retry policy configured by opts. It panics, naming the
@@ -70,12 +76,18 @@ func New(opts ...Option) *Policy {
 		o.apply(&c)
 	}
 	c.validate()
-	return &Policy{c: c}
+	tel := telemetry.New(telemetry.KindRetry, c.tel)
+	return &Policy{c: c, tel: tel, attempts: tel.Attempts()}
 }
 
 // Do runs op, and runs it again after a wait while it fails with a
 // retryable error and the policy's limits allow. See the package
 // documentation for the rules.
+//
+// Each attempt's duration is recorded in resilience.attempt.duration; each
+// retry scheduled and each retryable failure given up on is counted in
+// resilience.events and added as an event to the span in ctx (see
+// docs/telemetry.md).
 func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	call, inCall := resilience.CallFrom(ctx)
 	if inCall && !call.Idempotent {
@@ -88,7 +100,15 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	)
 	for n := 1; ; n++ {
 		actx, at := resilience.StartAttempt(ctx, n)
+		var began time.Time
+		timed := p.attempts.Active(ctx)
+		if timed {
+			began = time.Now()
+		}
 		err := op(actx)
+		if timed {
+			p.attempts.Record(ctx, n, time.Since(began), err)
+		}
 		if err == nil {
 			at.Keep()
 			return nil
@@ -105,11 +125,11 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		}
 		if call.NoRetry != nil {
 			at.Keep()
-			return &Error{Attempts: n, Reason: call.NoRetry, Err: err}
+			return p.giveUp(ctx, &Error{Attempts: n, Reason: call.NoRetry, Err: err})
 		}
 		if n >= p.c.maxAttempts {
 			at.Keep()
-			return &Error{Attempts: n, Reason: ErrExhausted, Err: err}
+			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrExhausted, Err: err})
 		}
 		if b == nil {
 			b = backoff.NewExponentialBackOff(
@@ -129,13 +149,14 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		now := time.Now()
 		if p.c.maxElapsed > 0 && now.Add(wait).Sub(start) > p.c.maxElapsed {
 			at.Keep()
-			return &Error{Attempts: n, Reason: ErrMaxElapsed, Err: err}
+			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrMaxElapsed, Err: err})
 		}
 		if dl, ok := ctx.Deadline(); ok && !now.Add(wait).Before(dl) {
 			at.Keep()
-			return &Error{Attempts: n, Reason: ErrDeadline, Err: err}
+			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrDeadline, Err: err})
 		}
 		at.Discard()
+		p.scheduled(ctx, n, err, wait, pushback)
 		if p.c.onRetry != nil {
 			p.c.onRetry(ctx, Event{Attempt: n, Err: err, Wait: wait, Pushback: pushback})
 		}
@@ -153,4 +174,43 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 			}
 		}
 	}
+}
+
+// scheduled reports a retry of attempt n after wait.
+func (p *Policy) scheduled(ctx context.Context, n int, err error, wait time.Duration, pushback bool) {
+	p.tel.Count(ctx, telemetry.EventRetryScheduled)
+	if s := p.tel.Span(ctx); s != nil {
+		p.tel.AddEvent(s, telemetry.EventRetryScheduled,
+			telemetry.AttemptKey.Int(n),
+			attribute.Float64(string(telemetry.WaitKey), wait.Seconds()),
+			telemetry.PushbackKey.Bool(pushback),
+			telemetry.OutcomeKey.String(resilience.Classify(err).String()),
+			semconv.ErrorTypeKey.String(telemetry.ErrorType(err)))
+	}
+}
+
+// giveUp reports that the policy stopped retrying, and returns e.
+func (p *Policy) giveUp(ctx context.Context, e *Error) error {
+	p.tel.Count(ctx, telemetry.EventRetryExhausted)
+	if s := p.tel.Span(ctx); s != nil {
+		p.tel.AddEvent(s, telemetry.EventRetryExhausted,
+			telemetry.AttemptKey.Int(e.Attempts),
+			telemetry.ReasonKey.String(reason(e.Reason)),
+			telemetry.OutcomeKey.String(resilience.Classify(e.Err).String()),
+			semconv.ErrorTypeKey.String(telemetry.ErrorType(e.Err)))
+	}
+	return e
+}
+
+// reason names why a policy gave up, from a fixed set.
+func reason(err error) string {
+	switch err {
+	case ErrExhausted:
+		return "exhausted"
+	case ErrMaxElapsed:
+		return "max_elapsed"
+	case ErrDeadline:
+		return "deadline"
+	}
+	return "no_retry"
 }

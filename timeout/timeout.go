@@ -5,7 +5,11 @@ import (
 		"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
 // ErrTimeout is matched, with errors.Is, by every error a [Policy] returns
@@ -52,16 +56,25 @@ func (e *Error) Timeout() bool { return true }
 // it with [New]; it is safe for concurrent use. The zero Policy is not
 // usable.
 type Policy struct {
-	d time.Duration
+	d   time.Duration
+	tel *telemetry.Policy
 }
 
-// New returns a policy that gives each operation at most d. It panics if d
-// is not positive.
-func New(d time.Duration) *Policy {
+// New returns a policy that gives each operation at most d, configured by
+// opts. It panics if d is not positive.
+//
+// Each expiry of the policy's own deadline is counted in resilience.events
+// and added as an event to the span in the call's context (see
+// docs/telemetry.md).
+func New(d time.Duration, opts ...Option) *Policy {
 	if d <= 0 {
 		panic(fmt.Sprintf("timeout: New: duration must be positive, got %v", d))
 	}
-	return &Policy{d: d}
+	var c config
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	return &Policy{d: d, tel: telemetry.New(telemetry.KindTimeout, c.tel)}
 }
 
 // Timeout returns the policy's duration.
@@ -84,6 +97,7 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		// Our timer fired and the caller's context is alive: the
 		// failure is ours to report.
 		err = &Error{After: p.d, Err: err}
+		p.expired(ctx, err)
 	}
 	if resilience.Held(actx) {
 		resilience.Defer(actx, func(error) { cancel(nil) })
@@ -91,6 +105,16 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		cancel(nil)
 	}
 	return err
+}
+
+// expired reports that the policy's deadline cut the operation short.
+func (p *Policy) expired(ctx context.Context, err error) {
+	p.tel.Count(ctx, telemetry.EventExpired)
+	if s := p.tel.Span(ctx); s != nil {
+		p.tel.AddEvent(s, telemetry.EventExpired,
+			attribute.Float64(string(telemetry.TimeoutKey), p.d.Seconds()),
+			semconv.ErrorTypeKey.String(telemetry.ErrorType(err)))
+	}
 }
 
 // deadlineCtx is the operation's context: it reports the policy's deadline

@@ -120,6 +120,18 @@ func (r *Registry[V]) Peek(key string) (v V, ok bool) {
 	return v, false
 }
 
+// Each calls f for every key that holds a value, under the registry's lock:
+// f must be quick and must not call into the registry. Observable
+// instruments read per-key state through it, so that a key's telemetry
+// goes with the key when it is evicted.
+func (r *Registry[V]) Each(f func(key string, v V)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, e := range r.m {
+		f(k, e.Value)
+	}
+}
+
 // Len returns the number of keys that hold a value.
 func (r *Registry[V]) Len() int {
 	r.mu.Lock()
@@ -138,7 +150,8 @@ func (r *Registry[V]) evictIdle(now time.Time) {
 func (r *Registry[V]) remove(e *Entry[V]) {
 	r.unlink(e)
 	delete(r.m, e.key)
-	// Telemetry state kept per key would be dropped here too.
+	// Telemetry state kept per key lives in the value and is read through
+	// Each, so it is dropped with it.
 }
 
 func (r *Registry[V]) unlink(e *Entry[V]) {

@@ -1,0 +1,82 @@
+package bulkhead
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/resilience-go/resilience/internal/telemetry"
+)
+
+// telemetryState is the telemetry of a Bulkhead or Keyed, shared by the
+// bulkheads of a Keyed.
+type telemetryState struct {
+	*telemetry.Policy
+	waits telemetry.WaitRecorder
+}
+
+func newTelemetry(c *config) *telemetryState {
+	tel := telemetry.New(telemetry.KindBulkhead, c.tel)
+	return &telemetryState{tel, tel.Waits(telemetry.BulkheadWaitName,
+		"Time calls waited for a bulkhead slot, for calls that found the bulkhead full and got a slot.")}
+}
+
+// inFlightSet returns the attribute set of resilience.bulkhead.in_flight
+// for one bulkhead: its name and, when keyed by target, the target's
+// server.address.
+func inFlightSet(tel *telemetryState, target string) attribute.Set {
+	attrs := append([]attribute.KeyValue(nil), tel.NameAttrs()...)
+	if target != "" {
+		attrs = append(attrs, semconv.ServerAddress(telemetry.ServerAddress(target)))
+	}
+	return attribute.NewSet(attrs...)
+}
+
+// observeInFlight creates resilience.bulkhead.in_flight and has f report it
+// for owner at each collection, while owner is reachable.
+func observeInFlight[T any](tel *telemetryState, owner *T, f func(*T, metric.Observer, metric.Int64Observable)) {
+	if !tel.Metrics() {
+		return
+	}
+	g, _ := tel.Meter().Int64ObservableUpDownCounter(telemetry.BulkheadInFlightName,
+		metric.WithUnit("{call}"),
+		metric.WithDescription("Calls holding a bulkhead slot, until their result is done."))
+	telemetry.Observe(tel.Policy, owner, func(owner *T, o metric.Observer) { f(owner, o, g) }, g)
+}
+
+// observe reports the keyed bulkheads' calls in flight: per bulkhead when
+// keys are targets, summed otherwise, so that no key becomes an attribute
+// value. Evicted keys are not in the registry, so they are not reported.
+func (k *Keyed) observe(o metric.Observer, g metric.Int64Observable) {
+	if k.customKey {
+		var n int64
+		k.reg.Each(func(_ string, b *Bulkhead) { n += b.inFlight.Load() })
+		o.ObserveInt64(g, n, metric.WithAttributeSet(k.set))
+		return
+	}
+	type point struct {
+		n   int64
+		set attribute.Set
+	}
+	var ps []point
+	k.reg.Each(func(_ string, b *Bulkhead) { ps = append(ps, point{b.inFlight.Load(), b.set}) })
+	for _, p := range ps {
+		o.ObserveInt64(g, p.n, metric.WithAttributeSet(p.set))
+	}
+}
+
+// rejected reports a call turned away.
+func (b *Bulkhead) rejected(ctx context.Context) {
+	b.tel.Count(ctx, telemetry.EventRejected)
+	if s := b.tel.Span(ctx); s != nil {
+		b.tel.AddEvent(s, telemetry.EventRejected,
+			telemetry.LimitKey.Int(b.limit),
+			attribute.Float64(string(telemetry.WaitKey), b.maxWait.Seconds()))
+	}
+}
+
+// waited reports that a call waited d for its slot.
+func (b *Bulkhead) waited(ctx context.Context, d time.Duration) { b.tel.waits.Record(ctx, d) }
