@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,6 +68,10 @@ type StatusError struct {
 func (e *StatusError) Error() string {
 	return "resiliencehttp: " + e.Response.Status
 }
+
+// ErrorType returns the response's status code ("503"), the value of the
+// OpenTelemetry error.type attribute that the policies record for it.
+func (e *StatusError) ErrorType() string { return strconv.Itoa(e.Response.StatusCode) }
 
 // ErrBodyNotReplayable is the reason a request is not retried when its body
 // has no GetBody and is larger than [Transport.MaxBodyBuffer].

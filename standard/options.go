@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience/breaker"
@@ -37,6 +39,9 @@ type config struct {
 	burst          int
 	rateOpts       []ratelimit.Option
 	key            func(context.Context) string
+	name           string
+	mp             metric.MeterProvider
+	tp             trace.TracerProvider
 }
 
 type totalOption time.Duration
@@ -129,3 +134,39 @@ func (o keyOption) apply(c *config) { c.key = o }
 // with [WithBreaker], [WithBulkhead] or [WithRateLimit] override it for
 // that part.
 func WithKey(f func(ctx context.Context) string) Option { return keyOption(f) }
+
+type nameOption string
+
+func (o nameOption) apply(c *config) { c.name = string(o) }
+
+// WithName names every part of the pipeline in telemetry (the
+// resilience.name attribute); the timeouts are named name+".total" and
+// name+".attempt" ("total" and "attempt" when name is empty, the default),
+// so that their expiries can be told apart. A part's own WithName, given
+// through WithRetry, WithBreaker, ..., wins.
+func WithName(name string) Option { return nameOption(name) }
+
+type meterProviderOption struct{ mp metric.MeterProvider }
+
+func (o meterProviderOption) apply(c *config) { c.mp = o.mp }
+
+// WithMeterProvider sets the meter provider of every part of the pipeline.
+// The default is the global provider, as it is when the pipeline is built.
+// A part's own WithMeterProvider, given through WithRetry, WithBreaker, ...,
+// wins.
+//
+// To turn telemetry off altogether, pass the no-op providers of
+// go.opentelemetry.io/otel/metric/noop and go.opentelemetry.io/otel/trace/noop
+// to WithMeterProvider and WithTracerProvider: the policies recognise them
+// and skip all telemetry work. Without an SDK installed, the global
+// providers cost about as little.
+func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
+
+type tracerProviderOption struct{ tp trace.TracerProvider }
+
+func (o tracerProviderOption) apply(c *config) { c.tp = o.tp }
+
+// WithTracerProvider sets the tracer provider of every part of the
+// pipeline; see [WithMeterProvider]. The policies start no spans: they add
+// their decisions as events to the recording span in the call's context.
+func WithTracerProvider(tp trace.TracerProvider) Option { return tracerProviderOption{tp} }

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strings"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/bulkhead"
@@ -53,23 +56,28 @@ func New(opts ...Option) (resilience.Policy, error) {
 	var ps []resilience.Policy
 	err := build(func() {
 		if c.rate != 0 {
-			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, prepend(c.key, ratelimit.WithKey, c.rateOpts)...))
+			opts := telemetryOpts(&c, ratelimit.WithName, ratelimit.WithMeterProvider, ratelimit.WithTracerProvider)
+			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, append(opts, prepend(c.key, ratelimit.WithKey, c.rateOpts)...)...))
 		}
-		ps = append(ps, timeout.New(c.total))
+		ps = append(ps, timeout.New(c.total, timeoutOpts(&c, "total")...))
 		if c.retries > 0 {
-			ps = append(ps, retry.New(append([]retry.Option{retry.WithMaxAttempts(c.retries + 1)}, c.retryOpts...)...))
+			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider)
+			opts = append(opts, retry.WithMaxAttempts(c.retries+1))
+			ps = append(ps, retry.New(append(opts, c.retryOpts...)...))
 		}
 		if !c.noBreaker {
-			b := breaker.NewKeyed(prepend(c.key, breaker.WithKey, c.breakerOpts)...)
+			opts := telemetryOpts(&c, breaker.WithName, breaker.WithMeterProvider, breaker.WithTracerProvider)
+			b := breaker.NewKeyed(append(opts, prepend(c.key, breaker.WithKey, c.breakerOpts)...)...)
 			if w := b.Window(); w != 0 && w < 2*c.attempt {
 				panic(fmt.Sprintf("standard: breaker window %v is shorter than twice the attempt timeout %v", w, c.attempt))
 			}
 			ps = append(ps, b)
 		}
 		if c.bulkhead != 0 {
-			ps = append(ps, bulkhead.NewKeyed(c.bulkhead, prepend(c.key, bulkhead.WithKey, c.bulkheadOpts)...))
+			opts := telemetryOpts(&c, bulkhead.WithName, bulkhead.WithMeterProvider, bulkhead.WithTracerProvider)
+			ps = append(ps, bulkhead.NewKeyed(c.bulkhead, append(opts, prepend(c.key, bulkhead.WithKey, c.bulkheadOpts)...)...))
 		}
-		ps = append(ps, timeout.New(c.attempt))
+		ps = append(ps, timeout.New(c.attempt, timeoutOpts(&c, "attempt")...))
 	})
 	if err != nil {
 		return nil, err
@@ -84,6 +92,37 @@ func prepend[O any](key func(context.Context) string, with func(func(context.Con
 		return opts
 	}
 	return append([]O{with(key)}, opts...)
+}
+
+// telemetryOpts returns the options that give a part the pipeline's name and
+// providers, to go before the part's own options so that those win.
+func telemetryOpts[O any](c *config, name func(string) O, mp func(metric.MeterProvider) O, tp func(trace.TracerProvider) O) []O {
+	var opts []O
+	if c.name != "" {
+		opts = append(opts, name(c.name))
+	}
+	if c.mp != nil {
+		opts = append(opts, mp(c.mp))
+	}
+	if c.tp != nil {
+		opts = append(opts, tp(c.tp))
+	}
+	return opts
+}
+
+// timeoutOpts returns the options of the timeout named role.
+func timeoutOpts(c *config, role string) []timeout.Option {
+	name := role
+	if c.name != "" {
+		name = c.name + "." + role
+	}
+	opts := telemetryOpts(c, timeout.WithName, timeout.WithMeterProvider, timeout.WithTracerProvider)
+	if c.name == "" {
+		opts = append(opts, timeout.WithName(name))
+	} else {
+		opts[0] = timeout.WithName(name)
+	}
+	return opts
 }
 
 // build runs f, which builds policies, and turns a policy constructor's
