@@ -49,4 +49,15 @@
 //
 // [WithOnStateChange] reports every change of state. It is called outside
 // any lock, so it may call back into the breaker.
+//
+// # Telemetry
+//
+// resilience.breaker.state reports each breaker's state at every
+// collection; state changes and rejected calls are counted in
+// resilience.events and added as span events (resilience.breaker.opened,
+// ...) to the recording span in the call's context. A [Keyed] breaker
+// keyed by target reports each host's breaker with its server.address; one
+// keyed with [WithKey] reports how many breakers are in each state, so
+// that keys never become attribute values. An evicted key's state is no
+// longer reported. The module's docs/telemetry.md lists every instrument.
 package breaker

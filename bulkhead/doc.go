@@ -24,4 +24,14 @@
 //
 // A [Keyed] bulkhead keeps one bulkhead per key, by default the call's
 // target host, in a bounded registry that forgets idle keys.
+//
+// # Telemetry
+//
+// resilience.bulkhead.in_flight reports the calls holding a slot at every
+// collection (per host for a [Keyed] bulkhead keyed by target, summed for
+// one keyed with [WithKey]; evicted keys drop out);
+// resilience.bulkhead.wait.duration records the waits of calls that found
+// the bulkhead full; rejected calls are counted in resilience.events and
+// added as the span event resilience.bulkhead.rejected. The module's
+// docs/telemetry.md lists every instrument.
 package bulkhead

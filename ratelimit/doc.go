@@ -23,4 +23,11 @@
 //
 // A [Keyed] limiter keeps one limiter per key, by default the call's
 // target host, in a bounded registry that forgets idle keys.
+//
+// # Telemetry
+//
+// resilience.ratelimit.wait.duration records the waits of calls that found
+// no token; rejected calls are counted in resilience.events and added as
+// the span event resilience.ratelimit.rejected. The module's
+// docs/telemetry.md lists every instrument.
 package ratelimit

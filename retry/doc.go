@@ -27,4 +27,14 @@
 //
 // Place the policy inside a total timeout and outside a per-attempt
 // timeout: resilience.Chain(timeout.New(total), retry.New(), timeout.New(perAttempt)).
+//
+// # Telemetry
+//
+// Every attempt's duration is recorded in resilience.attempt.duration, with
+// its number and outcome; each retry scheduled and each failure given up on
+// is counted in resilience.events and added as a span event
+// (resilience.retry.scheduled, resilience.retry.exhausted) to the recording
+// span in the call's context. [WithName] names the policy;
+// [WithMeterProvider] and [WithTracerProvider] replace the global
+// providers. The module's docs/telemetry.md lists every instrument.
 package retry

@@ -40,4 +40,11 @@
 // timeout, and the breaker's window must be at least twice the attempt
 // timeout, or a slow dependency would never accumulate the outcomes the
 // breaker needs.
+//
+// # Telemetry
+//
+// [WithName], [WithMeterProvider] and [WithTracerProvider] apply to every
+// part of the pipeline at once; a part's own options win. Passing the
+// no-op providers turns telemetry off. The module's docs/telemetry.md
+// lists every instrument.
 package standard

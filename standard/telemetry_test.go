@@ -47,7 +47,7 @@ func TestTelemetryEveryPart(t *testing.T) {
 		events := telemetrytest.Points(t, ms, "resilience.events", "{event}")
 		wantEvents := telemetrytest.Want(map[string]int64{
 			callKV + "resilience.event=expired resilience.name=users.attempt resilience.policy=timeout": 1,
-			callKV + "resilience.event=scheduled resilience.name=users resilience.policy=retry":        1,
+			callKV + "resilience.event=scheduled resilience.name=users resilience.policy=retry":         1,
 		})
 		if !maps.Equal(events, wantEvents) {
 			t.Errorf("resilience.events:\ngot  %v\nwant %v", events, wantEvents)

@@ -20,4 +20,13 @@
 // the operation returns in time, the timer is stopped and the context stays
 // alive, bounded by the caller's deadline, until the result is done (see
 // resilience.Hold).
+//
+// # Telemetry
+//
+// Each expiry of the policy's own deadline is counted in the
+// resilience.events counter (event "expired") and added as the span event
+// resilience.timeout.expired to the recording span in the call's context.
+// [WithName] names the policy; [WithMeterProvider] and
+// [WithTracerProvider] replace the global providers. The module's
+// docs/telemetry.md lists every instrument.
 package timeout

@@ -2,7 +2,7 @@ package timeout
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
