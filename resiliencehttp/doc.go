@@ -53,8 +53,11 @@
 // A response body is read after RoundTrip returns. Resources that policies
 // took for the attempt that produced it stay taken until the body is read to
 // the end or closed: a per-attempt timeout does not cut off a body that
-// arrived in time (the caller's own deadline and any total timeout still
-// apply), and a bulkhead slot is not freed before the body is done. Close
+// arrived in time, while the caller's own deadline and a total timeout
+// (one outside the retry policy) still bound reading it, as
+// http.Client.Timeout does; and a bulkhead slot is not freed before the
+// body is done. A long download needs a total timeout that leaves room for
+// it. Close
 // every response body, as net/http requires: a body never closed holds its
 // resources, exactly as it would hold its connection with plain net/http.
 package resiliencehttp

@@ -529,6 +529,32 @@ func TestBodyReadableAfterAttemptTimeout(t *testing.T) {
 	resp.Body.Close()
 }
 
+func TestTotalTimeoutBoundsBodyReading(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "head,")
+		w.(http.Flusher).Flush()
+		select { // a body that stalls
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer s.Close()
+	base := newTransport()
+	defer base.CloseIdleConnections()
+	rt := resiliencehttp.NewTransport(base, timeout.New(200*time.Millisecond), fastRetry(), timeout.New(20*time.Millisecond))
+	resp, err := rt.RoundTrip(mustGet(t, s.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if !errors.Is(err, context.DeadlineExceeded) || string(b) != "head," {
+		t.Fatalf("read %q, %v; want the head, then the total timeout", b, err)
+	}
+}
+
 func TestCloseReleasesHeldResources(t *testing.T) {
 	s := newServer(t, 200)
 	s.respBody = strings.Repeat("x", 64<<10)

@@ -16,10 +16,19 @@
 // is returned as the plain context error.
 //
 // A result that outlives the operation, such as an HTTP response body read
-// after RoundTrip returns, keeps its context until the body is closed: when
-// the operation returns in time, the timer is stopped and the context stays
-// alive, bounded by the caller's deadline, until the result is done (see
-// resilience.Hold).
+// after RoundTrip returns or a gRPC stream, keeps its context until it is
+// done (see resilience.Hold). What bounds it depends, again, on where the
+// policy sits:
+//
+//   - Inside an attempt (resilience.InAttempt: under a retry policy), the
+//     policy bounds the time until the result arrives. When the operation
+//     returns in time, the timer is stopped, and the result stays readable
+//     until it is done, bounded only by the deadlines outside the attempt.
+//   - Outside any attempt, the policy bounds the whole call, the held
+//     result included, as http.Client.Timeout bounds reading a response
+//     body: when the deadline passes, the body's reads fail with
+//     context.DeadlineExceeded. A long download or a long-lived stream
+//     needs a total timeout that leaves room for it, or none.
 //
 // # Telemetry
 //

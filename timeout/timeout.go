@@ -93,15 +93,34 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	actx := &deadlineCtx{Context: cctx, deadline: deadline}
 	t := time.AfterFunc(p.d, func() { cancel(ErrTimeout) })
 	err := op(actx)
-	if !t.Stop() && err != nil && ctx.Err() == nil {
-		// Our timer fired and the caller's context is alive: the
-		// failure is ours to report.
+	// A result held past op (a response body, a stream) keeps the context
+	// alive until it is done. Inside an attempt, the policy bounds the time
+	// to that result and stops its timer: the outer deadline bounds the
+	// rest. Outside any attempt, it bounds the whole call, held result
+	// included, as http.Client.Timeout bounds reading the body.
+	held := resilience.Held(actx)
+	whole := held && !resilience.InAttempt(ctx)
+	var fired bool
+	if whole {
+		fired = context.Cause(cctx) == ErrTimeout
+	} else {
+		fired = !t.Stop()
+	}
+	// The deadline may have passed without the timer firing first: a
+	// server that enforces the same deadline can answer before it does.
+	if err != nil && ctx.Err() == nil && (fired || !time.Now().Before(deadline)) {
 		err = &Error{After: p.d, Err: err}
 		p.expired(ctx, err)
 	}
-	if resilience.Held(actx) {
+	switch {
+	case whole:
+		resilience.Defer(actx, func(error) {
+			t.Stop()
+			cancel(nil)
+		})
+	case held:
 		resilience.Defer(actx, func(error) { cancel(nil) })
-	} else {
+	default:
 		cancel(nil)
 	}
 	return err
@@ -121,7 +140,7 @@ func (p *Policy) expired(ctx context.Context, err error) {
 // (so that a gRPC client sends it on, for example) and reports
 // context.DeadlineExceeded once the policy's timer fired, while the policy
 // keeps control of when, if ever, that happens: a result held past the
-// operation stops the timer.
+// operation of an attempt stops the timer.
 type deadlineCtx struct {
 	context.Context // a *context.cancelCtx from WithCancelCause
 	deadline        time.Time

@@ -137,14 +137,15 @@ func TestSuccessAfterDeadlineIsSuccess(t *testing.T) {
 	})
 }
 
-func TestHeldResultOutlivesTimer(t *testing.T) {
+func TestHeldResultOutlivesAttemptTimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		call := resilience.WithCall(context.Background(), resilience.Call{})
+		attempt, _ := resilience.StartAttempt(call, 1)
 		var (
 			opCtx context.Context
 			done  func(error)
 		)
-		err := timeout.New(time.Second).Do(call, func(ctx context.Context) error {
+		err := timeout.New(time.Second).Do(attempt, func(ctx context.Context) error {
 			opCtx = ctx
 			done = resilience.Hold(ctx, nil)
 			return nil
@@ -159,6 +160,64 @@ func TestHeldResultOutlivesTimer(t *testing.T) {
 		done(nil)
 		if !errors.Is(opCtx.Err(), context.Canceled) {
 			t.Fatalf("after done, ctx.Err() = %v, want canceled", opCtx.Err())
+		}
+	})
+}
+
+func TestCallTimeoutBoundsHeldResult(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		call := resilience.WithCall(context.Background(), resilience.Call{})
+		var (
+			opCtx context.Context
+			done  func(error)
+		)
+		err := timeout.New(time.Second).Do(call, func(ctx context.Context) error {
+			opCtx = ctx
+			done = resilience.Hold(ctx, nil)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if opCtx.Err() != nil {
+			t.Fatalf("held result's context ended with %v within the timeout", opCtx.Err())
+		}
+		time.Sleep(time.Second)
+		if opCtx.Err() != context.DeadlineExceeded {
+			t.Fatalf("past the call's timeout, ctx.Err() = %v, want context.DeadlineExceeded", opCtx.Err())
+		}
+		done(nil)
+	})
+}
+
+func TestCallTimeoutReleasedWhenHeldResultDone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		call := resilience.WithCall(context.Background(), resilience.Call{})
+		var opCtx context.Context
+		timeout.New(time.Second).Do(call, func(ctx context.Context) error {
+			opCtx = ctx
+			resilience.Hold(ctx, nil)(nil) // the body was read at once
+			return nil
+		})
+		if !errors.Is(opCtx.Err(), context.Canceled) {
+			t.Fatalf("ctx.Err() = %v, want released at once", opCtx.Err())
+		}
+		synctest.Wait() // no timer left armed: the bubble would report it
+	})
+}
+
+func TestDeadlinePassedCountsAsTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// The dependency enforces the same deadline and answers just
+		// before the policy's timer fires: still the policy's timeout.
+		err := timeout.New(time.Second).Do(context.Background(), func(ctx context.Context) error {
+			dl, _ := ctx.Deadline()
+			time.Sleep(time.Until(dl))
+			return errors.New("server: deadline exceeded")
+		})
+		if !errors.Is(err, timeout.ErrTimeout) {
+			t.Fatalf("got %v, want ErrTimeout", err)
 		}
 	})
 }
