@@ -7,7 +7,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/keyed"
 	"github.com/resilience-go/resilience/internal/telemetry"
 )
@@ -60,21 +59,7 @@ func NewKeyed(opts ...Option) *Keyed {
 
 // Do runs op under the breaker for the call's key; see [Breaker.Do].
 func (k *Keyed) Do(ctx context.Context, op func(context.Context) error) error {
-	e := k.reg.Acquire(k.key(ctx))
-	released := false
-	defer func() {
-		if !released {
-			k.reg.Release(e)
-		}
-	}()
-	err := e.Value.Do(ctx, op)
-	released = true
-	if resilience.Held(ctx) {
-		resilience.Defer(ctx, func(error) { k.reg.Release(e) })
-	} else {
-		k.reg.Release(e)
-	}
-	return err
+	return k.reg.Do(ctx, k.key(ctx), op, (*Breaker).Do)
 }
 
 // State returns the state of the breaker for key; Closed if there is none.

@@ -170,21 +170,7 @@ func NewKeyed(limit int, opts ...Option) *Keyed {
 
 // Do runs op under the bulkhead for the call's key; see [Bulkhead.Do].
 func (k *Keyed) Do(ctx context.Context, op func(context.Context) error) error {
-	e := k.reg.Acquire(k.key(ctx))
-	released := false
-	defer func() {
-		if !released {
-			k.reg.Release(e)
-		}
-	}()
-	err := e.Value.Do(ctx, op)
-	released = true
-	if resilience.Held(ctx) {
-		resilience.Defer(ctx, func(error) { k.reg.Release(e) })
-	} else {
-		k.reg.Release(e)
-	}
-	return err
+	return k.reg.Do(ctx, k.key(ctx), op, (*Bulkhead).Do)
 }
 
 // Len returns the number of keys that have a bulkhead.

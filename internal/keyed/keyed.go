@@ -15,8 +15,11 @@
 package keyed
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"github.com/resilience-go/resilience"
 )
 
 // Registry maps keys to values made on first use. It is safe for concurrent
@@ -166,4 +169,29 @@ func (r *Registry[V]) unlink(e *Entry[V]) {
 		r.tail = e.prev
 	}
 	e.prev, e.next = nil, nil
+}
+
+// Do runs op under the value for key, as run(value, ctx, op), and keeps the
+// key in use until op's result is done: when op returns, or, for a result
+// held past it (resilience.Hold), when that result ends. A key in use is
+// never evicted, so the value that holds resources for the result (a
+// bulkhead slot, a breaker's pending outcome) outlives it. run is meant to
+// be a method expression such as (*Bulkhead).Do, which costs no allocation.
+func (r *Registry[V]) Do(ctx context.Context, key string, op func(context.Context) error,
+	run func(V, context.Context, func(context.Context) error) error) error {
+	e := r.Acquire(key)
+	released := false
+	defer func() {
+		if !released { // op panicked
+			r.Release(e)
+		}
+	}()
+	err := run(e.Value, ctx, op)
+	released = true
+	if resilience.Held(ctx) {
+		resilience.Defer(ctx, func(error) { r.Release(e) })
+	} else {
+		r.Release(e)
+	}
+	return err
 }
