@@ -91,7 +91,7 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	actx := &deadlineCtx{Context: cctx, deadline: deadline}
-	t := time.AfterFunc(p.d, func() { cancel(ErrTimeout) })
+	t := afterFunc(p.d, func() { cancel(ErrTimeout) })
 	err := op(actx)
 	// A result held past op (a response body, a stream) keeps the context
 	// alive until it is done. Inside an attempt, the policy bounds the time
@@ -172,3 +172,7 @@ func (c *deadlineCtx) Value(key any) any {
 func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
 	return context.AfterFunc(c.Context, f)
 }
+
+// afterFunc is time.AfterFunc; tests replace it to check that no timer is
+// left armed.
+var afterFunc = time.AfterFunc
