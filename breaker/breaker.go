@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -75,28 +74,12 @@ func (s State) String() string {
 	return "unknown"
 }
 
-func fromGobreaker(s gobreaker.State) State {
-	switch s {
-	case gobreaker.StateOpen:
-		return Open
-	case gobreaker.StateHalfOpen:
-		return HalfOpen
-	}
-	return Closed
-}
-
-// Outcomes as reported to gobreaker, once classified.
-var (
-	errFailure  = errors.New("breaker: failure")
-	errExcluded = errors.New("breaker: not counted")
-)
-
 // Breaker is a circuit breaker: a [resilience.Policy] that stops calling a
 // dependency that is failing, and tries it again after a while. Build it
 // with [New]; it is safe for concurrent use. The zero Breaker is not
 // usable.
 type Breaker struct {
-	cb            *gobreaker.TwoStepCircuitBreaker[struct{}]
+	m             *machine
 	name          string
 	open          time.Duration
 	window        time.Duration
@@ -112,7 +95,7 @@ type Breaker struct {
 	// Unix nanoseconds: when the next probe may go.
 	openUntil atomic.Int64
 
-	// State changes are recorded by gobreaker under its lock and delivered
+	// State changes are recorded by the machine under its lock and delivered
 	// to telemetry and onStateChange by the next call that finds them
 	// pending.
 	pending atomic.Bool // len(events) > 0, read without mu
@@ -155,33 +138,10 @@ func newBreaker(c *config, name string, tel *telemetry.Policy, states *[3]attrib
 		tel:           tel,
 		states:        states,
 	}
-	st := gobreaker.Settings{
-		Name:          name,
-		MaxRequests:   uint32(c.probes),
-		Timeout:       c.open,
-		IsSuccessful:  func(err error) bool { return err == nil },
-		IsExcluded:    func(err error) bool { return err == errExcluded },
-		OnStateChange: b.record,
-	}
-	switch c.mode {
-	case modeConsecutive:
-		n := uint32(c.consecutive)
-		st.ReadyToTrip = func(cs gobreaker.Counts) bool { return cs.ConsecutiveFailures >= n }
-	default:
+	if c.mode != modeConsecutive {
 		b.window = c.window
-		st.Interval, st.BucketPeriod = c.window, c.bucket
-		ratio, minCalls := c.ratio, uint64(c.minCalls)
-		st.ReadyToTrip = func(cs gobreaker.Counts) bool {
-			if uint64(cs.ConsecutiveFailures) >= minCalls {
-				// The last minCalls calls all failed: an outage,
-				// whatever successes from before it the window holds.
-				return true
-			}
-			counted := uint64(cs.TotalSuccesses) + uint64(cs.TotalFailures)
-			return counted >= minCalls && float64(cs.TotalFailures) >= ratio*float64(counted)
-		}
 	}
-	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
+	b.m = newMachine(c, b.record)
 	return b
 }
 
@@ -194,7 +154,7 @@ func (b *Breaker) Window() time.Duration { return b.window }
 
 // State returns the breaker's state now.
 func (b *Breaker) State() State {
-	s := fromGobreaker(b.cb.State())
+	s := b.m.current(time.Now())
 	b.deliver(context.Background())
 	return s
 }
@@ -212,55 +172,55 @@ func (b *Breaker) State() State {
 // fails halfway counts as a failure. If op panics, the call is not counted
 // and the panic goes on.
 func (b *Breaker) Do(ctx context.Context, op func(context.Context) error) error {
-	done, err := b.cb.Allow()
+	t, st, ok := b.m.allow(time.Now())
 	b.deliver(ctx)
-	if err != nil {
-		return b.reject(ctx, err)
+	if !ok {
+		return b.reject(ctx, st)
 	}
 	finished := false
 	defer func() {
 		if !finished {
-			done(errExcluded)
+			b.m.done(t, excluded, time.Now())
 			b.deliver(ctx)
 		}
 	}()
-	err = op(ctx)
+	err := op(ctx)
 	finished = true
 	if err == nil && resilience.Held(ctx) {
 		resilience.Defer(ctx, func(final error) {
-			done(outcome(ctx, final))
+			b.m.done(t, outcome(ctx, final), time.Now())
 			b.deliver(ctx)
 		})
 		return nil
 	}
-	done(outcome(ctx, err))
+	b.m.done(t, outcome(ctx, err), time.Now())
 	b.deliver(ctx)
 	return err
 }
 
-// outcome maps a call's error to what gobreaker counts.
-func outcome(ctx context.Context, err error) error {
+// outcome maps a call's error to what the breaker counts.
+func outcome(ctx context.Context, err error) int {
 	if errors.Is(ctx.Err(), context.Canceled) {
-		return errExcluded
+		return excluded
 	}
 	switch k := resilience.Classify(err); {
 	case k == resilience.KindSuccess:
-		return nil
+		return success
 	case k.Failure():
-		return errFailure
+		return failure
 	}
-	return errExcluded
+	return excluded
 }
 
-// reject builds the error for a call turned away, and reports it; err is
-// gobreaker's.
-func (b *Breaker) reject(ctx context.Context, err error) error {
-	if errors.Is(err, gobreaker.ErrTooManyRequests) {
+// reject builds the error for a call turned away while the breaker was in
+// state st, and reports it.
+func (b *Breaker) reject(ctx context.Context, st State) error {
+	if st == HalfOpen {
 		b.rejected(ctx, HalfOpen, 0)
 		return resilience.Mark(&OpenError{Name: b.name, HalfOpen: true}, resilience.KindThrottled)
 	}
-	// gobreaker lets the probe through once the open duration has passed,
-	// strictly: the wait goes just past it, rounded up to the millisecond,
+	// The probe goes once the open duration has passed, strictly: the
+	// wait goes just past it, rounded up to the millisecond,
 	// so that a caller sleeping that long finds the breaker half-open.
 	wait := max(time.Duration(b.openUntil.Load()-time.Now().UnixNano())+1, 0)
 	wait = (wait + time.Millisecond - 1).Truncate(time.Millisecond)
@@ -268,20 +228,20 @@ func (b *Breaker) reject(ctx context.Context, err error) error {
 	return resilience.MarkRetryAfter(&OpenError{Name: b.name, RetryIn: wait}, resilience.KindThrottled, wait)
 }
 
-// record is gobreaker's OnStateChange: it runs under gobreaker's lock, so it
-// only queues the change for deliver.
-func (b *Breaker) record(_ string, from, to gobreaker.State) {
-	if to == gobreaker.StateOpen {
+// record is the machine's change callback: it runs under the machine's
+// lock, so it only queues the change for deliver.
+func (b *Breaker) record(from, to State) {
+	if to == Open {
 		b.openUntil.Store(time.Now().Add(b.open).UnixNano())
 	}
 	b.mu.Lock()
-	b.events = append(b.events, stateChange{fromGobreaker(from), fromGobreaker(to)})
+	b.events = append(b.events, stateChange{from, to})
 	b.pending.Store(true)
 	b.mu.Unlock()
 }
 
 // deliver reports the pending state changes to telemetry, with the span in
-// ctx, and to onStateChange, outside any lock. Every call into gobreaker is
+// ctx, and to onStateChange, outside any lock. Every call into the machine is
 // followed by deliver, so a change recorded in a call is delivered by that
 // call or by the one already delivering.
 func (b *Breaker) deliver(ctx context.Context) {

@@ -1,7 +1,12 @@
 // Package breaker stops calling a dependency that is failing, and tries it
 // again after a while.
 //
-// A [Breaker] is a resilience.Policy built on github.com/sony/gobreaker/v2.
+// A [Breaker] is a resilience.Policy with a small state machine of its own.
+// (It began on github.com/sony/gobreaker/v2, whose two-step API, the only
+// one that can count the outcome of a response body or stream when it
+// ends, allocates a closure on every call; this one allocates nothing on
+// the success path and keeps gobreaker's semantics: a rolling window of
+// buckets, generations that drop stale outcomes, half-open probes.)
 // It starts closed: calls go through and their outcomes are counted. When
 // the failures reach its threshold it opens, and for the open duration
 // every call fails at once with an [*OpenError], which matches [ErrOpen],

@@ -45,12 +45,12 @@ func observeStates[T any](tel *telemetry.Policy, owner *T, f func(*T, metric.Obs
 }
 
 // observe reports the breaker's state: 1 for the current state, 0 for the
-// others. It reads gobreaker's state only, so it calls no user code.
+// others. It reads the breaker's state only, so it calls no user code.
 func (b *Breaker) observe(o metric.Observer, g metric.Int64Observable) {
 	if b.states == nil {
 		return
 	}
-	cur := fromGobreaker(b.cb.State())
+	cur := b.m.current(time.Now())
 	for s := range b.states {
 		var v int64
 		if State(s) == cur {
@@ -105,7 +105,7 @@ func (k *Keyed) observe(o metric.Observer, g metric.Int64Observable) {
 	}
 	var n [3]int64
 	for _, b := range bs {
-		n[fromGobreaker(b.cb.State())]++
+		n[b.m.current(time.Now())]++
 	}
 	for s := range n {
 		o.ObserveInt64(g, n[s], metric.WithAttributeSet(k.states[s]))
