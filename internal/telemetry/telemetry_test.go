@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,8 +32,19 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestGlobalProviderSetLater is the only test that sets the global
 // providers: a policy built before otel.SetMeterProvider and
-// otel.SetTracerProvider reports to them.
+// otel.SetTracerProvider reports to them. OTel's global providers delegate
+// once per process, so the test runs in a process of its own, whatever
+// -count says.
 func TestGlobalProviderSetLater(t *testing.T) {
+	if os.Getenv("RESILIENCE_GLOBAL_OTEL_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestGlobalProviderSetLater$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "RESILIENCE_GLOBAL_OTEL_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestGlobalProviderSetLater") {
+			t.Fatalf("in its own process: %v\n%s", err, out)
+		}
+		return
+	}
 	p := retry.New(retry.WithMaxAttempts(2), retry.WithBackoff(time.Millisecond, time.Millisecond))
 	h := telemetrytest.New(t)
 	otel.SetMeterProvider(h.MeterProvider)
