@@ -1,0 +1,90 @@
+package resiliencehttp_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/resilience-go/resilience/resiliencehttp"
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/standard"
+	"github.com/resilience-go/resilience/timeout"
+)
+
+func ExampleNewTransport() {
+	var calls atomic.Int32
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) < 3 {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready")
+	}))
+	defer upstream.Close()
+
+	client := &http.Client{Transport: resiliencehttp.NewTransport(nil,
+		timeout.New(10*time.Second), // the whole call
+		retry.New(retry.WithBackoff(time.Millisecond, 10*time.Millisecond)),
+		timeout.New(time.Second), // each attempt
+	)}
+	resp, err := client.Get(upstream.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.Status, string(body), "after", calls.Load(), "requests")
+	// Output: 200 OK ready after 3 requests
+}
+
+func ExampleNewTransport_post() {
+	var calls atomic.Int32
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "try again", http.StatusServiceUnavailable)
+	}))
+	defer upstream.Close()
+	client := &http.Client{Transport: resiliencehttp.NewTransport(nil,
+		retry.New(retry.WithBackoff(time.Millisecond, time.Millisecond)))}
+
+	// Without an Idempotency-Key a POST is sent once: the server may have
+	// acted on it.
+	resp, _ := client.Post(upstream.URL, "application/json", strings.NewReader(`{"amount":100}`))
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, calls.Load())
+
+	// With one, the server can deduplicate, so it is retried; when the
+	// retries run out the caller gets the last response.
+	calls.Store(0)
+	req, _ := http.NewRequest(http.MethodPost, upstream.URL, strings.NewReader(`{"amount":100}`))
+	req.Header.Set("Idempotency-Key", `"order-42"`)
+	resp, _ = client.Do(req)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, calls.Load())
+	// Output:
+	// 503 1
+	// 503 4
+}
+
+func ExampleStandard() {
+	transport, err := resiliencehttp.Standard(nil,
+		standard.WithAttemptTimeout(2*time.Second),
+		standard.WithBulkhead(64), // at most 64 calls in flight per host
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	client := &http.Client{Transport: transport}
+	_ = client
+
+	// Invalid combinations are errors when building, never at call time.
+	_, err = resiliencehttp.Standard(nil, standard.WithAttemptTimeout(time.Minute))
+	fmt.Println(err)
+	// Output: standard: attempt timeout 1m0s is above the total timeout 30s
+}
