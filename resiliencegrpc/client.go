@@ -195,15 +195,19 @@ func target(cc *grpc.ClientConn, opts []grpc.CallOption) string {
 
 // classify marks an attempt's error for the policies; see the package
 // documentation for the rules. ctx is the caller's context, trailer the
-// attempt's trailer metadata.
+// attempt's trailer metadata. A status error also carries its code's name
+// for the policies' telemetry (error.type).
 func classify(ctx context.Context, err error, trailer metadata.MD) error {
 	if err == nil || err == io.EOF {
 		return nil
 	}
+	st, ok := status.FromError(err)
+	if ok {
+		err = &codeError{err: err, code: st.Code()}
+	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return resilience.Mark(err, resilience.KindCanceled)
 	}
-	st, ok := status.FromError(err)
 	if !ok {
 		// Not from gRPC: let the policies judge it.
 		return err

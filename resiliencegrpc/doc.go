@@ -113,4 +113,32 @@
 // keyed by the client's address or a key of your choosing) rejects with
 // ResourceExhausted and a pushback trailer telling the client when to come
 // back.
+//
+// # Telemetry
+//
+// The adapter starts no span and records no instrument of its own: the
+// policies report what they decided (see their packages), and the adapter
+// describes each call to them. Their metrics carry rpc.method (the full
+// method without its leading slash) and, on a client, server.address (the
+// host of the call's Target). Every status error an attempt returns reaches
+// the policies with its code's name as error.type ("UNAVAILABLE",
+// "DEADLINE_EXCEEDED"); errors of the policies themselves, such as an open
+// breaker seen by a retry, keep theirs ("throttled"). To name the policies
+// of [Standard] or choose their providers, pass standard.WithName,
+// standard.WithMeterProvider and standard.WithTracerProvider.
+//
+// On a server the call's Target is the client's address, which no metric
+// records: the semantic conventions keep client.address to spans, and
+// every client would make a series of its own. A method that reached an
+// unknown-service handler (grpc.UnknownServiceHandler) was chosen by the
+// client and is recorded as "_OTHER". A breaker or bulkhead keyed by
+// target on a server is keyed by client address, and its gauges would
+// report each client as server.address: give it a key function (WithKey)
+// there.
+//
+// To see each attempt as its own client span, install a tracing stats
+// handler, such as otelgrpc's, wrapped in [MarkAttempts], which records the
+// attempt number (resilience.attempt) on each span; the policies' events
+// go on the caller's span, the attempts' parent. The module's
+// docs/telemetry.md lists every instrument.
 package resiliencegrpc

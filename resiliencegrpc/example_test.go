@@ -8,6 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -105,4 +109,42 @@ func ExampleUnaryServerInterceptor() {
 	// Unavailable false
 	// ResourceExhausted true
 	// ResourceExhausted true
+}
+
+func ExampleMarkAttempts() {
+	addr, stop := serve()
+	defer stop()
+
+	// In a program: the global tracer provider of an SDK with an exporter.
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	defer tp.Shutdown(context.Background())
+
+	c := resiliencegrpc.NewClient(retry.New(retry.WithBackoff(10*time.Millisecond, time.Second)),
+		resiliencegrpc.WithIdempotentMethods("/grpc.testing.TestService/UnaryCall"))
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// One client span per attempt, carrying its number.
+		grpc.WithStatsHandler(resiliencegrpc.MarkAttempts(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(tp), otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider())))),
+		grpc.WithChainUnaryInterceptor(c.UnaryInterceptor()),
+		grpc.WithChainStreamInterceptor(c.StreamInterceptor()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	if _, err := testgrpc.NewTestServiceClient(conn).UnaryCall(context.Background(), &testgrpc.SimpleRequest{}); err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range spans.Ended() {
+		for _, a := range s.Attributes() {
+			if a.Key == "resilience.attempt" {
+				fmt.Println(s.Name(), a.Key, a.Value.Emit())
+			}
+		}
+	}
+	// Output:
+	// grpc.testing.TestService/UnaryCall resilience.attempt 1
+	// grpc.testing.TestService/UnaryCall resilience.attempt 2
 }

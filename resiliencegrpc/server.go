@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
 // UnaryServerInterceptor returns a server interceptor that runs every
@@ -48,7 +49,7 @@ func UnaryServerInterceptor(policies ...resilience.Policy) grpc.UnaryServerInter
 			resp any
 			ran  bool
 		)
-		err := p.Do(serverCall(ctx, info.FullMethod), func(ctx context.Context) error {
+		err := p.Do(serverCall(ctx, info.FullMethod, false), func(ctx context.Context) error {
 			ran = true
 			var err error
 			resp, err = handler(ctx, req)
@@ -74,7 +75,9 @@ func StreamServerInterceptor(policies ...resilience.Policy) grpc.StreamServerInt
 			return handler(srv, ss)
 		}
 		ran := false
-		err := p.Do(serverCall(ss.Context(), info.FullMethod), func(ctx context.Context) error {
+		// gRPC passes no service to a stream handled by an
+		// unknown-service handler: its method is the client's to choose.
+		err := p.Do(serverCall(ss.Context(), info.FullMethod, srv == nil), func(ctx context.Context) error {
 			ran = true
 			return classify(ctx, handler(srv, &serverStream{ServerStream: ss, ctx: ctx}), nil)
 		})
@@ -95,8 +98,12 @@ type serverStream struct {
 
 func (s *serverStream) Context() context.Context { return s.ctx }
 
-// serverCall describes an incoming call for the policies.
-func serverCall(ctx context.Context, method string) context.Context {
+// serverCall describes an incoming call for the policies. Their telemetry
+// records its method but not its target, the client's address, which is
+// not bounded (see docs/telemetry.md); with otherMethod, the method is not
+// one the server registered and is recorded as "_OTHER".
+func serverCall(ctx context.Context, method string, otherMethod bool) context.Context {
+	ctx = telemetry.Incoming(ctx, otherMethod)
 	return resilience.WithCall(ctx, resilience.Call{Target: peerHost(ctx), Method: method})
 }
 

@@ -135,7 +135,8 @@ func (s *clientStream) attempt(actx context.Context) error {
 		// A message sent during the wait before this attempt could not
 		// be kept: a new attempt would lose it.
 		s.mu.Unlock()
-		return resilience.Mark(status.Error(codes.Unavailable, ErrNotReplayable.Error()), resilience.KindPermanent)
+		err := status.Error(codes.Unavailable, ErrNotReplayable.Error())
+		return resilience.Mark(&codeError{err: err, code: codes.Unavailable}, resilience.KindPermanent)
 	}
 	s.mu.Unlock()
 

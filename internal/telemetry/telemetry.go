@@ -349,22 +349,43 @@ func ErrorType(err error) string {
 // and http.request.method for an HTTP method or rpc.method for a gRPC full
 // method ("/pkg.Service/Method", recorded without the leading slash).
 // Unknown HTTP methods are recorded as "_OTHER", so every value is bounded.
-// Outside any call it appends nothing.
+// Outside any call it appends nothing. For a call a server received
+// ([Incoming]) it leaves out the target.
 func CallAttrs(ctx context.Context, attrs []attribute.KeyValue) []attribute.KeyValue {
 	c, ok := resilience.CallFrom(ctx)
 	if !ok {
 		return attrs
 	}
-	if c.Target != "" {
+	in, incoming := ctx.Value(incomingKey{}).(incomingCall)
+	if c.Target != "" && !incoming {
 		attrs = append(attrs, semconv.ServerAddress(ServerAddress(c.Target)))
 	}
 	switch {
+	case strings.HasPrefix(c.Method, "/") && in.otherMethod:
+		attrs = append(attrs, semconv.RPCMethod("_OTHER"))
 	case strings.HasPrefix(c.Method, "/"):
 		attrs = append(attrs, semconv.RPCMethod(c.Method[1:]))
 	case c.Method != "":
 		attrs = append(attrs, semconv.HTTPRequestMethodKey.String(httpMethod(c.Method)))
 	}
 	return attrs
+}
+
+type incomingKey struct{}
+
+type incomingCall struct{ otherMethod bool }
+
+// Incoming returns ctx marked, for [CallAttrs], as the context of a call a
+// server received (a gRPC server interceptor's). The call's target there
+// names the client, not a server, so CallAttrs leaves it out: the semantic
+// conventions put a client's address (client.address) on server spans, never
+// on metrics, where every client would make a series of its own. With
+// otherMethod, the call's method came from the client without being matched
+// against the server's registered methods (a gRPC unknown-service handler),
+// so it is unbounded and CallAttrs records rpc.method as "_OTHER", as the
+// conventions ask for methods the instrumentation does not know.
+func Incoming(ctx context.Context, otherMethod bool) context.Context {
+	return context.WithValue(ctx, incomingKey{}, incomingCall{otherMethod})
 }
 
 // ServerAddress returns the host of a target ("api.example.com:443" →
