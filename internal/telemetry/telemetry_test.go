@@ -129,7 +129,13 @@ func TestObserveStopsWithOwner(t *testing.T) {
 	h := telemetrytest.New(t)
 	p := telemetry.New(telemetry.KindBulkhead, telemetry.Config{MeterProvider: h.MeterProvider})
 	g, _ := p.Meter().Int64ObservableGauge("test.gauge")
-	type owner struct{ v int64 }
+	// Like the real owners (a Breaker, a Bulkhead), the owner holds a
+	// pointer: a small pointer-free object would come from the tiny
+	// allocator, whose shared blocks may keep it from being collected.
+	type owner struct {
+		v    int64
+		next *int64
+	}
 	o := &owner{v: 7}
 	telemetry.Observe(p, o, func(o *owner, obs metric.Observer) {
 		obs.ObserveInt64(g, o.v, metric.WithAttributes(attribute.String("k", "v")))
