@@ -95,13 +95,14 @@
 // The breaker counts the stream's final status. As with plain gRPC, a
 // stream that is neither read to the end nor canceled never ends.
 //
-// Timeouts bound a stream until it commits. A per-attempt timeout is the
-// time an attempt may take to receive its response header, and a total
-// timeout the time to get there across attempts; once the stream commits,
-// they no longer apply, and only the caller's own deadline bounds it, so
-// a long-lived stream (a watch, a subscription) runs for as long as the
-// caller wants. For the same reason, the deadline gRPC sends to the server
-// with a stream (grpc-timeout) is the caller's, not the policies'.
+// A per-attempt timeout is the time an attempt may take to commit (to
+// receive its response header); once the stream commits, it no longer
+// applies. A total timeout (one outside the retry policy) bounds the whole
+// stream, as a gRPC deadline does and as it bounds an HTTP response body:
+// a long-lived stream (a watch, a subscription) needs a client whose
+// pipeline has no total timeout, or one long enough, with the caller's own
+// deadline to bound it. The deadline gRPC sends to the server with a
+// stream (grpc-timeout) is the caller's, not the policies'.
 //
 // A policy that panics while a stream's attempts run panics on the
 // interceptor's goroutine, which ends the program.

@@ -499,6 +499,28 @@ func TestStreamAttemptTimeout(t *testing.T) {
 	}
 }
 
+func TestStreamTotalTimeoutBoundsCommittedStream(t *testing.T) {
+	const total = 200 * time.Millisecond
+	s := &server{out: func(n int, _ *testgrpc.StreamingOutputCallRequest, ss outStream) error {
+		if err := sendAll(ss, "a"); err != nil {
+			return err
+		}
+		<-ss.Context().Done() // a stream that stalls after its first message
+		return ss.Context().Err()
+	}}
+	p := resilience.Chain(timeout.New(total), fastRetry(), timeout.New(50*time.Millisecond))
+	c := dial(t, start(t, s), NewClient(p, WithIdempotentMethods(outMethod)))
+	stream, err := c.StreamingOutputCall(t.Context(), &testgrpc.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := recvAll(stream.Recv)
+	if !slices.Equal(got, []string{"a"}) || status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("received %q, %v; want \"a\", then DeadlineExceeded from the total timeout", got, err)
+	}
+	wantCalls(t, s, 1)
+}
+
 func TestStreamCallerCancelsWhileRetrying(t *testing.T) {
 	s := &server{out: func(int, *testgrpc.StreamingOutputCallRequest, outStream) error { return errUnavailable }}
 	// Retries wait long enough for the cancellation to land in a wait.
