@@ -225,7 +225,16 @@ func (a *attemptCtx) Value(key any) any {
 // AfterFunc lets contexts derived from this one follow its cancellation
 // without a goroutine, whatever the embedded context is.
 func (a *attemptCtx) AfterFunc(f func()) (stop func() bool) {
+	if af, ok := a.Context.(afterFuncer); ok {
+		return af.AfterFunc(f) // one registration, not a chain of them
+	}
 	return context.AfterFunc(a.Context, f)
+}
+
+// afterFuncer is a context that runs a function when it is done, as the
+// context package's own look for.
+type afterFuncer interface {
+	AfterFunc(func()) func() bool
 }
 
 func (a *attemptCtx) hold(discard func()) {
