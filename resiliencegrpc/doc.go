@@ -51,7 +51,17 @@
 // ([PushbackTrailer]), in milliseconds. On Unavailable or ResourceExhausted,
 // a valid value replaces the retry policy's computed delay, capped by the
 // policy's maximum delay; a negative or malformed value, or more than one,
-// means do not retry.
+// means do not retry. The cap departs from gRPC's own retry, where the
+// server's value wins: here no server can hold a client longer than its
+// policy allows.
+//
+// # gRPC's built-in retry
+//
+// grpc-go retries by itself when a service config (the client's, or one
+// sent by the name resolver) has a retryPolicy for the method. Under this
+// package's interceptors the two multiply: 4 attempts of ours, each made
+// of up to 4 of grpc-go's, reach the server 16 times. Dial with
+// grpc.WithDisableRetry() on connections that use a retry policy here.
 //
 // # Which calls are retried
 //
