@@ -63,6 +63,7 @@ func main() {
 	c := resiliencegrpc.NewClient(p, resiliencegrpc.WithIdempotentMethods("/grpc.testing.TestService/*"))
 	conn, err := grpc.NewClient(lis.Addr().String(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDisableRetry(), // the interceptors retry; grpc-go's own retry would multiply attempts
 		grpc.WithChainUnaryInterceptor(c.UnaryInterceptor()),
 		grpc.WithChainStreamInterceptor(c.StreamInterceptor()))
 	if err != nil {
