@@ -77,6 +77,10 @@ func (e *StatusError) ErrorType() string { return strconv.Itoa(e.Response.Status
 // has no GetBody and is larger than [Transport.MaxBodyBuffer].
 var ErrBodyNotReplayable = errors.New("resiliencehttp: request body cannot be replayed (no GetBody, larger than MaxBodyBuffer)")
 
+// errNoResponse reports a policy that returned no error without a
+// successful attempt, which would break the RoundTripper contract.
+var errNoResponse = errors.New("resiliencehttp: the policy returned no error, but no attempt produced a response")
+
 // RoundTrip sends req under the transport's policy. It implements
 // http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -112,6 +116,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		rt.body.Close()
 	}
 	if err == nil {
+		if rt.last == nil {
+			// A policy swallowed a failure, or never ran the request.
+			return nil, errNoResponse
+		}
 		return rt.last, nil
 	}
 	var se *StatusError

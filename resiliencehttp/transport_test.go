@@ -673,6 +673,23 @@ func TestRequestBodyClosedWhenNeverSent(t *testing.T) {
 	}
 }
 
+func TestPolicyThatSwallowsErrorsGetsAnError(t *testing.T) {
+	swallow := resilience.PolicyFunc(func(ctx context.Context, op func(context.Context) error) error {
+		op(ctx)
+		return nil
+	})
+	skip := resilience.PolicyFunc(func(context.Context, func(context.Context) error) error { return nil })
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	refused := "http://" + ln.Addr().String()
+	ln.Close()
+	for name, p := range map[string]resilience.Policy{"swallows a failure": swallow, "never runs op": skip} {
+		resp, err := resiliencehttp.NewTransport(newTransport(), p).RoundTrip(mustGet(t, refused))
+		if resp != nil || err == nil || !strings.Contains(err.Error(), "no attempt produced a response") {
+			t.Errorf("a policy that %s: got %v, %v; want no response and a clear error", name, resp, err)
+		}
+	}
+}
+
 func TestRequestIsNotModified(t *testing.T) {
 	s := newServer(t, 503, 200)
 	base := newTransport()
