@@ -252,7 +252,10 @@ func (s *clientStream) current() *attempt {
 
 // next waits for the policies' decision about attempt a, which ended
 // before it committed, and returns the attempt that follows it. ok is false
-// when none will: a is final, or the policies gave up with err.
+// when none will: a is final, or the policies gave up with err. When a is
+// final, next also waits for the policies to return, so that what they
+// record about a (a breaker's count of its outcome) happens before the
+// caller sees its end.
 func (s *clientStream) next(a *attempt) (n *attempt, err error, ok bool) {
 	for {
 		s.mu.Lock()
@@ -261,7 +264,7 @@ func (s *clientStream) next(a *attempt) (n *attempt, err error, ok bool) {
 		switch {
 		case cur != a:
 			return cur, nil, true
-		case settled:
+		case settled && finished:
 			return nil, nil, false
 		case finished:
 			return nil, ferr, false
