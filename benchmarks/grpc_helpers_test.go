@@ -37,15 +37,7 @@ type grpcServer struct {
 	unary func(ctx context.Context, n int) (*testgrpc.SimpleResponse, error)
 	out   func(n int, ss outStream) error
 
-	mu    sync.Mutex // guards times
-	times []time.Time
-}
-
-func (s *grpcServer) arrive() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.times = append(s.times, time.Now())
-	return len(s.times)
+	arrivals
 }
 
 func (s *grpcServer) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
@@ -61,22 +53,7 @@ func (s *grpcServer) StreamingOutputCall(_ *testgrpc.StreamingOutputCallRequest,
 }
 
 // calls returns how many calls the server's handlers received.
-func (s *grpcServer) calls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.times)
-}
-
-// gaps returns the time between consecutive calls, as the server saw them.
-func (s *grpcServer) gaps() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var gs []time.Duration
-	for i := 1; i < len(s.times); i++ {
-		gs = append(gs, s.times[i].Sub(s.times[i-1]).Round(time.Millisecond))
-	}
-	return gs
-}
+func (s *grpcServer) calls() int { return s.count() }
 
 // startGRPC serves s on a loopback port until the test ends and returns
 // its address.

@@ -23,9 +23,39 @@ import (
 type server struct {
 	*httptest.Server
 	newConns atomic.Int64
+	arrivals
+}
 
+// arrivals records when requests or calls reached a server.
+type arrivals struct {
 	mu    sync.Mutex // guards times
 	times []time.Time
+}
+
+// arrive records an arrival and returns its 1-based number.
+func (a *arrivals) arrive() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.times = append(a.times, time.Now())
+	return len(a.times)
+}
+
+// count returns how many arrivals there were.
+func (a *arrivals) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.times)
+}
+
+// gaps returns the time between consecutive arrivals.
+func (a *arrivals) gaps() []time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var gs []time.Duration
+	for i := 1; i < len(a.times); i++ {
+		gs = append(gs, a.times[i].Sub(a.times[i-1]).Round(time.Millisecond))
+	}
+	return gs
 }
 
 // newServer starts a server whose handler gets the 1-based number of each
@@ -34,10 +64,7 @@ func newServer(t *testing.T, h func(n int, w http.ResponseWriter, r *http.Reques
 	t.Helper()
 	s := &server{}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.times = append(s.times, time.Now())
-		n := len(s.times)
-		s.mu.Unlock()
+		n := s.arrive()
 		h(n, w, r)
 	}))
 	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -51,22 +78,7 @@ func newServer(t *testing.T, h func(n int, w http.ResponseWriter, r *http.Reques
 }
 
 // requests returns how many requests the server has seen.
-func (s *server) requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.times)
-}
-
-// gaps returns the time between consecutive requests.
-func (s *server) gaps() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var gs []time.Duration
-	for i := 1; i < len(s.times); i++ {
-		gs = append(gs, s.times[i].Sub(s.times[i-1]).Round(time.Millisecond))
-	}
-	return gs
-}
+func (s *server) requests() int { return s.count() }
 
 // A contender is one library, configured for a scenario, that the scenario
 // sends its calls through.
