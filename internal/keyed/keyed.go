@@ -16,6 +16,8 @@ package keyed
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 	"time"
 
@@ -67,9 +69,26 @@ func New[V any](max int, idle time.Duration, newValue func(key string) V) *Regis
 	}
 }
 
+// MaxKeyLen bounds the length of a key as the registry stores it. Keys can
+// come from clients (a tenant in gRPC metadata, keyed by a server-side rate
+// limit): a longer key is stored as its SHA-256, so that memory stays
+// bounded by the number of keys whatever their size.
+const MaxKeyLen = 256
+
+// boundKey returns key, or its digest when it is longer than MaxKeyLen.
+func boundKey(key string) string {
+	if len(key) <= MaxKeyLen {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
 // Acquire returns the entry for key, making it if needed, and marks it in
-// use until [Registry.Release].
+// use until [Registry.Release]. A key longer than [MaxKeyLen] is stored,
+// and given to newValue, as its digest.
 func (r *Registry[V]) Acquire(key string) *Entry[V] {
+	key = boundKey(key)
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -115,6 +134,7 @@ func (r *Registry[V]) Release(e *Entry[V]) {
 
 // Peek returns the value for key without making it or marking it used.
 func (r *Registry[V]) Peek(key string) (v V, ok bool) {
+	key = boundKey(key)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e, ok := r.m[key]; ok {

@@ -2,6 +2,7 @@ package keyed
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,35 @@ func TestBoundedUnderManyKeys(t *testing.T) {
 	}
 	if _, ok := r.Peek("host-0"); ok {
 		t.Error("oldest key is still present")
+	}
+}
+
+func TestLongKeysAreStoredBounded(t *testing.T) {
+	r, _, made := newTest(10, time.Hour)
+	long := strings.Repeat("t", 1<<20) // a client-chosen key of 1 MiB
+	e := r.Acquire(long)
+	r.Release(e)
+	if n := len(e.Key()); n > MaxKeyLen {
+		t.Fatalf("stored key is %d bytes, want at most %d", n, MaxKeyLen)
+	}
+	if again := r.Acquire(long); again != e {
+		t.Fatal("the same long key must map to the same entry")
+	} else {
+		r.Release(again)
+	}
+	other := r.Acquire(long[1:] + "u")
+	r.Release(other)
+	if other == e || *made != 2 {
+		t.Fatalf("distinct long keys shared an entry (%d values made)", *made)
+	}
+	if _, ok := r.Peek(long); !ok {
+		t.Fatal("Peek must find a long key")
+	}
+	short := strings.Repeat("s", MaxKeyLen)
+	if e := r.Acquire(short); e.Key() != short {
+		t.Fatal("a key within the bound must be stored as it is")
+	} else {
+		r.Release(e)
 	}
 }
 
