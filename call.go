@@ -32,7 +32,9 @@ type Call struct {
 // its first attempt (see [Hold]). Adapters call it once per call, before
 // running their policies.
 func WithCall(ctx context.Context, c Call) context.Context {
-	return &attemptCtx{Context: ctx, call: &c, n: 1}
+	a := &attemptCtx{Context: ctx, callVal: c, n: 1}
+	a.call = &a.callVal // one allocation for both
+	return a
 }
 
 // CallFrom returns the call described in ctx by [WithCall]. ok is false
@@ -101,7 +103,12 @@ func (at Attempt) Keep() {
 	a.mu.Unlock()
 	// If a finished in between, it already finished the parent and this
 	// hold is ignored.
-	a.parent.hold(at.Discard)
+	a.parent.mu.Lock()
+	if a.parent.state == stateOpen {
+		a.parent.state = stateHeld
+		a.parent.child = a // discarding the parent discards a
+	}
+	a.parent.mu.Unlock()
 }
 
 // Discard throws away the attempt's result: it calls the discard function
@@ -119,10 +126,13 @@ func (at Attempt) Discard() {
 		a.mu.Unlock()
 		return
 	}
-	discard := a.discard
+	discard, child := a.discard, a.child
 	a.mu.Unlock()
-	if discard != nil {
+	switch {
+	case discard != nil:
 		discard()
+	case child != nil:
+		Attempt{child}.Discard()
 	}
 	a.finish(errDiscarded)
 }
@@ -202,7 +212,8 @@ const (
 // attemptCtx is the context of one attempt and the cell for its result.
 type attemptCtx struct {
 	context.Context
-	call    *Call
+	call    *Call // the call's description, shared by its attempts
+	callVal Call  // where call points, in the call's own context
 	n       int
 	parent  *attemptCtx
 	attempt bool // started by StartAttempt, not WithCall
@@ -210,6 +221,7 @@ type attemptCtx struct {
 	mu       sync.Mutex // guards the fields below
 	state    uint8
 	discard  func()
+	child    *attemptCtx // the kept attempt whose result this one holds
 	releases []func(error)
 	err      error       // final error, once done
 	next     *attemptCtx // finished after this one (see Keep)
@@ -255,7 +267,7 @@ func (a *attemptCtx) finish(err error) {
 	a.state = stateDone
 	a.err = err
 	rs, next := a.releases, a.next
-	a.releases, a.discard, a.next = nil, nil, nil
+	a.releases, a.discard, a.child, a.next = nil, nil, nil, nil
 	a.mu.Unlock()
 	for _, r := range rs {
 		r(err)

@@ -240,6 +240,26 @@ func TestAttemptDiscard(t *testing.T) {
 	zero.Discard()
 }
 
+func TestDiscardReachesAKeptInnerAttempt(t *testing.T) {
+	// A retry inside a retry: the outer attempt holds the result the
+	// inner one kept, and discarding the outer attempt throws it away.
+	ctx := resilience.WithCall(context.Background(), resilience.Call{})
+	outerCtx, outer := resilience.StartAttempt(ctx, 1)
+	innerCtx, inner := resilience.StartAttempt(outerCtx, 1)
+	var log []string
+	resilience.Hold(innerCtx, func() { log = append(log, "discard body") })
+	resilience.Defer(innerCtx, func(error) { log = append(log, "inner release") })
+	inner.Keep()
+	resilience.Defer(outerCtx, func(error) { log = append(log, "outer release") })
+	outer.Discard()
+	if want := []string{"discard body", "inner release", "outer release"}; !slices.Equal(log, want) {
+		t.Fatalf("got %v, want %v", log, want)
+	}
+	if resilience.Held(ctx) {
+		t.Fatal("the call must hold nothing after the discard")
+	}
+}
+
 func TestKeepAfterDoneDoesNotHoldCall(t *testing.T) {
 	ctx := resilience.WithCall(context.Background(), resilience.Call{})
 	actx, at := resilience.StartAttempt(ctx, 1)
