@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // Call describes an outbound call to the policies that run it. Adapters put
@@ -225,6 +226,8 @@ type attemptCtx struct {
 	releases []func(error)
 	err      error       // final error, once done
 	next     *attemptCtx // finished after this one (see Keep)
+	pushback time.Duration // see ReportPushback, when pushed
+	pushed   bool
 }
 
 func (a *attemptCtx) Value(key any) any {
