@@ -2,12 +2,14 @@ package resilience
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
 // A Policy runs an operation under one resilience rule.
 //
-// Do calls op zero or more times with a context derived from ctx and returns
+// Do calls op zero or more times with a context derived from ctx (never
+// another one: a [Chain] finds the call's operation through it) and returns
 // op's error, or an error of its own when the rule stops the call. Policies
 // are built once and shared: Do must be safe for concurrent use.
 //
@@ -35,34 +37,83 @@ func (f PolicyFunc) Do(ctx context.Context, op func(context.Context) error) erro
 //
 // Chain panics if a policy is nil.
 func Chain(ps ...Policy) Policy {
-	var c chain
+	var flat []Policy
 	for i, p := range ps {
 		switch p := p.(type) {
 		case nil:
 			panic(fmt.Sprintf("resilience: Chain: policy %d is nil", i))
-		case chain:
-			c = append(c, p...)
+		case *chain:
+			flat = append(flat, p.ps...)
 		default:
-			c = append(c, p)
+			flat = append(flat, p)
 		}
 	}
-	if len(c) == 1 {
-		return c[0]
+	switch len(flat) {
+	case 0:
+		return PolicyFunc(func(ctx context.Context, op func(context.Context) error) error { return op(ctx) })
+	case 1:
+		return flat[0]
+	}
+	c := &chain{ps: flat, next: make([]func(context.Context) error, len(flat))}
+	// next[i] runs policies i+1... and then the call's operation. They are
+	// made once, here, and find the call's operation in the context (see
+	// chainCtx), so that a call through a chain of any depth allocates one
+	// small context instead of a closure per level.
+	last := len(flat) - 1
+	c.next[last] = func(ctx context.Context) error {
+		f, ok := ctx.Value(chainKey{c}).(*chainCtx)
+		if !ok {
+			return errLostChain
+		}
+		return f.op(ctx)
+	}
+	for i := last - 1; i >= 0; i-- {
+		p, next := flat[i+1], c.next[i+1]
+		c.next[i] = func(ctx context.Context) error { return p.Do(ctx, next) }
 	}
 	return c
 }
 
-type chain []Policy
+// chain runs its policies nested, ps[0] outermost.
+type chain struct {
+	ps   []Policy
+	next []func(context.Context) error // next[i] runs what lies inside ps[i]
+}
 
-func (c chain) Do(ctx context.Context, op func(context.Context) error) error {
-	switch len(c) {
-	case 0:
-		return op(ctx)
-	case 1:
-		return c[0].Do(ctx, op)
+// errLostChain is returned by a chain whose operation ran with a context
+// not derived from the one the chain passed down: a policy broke the
+// contract.
+var errLostChain = Mark(errors.New("resilience: Chain: a policy ran the operation with a context not derived from its own"), KindPermanent)
+
+func (c *chain) Do(ctx context.Context, op func(context.Context) error) error {
+	return c.ps[0].Do(&chainCtx{Context: ctx, c: c, op: op}, c.next[0])
+}
+
+// chainKey finds the chainCtx of one chain: keyed by the chain, so that a
+// chain run inside another's operation finds its own call.
+type chainKey struct{ c *chain }
+
+// chainCtx carries one call's operation through a chain's policies.
+type chainCtx struct {
+	context.Context
+	c  *chain
+	op func(context.Context) error
+}
+
+func (f *chainCtx) Value(key any) any {
+	if k, ok := key.(chainKey); ok && k.c == f.c {
+		return f
 	}
-	rest := c[1:]
-	return c[0].Do(ctx, func(ctx context.Context) error { return rest.Do(ctx, op) })
+	return f.Context.Value(key)
+}
+
+// AfterFunc lets contexts derived from this one follow its cancellation
+// without a goroutine, whatever the embedded context is.
+func (f *chainCtx) AfterFunc(fn func()) (stop func() bool) {
+	if af, ok := f.Context.(afterFuncer); ok {
+		return af.AfterFunc(fn)
+	}
+	return context.AfterFunc(f.Context, fn)
 }
 
 // Do runs op under p and returns its value and p's error. The value is the

@@ -49,6 +49,71 @@ func TestChainEmptyRunsOpOnce(t *testing.T) {
 	}
 }
 
+// wrap returns a policy, not a chain, that runs p: Chain cannot flatten it.
+func wrap(p resilience.Policy) resilience.Policy {
+	return resilience.PolicyFunc(func(ctx context.Context, op func(context.Context) error) error {
+		return p.Do(ctx, op)
+	})
+}
+
+// A chain run inside another chain, hidden in a policy that Chain cannot
+// flatten, and a chain run again inside its own operation, each run their
+// own call's operation.
+func TestChainNestedAndReentrant(t *testing.T) {
+	var log []string
+	inner := resilience.Chain(trace("b", &log), trace("c", &log))
+	outer := resilience.Chain(trace("a", &log), wrap(inner), trace("d", &log))
+	err := outer.Do(context.Background(), func(context.Context) error {
+		log = append(log, "op")
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	want := []string{"a>", "b>", "c>", "d>", "op", "<d", "<c", "<b", "<a"}
+	if !slices.Equal(log, want) {
+		t.Fatalf("nested: got %v, want %v", log, want)
+	}
+
+	log = nil
+	depth := 0
+	var op func(ctx context.Context) error
+	op = func(ctx context.Context) error {
+		depth++
+		log = append(log, fmt.Sprint("op", depth))
+		if depth < 3 {
+			return inner.Do(ctx, op) // the same chain, inside its own operation
+		}
+		return nil
+	}
+	if err := inner.Do(context.Background(), op); err != nil {
+		t.Fatalf("reentrant Do: %v", err)
+	}
+	want = []string{"b>", "c>", "op1", "b>", "c>", "op2", "b>", "c>", "op3", "<c", "<b", "<c", "<b", "<c", "<b"}
+	if !slices.Equal(log, want) {
+		t.Fatalf("reentrant: got %v, want %v", log, want)
+	}
+}
+
+// A policy that runs the operation with a context not derived from its own
+// breaks the contract; the chain says so in an error instead of panicking.
+func TestChainPolicyThatDropsTheContext(t *testing.T) {
+	rogue := resilience.PolicyFunc(func(_ context.Context, op func(context.Context) error) error {
+		return op(context.Background())
+	})
+	ran := false
+	err := resilience.Chain(rogue, trace("b", new([]string))).Do(context.Background(), func(context.Context) error {
+		ran = true
+		return nil
+	})
+	if ran || err == nil || !strings.Contains(err.Error(), "not derived from its own") {
+		t.Fatalf("got ran=%v, err=%v; want the operation not run and an error naming the broken contract", ran, err)
+	}
+	if k := resilience.Classify(err); k != resilience.KindPermanent {
+		t.Fatalf("got kind %v, want permanent (never retried)", k)
+	}
+}
+
 func TestChainNilPanics(t *testing.T) {
 	defer func() {
 		r := recover()
