@@ -62,8 +62,11 @@ func Chain(ps ...Policy) Policy {
 	last := len(flat) - 1
 	c.next[last] = func(ctx context.Context) error {
 		f, ok := ctx.Value(chainKey{c}).(*chainCtx)
-		if !ok {
+		switch {
+		case !ok:
 			return errLostChain
+		case f.run != nil:
+			return f.run.runOp(ctx)
 		}
 		return f.op(ctx)
 	}
@@ -96,8 +99,15 @@ type chainKey struct{ c *chain }
 // chainCtx carries one call's operation through a chain's policies.
 type chainCtx struct {
 	context.Context
-	c  *chain
-	op func(context.Context) error
+	c   *chain
+	op  func(context.Context) error
+	run opRunner // instead of op, for Do
+}
+
+// opRunner runs a call's operation; a pointer in an interface costs no
+// allocation, where a closure would.
+type opRunner interface {
+	runOp(ctx context.Context) error
 }
 
 func (f *chainCtx) Value(key any) any {
@@ -124,6 +134,14 @@ func (f *chainCtx) AfterFunc(fn func()) (stop func() bool) {
 // earlier run is still returned alongside p's error: as usual in Go, do not
 // use the value when the error is not nil unless op's contract says so.
 func Do[T any](ctx context.Context, p Policy, op func(context.Context) (T, error)) (T, error) {
+	if c, ok := p.(*chain); ok {
+		// One allocation for the whole call: the frame is the chain's
+		// context and holds op and its value.
+		f := &doFrame[T]{fn: op}
+		f.chainCtx = chainCtx{Context: ctx, c: c, run: f}
+		err := c.ps[0].Do(&f.chainCtx, c.next[0])
+		return f.v, err
+	}
 	var v T
 	err := p.Do(ctx, func(ctx context.Context) error {
 		var err error
@@ -131,4 +149,17 @@ func Do[T any](ctx context.Context, p Policy, op func(context.Context) (T, error
 		return err
 	})
 	return v, err
+}
+
+// doFrame is a call of [Do] through a chain.
+type doFrame[T any] struct {
+	chainCtx
+	fn func(context.Context) (T, error)
+	v  T
+}
+
+func (f *doFrame[T]) runOp(ctx context.Context) error {
+	var err error
+	f.v, err = f.fn(ctx)
+	return err
 }

@@ -358,3 +358,23 @@ func TestAttemptContextDoesNotSpawnGoroutines(t *testing.T) {
 		t.Fatalf("child.Err() = %v, want context.Canceled", child.Err())
 	}
 }
+
+// Do through a chain returns the last run's value, and a Do of the same
+// type run inside the operation, through the same chain, keeps its own.
+func TestDoThroughChain(t *testing.T) {
+	var log []string
+	p := resilience.Chain(trace("a", &log), trace("b", &log))
+	runs := 0
+	again := resilience.PolicyFunc(func(ctx context.Context, op func(context.Context) error) error {
+		_ = op(ctx)
+		return op(ctx) // a retry: the second run's value is the one returned
+	})
+	v, err := resilience.Do(context.Background(), resilience.Chain(again, p), func(ctx context.Context) (int, error) {
+		runs++
+		inner, err := resilience.Do(ctx, p, func(context.Context) (int, error) { return 100 + runs, nil })
+		return runs*10 + inner, err
+	})
+	if err != nil || v != 20+102 || runs != 2 {
+		t.Fatalf("got %d, %v after %d runs; want %d, nil after 2", v, err, runs, 20+102)
+	}
+}
