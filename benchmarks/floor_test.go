@@ -61,10 +61,11 @@ func BenchmarkFloor(b *testing.B) {
 			rbulkhead.New(slots),
 		)
 		ctx := context.Background()
+		value := func(context.Context) (struct{}, error) { return struct{}{}, nil }
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if err := p.Do(ctx, op); err != nil {
+				if _, err := resilience.Do(ctx, p, value); err != nil {
 					b.Error(err)
 					return
 				}

@@ -89,22 +89,20 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		// and its error is the caller's own.
 		return op(ctx)
 	}
-	cctx, cancel := context.WithCancelCause(ctx)
-	actx := &deadlineCtx{Context: cctx, deadline: deadline}
-	t := afterFunc(p.d, func() { cancel(ErrTimeout) })
-	err := op(actx)
+	c := newTimerCtx(ctx, p.d, deadline)
+	err := op(c)
 	// A result held past op (a response body, a stream) keeps the context
 	// alive until it is done. Inside an attempt, the policy bounds the time
 	// to that result and stops its timer: the outer deadline bounds the
 	// rest. Outside any attempt, it bounds the whole call, held result
 	// included, as http.Client.Timeout bounds reading the body.
-	held := resilience.Held(actx)
+	held := resilience.Held(c)
 	whole := held && !resilience.InAttempt(ctx)
 	var fired bool
 	if whole {
-		fired = context.Cause(cctx) == ErrTimeout
+		fired = c.hasFired()
 	} else {
-		fired = !t.Stop()
+		fired = !c.stopTimer() && c.timer != nil
 	}
 	// The deadline may have passed without the timer firing first: a
 	// server that enforces the same deadline can answer before it does.
@@ -112,16 +110,10 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		err = &Error{After: p.d, Err: err}
 		p.expired(ctx, err)
 	}
-	switch {
-	case whole:
-		resilience.Defer(actx, func(error) {
-			t.Stop()
-			cancel(nil)
-		})
-	case held:
-		resilience.Defer(actx, func(error) { cancel(nil) })
-	default:
-		cancel(nil)
+	if held {
+		resilience.Defer(c, func(error) { c.cancel() })
+	} else {
+		c.cancel()
 	}
 	return err
 }
@@ -134,43 +126,6 @@ func (p *Policy) expired(ctx context.Context, err error) {
 			attribute.Float64(string(telemetry.TimeoutKey), p.d.Seconds()),
 			semconv.ErrorTypeKey.String(telemetry.ErrorType(err)))
 	}
-}
-
-// deadlineCtx is the operation's context: it reports the policy's deadline
-// (so that a gRPC client sends it on, for example) and reports
-// context.DeadlineExceeded once the policy's timer fired, while the policy
-// keeps control of when, if ever, that happens: a result held past the
-// operation of an attempt stops the timer.
-type deadlineCtx struct {
-	context.Context // a *context.cancelCtx from WithCancelCause
-	deadline        time.Time
-}
-
-func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
-
-func (c *deadlineCtx) Err() error {
-	err := c.Context.Err()
-	if err != nil && context.Cause(c.Context) == ErrTimeout {
-		return context.DeadlineExceeded
-	}
-	return err
-}
-
-// Value hides the embedded cancel context from the context package's
-// look-up, so that contexts derived from this one take its cancellation
-// through AfterFunc, and with it the error Err reports, instead of the
-// embedded context's context.Canceled. Every other value passes through.
-func (c *deadlineCtx) Value(key any) any {
-	v := c.Context.Value(key)
-	if v == any(c.Context) {
-		return nil
-	}
-	return v
-}
-
-// AfterFunc lets derived contexts follow this one without a goroutine.
-func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
-	return context.AfterFunc(c.Context, f)
 }
 
 // afterFunc is time.AfterFunc; tests replace it to check that no timer is

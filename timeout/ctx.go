@@ -1,0 +1,152 @@
+package timeout
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// timerCtx is the context a [Policy] runs its operation with: the parent's
+// values, the policy's deadline, and an end that comes from the policy's
+// timer, from the parent, or from the policy itself once the operation and
+// its held result are done. It takes one allocation and its timer two,
+// where context.WithDeadline and a cancel cause took five; it starts no
+// goroutine, and contexts derived from it follow it through AfterFunc.
+type timerCtx struct {
+	parent   context.Context
+	deadline time.Time
+	timer    *time.Timer // set once, by newTimerCtx; nil if the parent had ended
+
+	mu         sync.Mutex    // guards the fields below; never held while calling out
+	done       chan struct{} // made on the first Done, closed at the end
+	err        error         // nil until the end
+	fired      bool          // the end came from the policy's timer
+	funcs      []*afterFn    // registered with AfterFunc, run at the end
+	stopParent func() bool   // stops following the parent
+}
+
+type afterFn struct{ f func() }
+
+// closedChan is the Done channel of a context that ended before anyone
+// asked for one.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// newTimerCtx returns the context, its timer armed to end it after d, and
+// following parent's end. The timer is armed before anything else can end
+// the context, so that c.timer is never written while another goroutine
+// reads it.
+func newTimerCtx(parent context.Context, d time.Duration, deadline time.Time) *timerCtx {
+	c := &timerCtx{parent: parent, deadline: deadline}
+	if parent.Done() != nil {
+		if err := parent.Err(); err != nil {
+			c.err = err
+			return c
+		}
+	}
+	c.timer = afterFunc(d, c.expire)
+	if parent.Done() != nil {
+		stop := context.AfterFunc(parent, c.parentDone)
+		c.mu.Lock()
+		if c.err == nil {
+			c.stopParent = stop
+			stop = nil
+		}
+		c.mu.Unlock()
+		if stop != nil {
+			stop() // the timer ended it in between
+		}
+	}
+	return c
+}
+
+func (c *timerCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func (c *timerCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.err != nil {
+			c.done = closedChan
+		} else {
+			c.done = make(chan struct{})
+		}
+	}
+	return c.done
+}
+
+func (c *timerCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *timerCtx) Value(key any) any { return c.parent.Value(key) }
+
+// AfterFunc runs f, on the goroutine that ends the context, when it ends;
+// at once, on its own goroutine, if it already has. Contexts derived from
+// this one use it to follow it without a goroutine of their own.
+func (c *timerCtx) AfterFunc(f func()) (stop func() bool) {
+	a := &afterFn{f: f}
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	c.funcs = append(c.funcs, a)
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, g := range c.funcs {
+			if g == a {
+				c.funcs = append(c.funcs[:i], c.funcs[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// expire is the timer's function.
+func (c *timerCtx) expire() { c.end(context.DeadlineExceeded, true) }
+
+func (c *timerCtx) parentDone() { c.end(c.parent.Err(), false) }
+
+// cancel ends the context once the operation and its result are done.
+func (c *timerCtx) cancel() { c.end(context.Canceled, false) }
+
+// hasFired reports whether the policy's timer ended the context.
+func (c *timerCtx) hasFired() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fired
+}
+
+// stopTimer stops the timer; it reports false when the timer had already
+// fired or was stopped before, or was never armed.
+func (c *timerCtx) stopTimer() bool { return c.timer != nil && c.timer.Stop() }
+
+func (c *timerCtx) end(err error, fromTimer bool) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err, c.fired = err, fromTimer
+	if c.done != nil {
+		close(c.done)
+	}
+	funcs, stopParent := c.funcs, c.stopParent
+	c.funcs, c.stopParent = nil, nil
+	c.mu.Unlock()
+	if !fromTimer && c.timer != nil {
+		c.timer.Stop()
+	}
+	if stopParent != nil {
+		stopParent()
+	}
+	for _, a := range funcs {
+		a.f()
+	}
+}
