@@ -188,6 +188,9 @@ func Defer(ctx context.Context, release func(err error)) {
 	}
 	a.mu.Lock()
 	if a.state == stateHeld {
+		if a.releases == nil {
+			a.releases = a.first[:0]
+		}
 		a.releases = append(a.releases, release)
 		a.mu.Unlock()
 		return
@@ -224,9 +227,10 @@ type attemptCtx struct {
 	discard  func()
 	child    *attemptCtx // the kept attempt whose result this one holds
 	releases []func(error)
-	err      error         // final error, once done
-	next     *attemptCtx   // finished after this one (see Keep)
-	pushback time.Duration // see ReportPushback, when pushed
+	first    [4]func(error) // releases' first backing array: a pipeline defers a few
+	err      error          // final error, once done
+	next     *attemptCtx    // finished after this one (see Keep)
+	pushback time.Duration  // see ReportPushback, when pushed
 	pushed   bool
 }
 

@@ -21,11 +21,10 @@ type timerCtx struct {
 	done       chan struct{} // made on the first Done, closed at the end
 	err        error         // nil until the end
 	fired      bool          // the end came from the policy's timer
-	funcs      []*afterFn    // registered with AfterFunc, run at the end
+	funcs      []func()      // registered with AfterFunc, run at the end; nil once stopped
+	first      [2]func()     // funcs' first backing array: most calls register one or two
 	stopParent func() bool   // stops following the parent
 }
-
-type afterFn struct{ f func() }
 
 // closedChan is the Done channel of a context that ended before anyone
 // asked for one.
@@ -45,7 +44,12 @@ func newTimerCtx(parent context.Context, d time.Duration, deadline time.Time) *t
 	}
 	c.timer = afterFunc(d, c.expire)
 	if parent.Done() != nil {
-		stop := context.AfterFunc(parent, c.parentDone)
+		var stop func() bool
+		if af, ok := parent.(afterFuncer); ok {
+			stop = af.AfterFunc(c.parentDone) // one registration, no context of its own
+		} else {
+			stop = context.AfterFunc(parent, c.parentDone)
+		}
 		c.mu.Lock()
 		if c.err == nil {
 			c.stopParent = stop
@@ -86,23 +90,26 @@ func (c *timerCtx) Value(key any) any { return c.parent.Value(key) }
 // at once, on its own goroutine, if it already has. Contexts derived from
 // this one use it to follow it without a goroutine of their own.
 func (c *timerCtx) AfterFunc(f func()) (stop func() bool) {
-	a := &afterFn{f: f}
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
 		go f()
 		return func() bool { return false }
 	}
-	c.funcs = append(c.funcs, a)
+	if c.funcs == nil {
+		c.funcs = c.first[:0]
+	}
+	i := len(c.funcs)
+	c.funcs = append(c.funcs, f)
 	c.mu.Unlock()
+	// funcs only grows until the end, when it is dropped: i stays f's
+	// index for as long as f may run.
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for i, g := range c.funcs {
-			if g == a {
-				c.funcs = append(c.funcs[:i], c.funcs[i+1:]...)
-				return true
-			}
+		if i < len(c.funcs) && c.funcs[i] != nil {
+			c.funcs[i] = nil
+			return true
 		}
 		return false
 	}
@@ -146,7 +153,15 @@ func (c *timerCtx) end(err error, fromTimer bool) {
 	if stopParent != nil {
 		stopParent()
 	}
-	for _, a := range funcs {
-		a.f()
+	for _, f := range funcs {
+		if f != nil {
+			f()
+		}
 	}
+}
+
+// afterFuncer is a context that runs a function when it ends, as the
+// context package's own look for.
+type afterFuncer interface {
+	AfterFunc(func()) func() bool
 }
