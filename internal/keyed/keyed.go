@@ -6,19 +6,26 @@
 // A value is in use between [Registry.Acquire] and the matching
 // [Registry.Release]; a value in use is never evicted, so that a bulkhead's
 // slots or a breaker's outcome bookkeeping stay with the calls that took
-// them. Idle values are kept in least-recently-used order. Whenever a key is
-// acquired, values idle for longer than the idle timeout are dropped, and
-// when a new key would exceed the maximum, the least recently used idle
-// value is dropped to make room. If every value is in use the registry grows
-// past its maximum by at most the number of keys with calls in flight, and
-// shrinks back as they end. No goroutine is started.
+// them. Looking up a key that holds a value takes no lock and allocates
+// nothing: it is the path every call takes. When a new key would exceed
+// the maximum, the least recently released idle values are dropped to make
+// room (a tenth of the maximum at once, so that a client cycling through
+// more hosts than the maximum does not scan the registry on every call).
+// Values idle for longer than the idle timeout are dropped by a sweep that
+// runs, at most once per eighth of the idle timeout, when a new key is
+// made. If every value is in use the registry grows past its maximum by at
+// most the number of keys with calls in flight, and shrinks back to it as
+// they are released. No goroutine is started.
 package keyed
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/resilience-go/resilience"
@@ -32,25 +39,37 @@ type Registry[V any] struct {
 	idle     time.Duration
 	now      func() time.Time
 
-	mu sync.Mutex // guards the fields below; newValue runs under it and must not call back
-	m  map[string]*Entry[V]
-	// lru lists the entries not in use, most recently released first;
-	// entries in use are not on it.
-	head, tail *Entry[V]
+	m    sync.Map     // string -> *Entry[V]; read without mu
+	size atomic.Int64 // entries in m
+
+	mu        sync.Mutex // serialises adding and removing entries; newValue runs under it and must not call back
+	nextSweep time.Time  // when idle values are next looked for; guarded by mu
 }
 
 // Entry is a registry's value for one key.
 type Entry[V any] struct {
 	Value V
 
-	key        string
-	refs       int       // calls using the entry; guarded by Registry.mu
-	last       time.Time // when refs last dropped to zero
-	prev, next *Entry[V] // in the idle list, while refs == 0
+	key  string
+	refs atomic.Int32 // calls using the entry; -1 once evicted
+	last atomic.Int64 // when refs last dropped to zero, in Unix nanoseconds
 }
 
 // Key returns the entry's key.
 func (e *Entry[V]) Key() string { return e.key }
+
+// ref takes one use of e, unless it was evicted.
+func (e *Entry[V]) ref() bool {
+	for {
+		n := e.refs.Load()
+		if n < 0 {
+			return false
+		}
+		if e.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
 
 // New returns a registry that makes the value for a new key with newValue,
 // keeps at most max keys that are not in use, and drops values idle for
@@ -65,7 +84,6 @@ func New[V any](max int, idle time.Duration, newValue func(key string) V) *Regis
 		max:      max,
 		idle:     idle,
 		now:      time.Now,
-		m:        make(map[string]*Entry[V]),
 	}
 }
 
@@ -89,107 +107,125 @@ func boundKey(key string) string {
 // and given to newValue, as its digest.
 func (r *Registry[V]) Acquire(key string) *Entry[V] {
 	key = boundKey(key)
+	if v, ok := r.m.Load(key); ok {
+		if e := v.(*Entry[V]); e.ref() {
+			return e
+		}
+	}
+	return r.acquireSlow(key)
+}
+
+func (r *Registry[V]) acquireSlow(key string) *Entry[V] {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.evictIdle(now)
-	e, ok := r.m[key]
-	if !ok {
-		if len(r.m) >= r.max && r.tail != nil {
-			r.remove(r.tail)
+	// Entries in m are never evicted while mu is held, so one found here
+	// can be taken.
+	if v, ok := r.m.Load(key); ok {
+		if e := v.(*Entry[V]); e.ref() {
+			return e
 		}
-		e = &Entry[V]{Value: r.newValue(key), key: key}
-		r.m[key] = e
-	} else if e.refs == 0 {
-		r.unlink(e)
 	}
-	e.refs++
+	if !now.Before(r.nextSweep) {
+		r.evictLocked(now, func(e *Entry[V]) bool { return now.UnixNano()-e.last.Load() > int64(r.idle) })
+		r.nextSweep = now.Add(r.idle / 8)
+	}
+	if int(r.size.Load()) >= r.max {
+		r.trimLocked(r.max - max(r.max/10, 1))
+	}
+	e := &Entry[V]{Value: r.newValue(key), key: key}
+	e.refs.Store(1)
+	r.m.Store(key, e)
+	r.size.Add(1)
 	return e
 }
 
 // Release ends one use of e, acquired from r. It must be called exactly
-// once per Acquire.
+// once per Acquire. When the registry grew past its maximum while every
+// value was in use, the release that makes room brings it back.
 func (r *Registry[V]) Release(e *Entry[V]) {
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e.refs--
-	if e.refs > 0 {
+	e.last.Store(r.now().UnixNano())
+	if e.refs.Add(-1) == 0 && int(r.size.Load()) > r.max {
+		r.mu.Lock()
+		r.trimLocked(r.max)
+		r.mu.Unlock()
+	}
+}
+
+// trimLocked drops the least recently released idle entries until at most
+// n remain, or none is idle.
+func (r *Registry[V]) trimLocked(n int) {
+	excess := int(r.size.Load()) - n
+	if excess <= 0 {
 		return
 	}
-	e.last = now
-	if r.m[e.key] != e {
-		// Cannot happen: entries in use are never evicted.
-		return
+	type seen struct {
+		last int64
+		e    *Entry[V]
 	}
-	e.next = r.head
-	if r.head != nil {
-		r.head.prev = e
+	var idle []seen
+	r.m.Range(func(_, v any) bool {
+		if e := v.(*Entry[V]); e.refs.Load() == 0 {
+			idle = append(idle, seen{e.last.Load(), e})
+		}
+		return true
+	})
+	slices.SortFunc(idle, func(a, b seen) int { return cmp.Compare(a.last, b.last) })
+	for _, s := range idle {
+		if excess == 0 {
+			return
+		}
+		if r.removeLocked(s.e) {
+			excess--
+		}
 	}
-	r.head = e
-	if r.tail == nil {
-		r.tail = e
+}
+
+// evictLocked drops the idle entries for which drop reports true.
+func (r *Registry[V]) evictLocked(now time.Time, drop func(*Entry[V]) bool) {
+	r.m.Range(func(_, v any) bool {
+		if e := v.(*Entry[V]); e.refs.Load() == 0 && drop(e) {
+			r.removeLocked(e)
+		}
+		return true
+	})
+}
+
+// removeLocked drops e if it is idle, and reports whether it did.
+func (r *Registry[V]) removeLocked(e *Entry[V]) bool {
+	if !e.refs.CompareAndSwap(0, -1) {
+		return false // taken again since it was seen idle
 	}
+	r.m.Delete(e.key)
+	r.size.Add(-1)
+	// Telemetry state kept per key lives in the value and is read through
+	// Each, so it is dropped with it.
+	return true
 }
 
 // Peek returns the value for key without making it or marking it used.
 func (r *Registry[V]) Peek(key string) (v V, ok bool) {
-	key = boundKey(key)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e, ok := r.m[key]; ok {
-		return e.Value, true
+	if e, found := r.m.Load(boundKey(key)); found {
+		return e.(*Entry[V]).Value, true
 	}
 	return v, false
 }
 
-// Each calls f for every key that holds a value, under the registry's lock:
-// f must be quick and must not call into the registry. Observable
-// instruments read per-key state through it, so that a key's telemetry
-// goes with the key when it is evicted.
+// Each calls f for every key that holds a value. f must be quick and must
+// not call into the registry. Observable instruments read per-key state
+// through it, so that a key's telemetry goes with the key when it is
+// evicted.
 func (r *Registry[V]) Each(f func(key string, v V)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for k, e := range r.m {
-		f(k, e.Value)
-	}
+	r.m.Range(func(k, v any) bool {
+		f(k.(string), v.(*Entry[V]).Value)
+		return true
+	})
 }
 
 // Len returns the number of keys that hold a value.
-func (r *Registry[V]) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.m)
-}
-
-// evictIdle drops the entries idle for longer than r.idle, oldest first.
-func (r *Registry[V]) evictIdle(now time.Time) {
-	for r.tail != nil && now.Sub(r.tail.last) > r.idle {
-		r.remove(r.tail)
-	}
-}
-
-// remove drops an idle entry.
-func (r *Registry[V]) remove(e *Entry[V]) {
-	r.unlink(e)
-	delete(r.m, e.key)
-	// Telemetry state kept per key lives in the value and is read through
-	// Each, so it is dropped with it.
-}
-
-func (r *Registry[V]) unlink(e *Entry[V]) {
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else {
-		r.head = e.next
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		r.tail = e.prev
-	}
-	e.prev, e.next = nil, nil
-}
+func (r *Registry[V]) Len() int { return int(r.size.Load()) }
 
 // Do runs op under the value for key, as run(value, ctx, op), and keeps the
 // key in use until op's result is done: when op returns, or, for a result

@@ -141,3 +141,28 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("Len = %d, want <= 50", n)
 	}
 }
+
+// A burst of keys in use at once grows the registry past its maximum; as
+// they are released it shrinks back to the maximum, with no later call
+// needed to trigger it.
+func TestShrinksBackAfterBurst(t *testing.T) {
+	r, c, _ := newTest(10, time.Hour)
+	held := make([]*Entry[int], 1000)
+	for i := range held {
+		held[i] = r.Acquire(fmt.Sprint("burst-", i))
+	}
+	if n := r.Len(); n != 1000 {
+		t.Fatalf("during the burst: Len = %d, want 1000 (entries in use are kept)", n)
+	}
+	for _, e := range held {
+		c.t = c.t.Add(time.Millisecond)
+		r.Release(e)
+	}
+	if n := r.Len(); n > 10 {
+		t.Fatalf("after the burst: Len = %d, want <= 10", n)
+	}
+	// The most recently released are the ones kept.
+	if _, ok := r.Peek("burst-999"); !ok {
+		t.Error("the last key released was evicted")
+	}
+}
