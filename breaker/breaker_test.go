@@ -68,6 +68,13 @@ func get(c *http.Client, url string) (int, error) {
 
 func TestOpensProbesAndCloses(t *testing.T) {
 	srv := newServer(t, http.StatusServiceUnavailable)
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	t.Cleanup(slow.Close)
 	synctest.Test(t, func(t *testing.T) {
 		b := breaker.New(breaker.WithConsecutiveFailures(3), breaker.WithOpenDuration(5*time.Second))
 		c := client(t, b)
@@ -82,7 +89,7 @@ func TestOpensProbesAndCloses(t *testing.T) {
 		}
 
 		// Open: calls fail fast, the server sees nothing, and the error
-		// says when the next probe goes.
+		// says when the next probe goes, but asks for no retry.
 		for range 10 {
 			_, err := get(c, srv.URL)
 			var oe *breaker.OpenError
@@ -92,11 +99,11 @@ func TestOpensProbesAndCloses(t *testing.T) {
 			if want := 5*time.Second + time.Millisecond; oe.RetryIn != want {
 				t.Errorf("RetryIn = %v, want %v (just past the open duration)", oe.RetryIn, want)
 			}
-			if d, ok := resilience.RetryAfter(err); !ok || d != oe.RetryIn {
-				t.Errorf("RetryAfter = %v, %v; want RetryIn, true", d, ok)
+			if d, ok := resilience.RetryAfter(err); ok {
+				t.Errorf("RetryAfter = %v, true; want none: an open breaker fails fast", d)
 			}
-			if k := resilience.Classify(err); k != resilience.KindThrottled {
-				t.Errorf("Classify = %v, want throttled", k)
+			if k := resilience.Classify(err); k != resilience.KindRefused || k.Retryable() {
+				t.Errorf("Classify = %v, want refused, not retryable", k)
 			}
 		}
 		if got := srv.seen.Load(); got != 3 {
@@ -110,31 +117,35 @@ func TestOpensProbesAndCloses(t *testing.T) {
 			t.Fatalf("2s later: got %v, want OpenError with RetryIn 3.001s", err)
 		}
 
-		// After the open duration one probe goes through. Its outcome
-		// is counted when its body is done.
+		// After the open duration one probe goes through; others are
+		// turned away while it is in flight.
 		time.Sleep(oe.RetryIn)
-		srv.status.Store(http.StatusOK)
-		probe, err := c.Get(srv.URL)
-		if err != nil || probe.StatusCode != 200 {
-			t.Fatalf("probe: got %v, %v; want 200", probe, err)
-		}
+		probe := make(chan error, 1)
+		go func() {
+			_, err := get(c, slow.URL)
+			probe <- err
+		}()
+		<-arrived
 		if got := b.State(); got != breaker.HalfOpen {
-			t.Fatalf("probe body open: state %v, want half-open", got)
+			t.Fatalf("probe in flight: state %v, want half-open", got)
 		}
 		_, err = get(c, srv.URL)
-		if !errors.As(err, &oe) || !oe.HalfOpen {
-			t.Fatalf("second call while probing: got %v, want half-open OpenError", err)
+		if !errors.As(err, &oe) || !oe.HalfOpen || resilience.Classify(err) != resilience.KindRefused {
+			t.Fatalf("second call while probing: got %v, want a refused half-open OpenError", err)
 		}
-		if got := srv.seen.Load(); got != 4 {
-			t.Fatalf("server saw %d requests, want 4 (3 failures, 1 probe)", got)
+		close(release)
+		if err := <-probe; err != nil {
+			t.Fatalf("probe: %v", err)
 		}
-		io.Copy(io.Discard, probe.Body)
-		probe.Body.Close()
 		if got := b.State(); got != breaker.Closed {
 			t.Fatalf("after the probe succeeded: state %v, want closed", got)
 		}
+		srv.status.Store(http.StatusOK)
 		if code, err := get(c, srv.URL); err != nil || code != 200 {
 			t.Fatalf("closed again: got %d, %v; want 200", code, err)
+		}
+		if got := srv.seen.Load(); got != 4 {
+			t.Fatalf("server saw %d requests, want 4 (3 failures, then 1 after closing)", got)
 		}
 	})
 }
@@ -275,7 +286,10 @@ func TestOutageAfterHealthyPeriod(t *testing.T) {
 	}
 }
 
-func TestHeldBodyFailureCounts(t *testing.T) {
+// An HTTP response is judged by its status, at its headers (gobreaker's
+// Execute counts it when RoundTrip returns): a body that fails after a 200
+// is the reader's error, and the breaker does not wait for the body.
+func TestHTTPOutcomeAtHeaders(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "100")
 		io.WriteString(w, "only part of it")
@@ -283,7 +297,7 @@ func TestHeldBodyFailureCounts(t *testing.T) {
 		panic(http.ErrAbortHandler) // cuts the connection mid-body
 	}))
 	defer srv.Close()
-	b := breaker.New(breaker.WithConsecutiveFailures(1))
+	b := breaker.New(breaker.WithConsecutiveFailures(1), breaker.WithHalfOpenProbes(1))
 	c := client(t, b)
 	resp, err := c.Get(srv.URL)
 	if err != nil {
@@ -297,9 +311,62 @@ func TestHeldBodyFailureCounts(t *testing.T) {
 	if err == nil {
 		t.Fatal("reading the body: no error")
 	}
-	if got := b.State(); got != breaker.Open {
-		t.Fatalf("body failed: state %v, want open", got)
+	if got := b.State(); got != breaker.Closed {
+		t.Fatalf("body failed after a 200: state %v, want closed (counted at the headers)", got)
 	}
+}
+
+// A call whose outcome comes at the end of its held result
+// (resilience.Call.OutcomeAtEnd, as a gRPC stream) is counted then, from its
+// final error, and holds its half-open probe until then.
+func TestOutcomeAtEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(time.Second))
+		stream := func(final error) (done func()) {
+			ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "svc:443", OutcomeAtEnd: true})
+			var end func(error)
+			if err := b.Do(ctx, func(ctx context.Context) error {
+				end = resilience.Hold(ctx, nil)
+				return nil
+			}); err != nil {
+				t.Fatalf("stream start: %v", err)
+			}
+			return func() { end(final) }
+		}
+		end := stream(errors.New("stream reset"))
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("stream open: state %v, want closed", got)
+		}
+		end()
+		if got := b.State(); got != breaker.Open {
+			t.Fatalf("stream failed at its end: state %v, want open", got)
+		}
+
+		time.Sleep(time.Second + time.Millisecond)
+		end = stream(nil) // the probe
+		ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "svc:443", OutcomeAtEnd: true})
+		if err := b.Do(ctx, func(context.Context) error { return nil }); !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("second stream while the probe is open: got %v, want ErrOpen (half-open)", err)
+		}
+		end()
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("probe stream ended cleanly: state %v, want closed", got)
+		}
+
+		// A stream that fails at once, without holding, counts at once;
+		// one that panics is not counted.
+		func() {
+			defer func() { recover() }()
+			b.Do(ctx, func(context.Context) error { panic("boom") })
+		}()
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("panic: state %v, want closed", got)
+		}
+		b.Do(ctx, func(context.Context) error { return errors.New("refused") })
+		if got := b.State(); got != breaker.Open {
+			t.Fatalf("failed stream start: state %v, want open", got)
+		}
+	})
 }
 
 func TestStateChangesOutsideLock(t *testing.T) {

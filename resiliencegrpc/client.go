@@ -205,7 +205,9 @@ func classify(ctx context.Context, err error, trailer metadata.MD) error {
 	if ok {
 		err = &codeError{err: err, code: st.Code()}
 	}
-	if errors.Is(ctx.Err(), context.Canceled) {
+	if ctx.Err() != nil {
+		// The caller gave up, by canceling or by its own deadline:
+		// never retried, never counted against the dependency.
 		return resilience.Mark(err, resilience.KindCanceled)
 	}
 	if !ok {
@@ -225,10 +227,8 @@ func classify(ctx context.Context, err error, trailer metadata.MD) error {
 		}
 		return resilience.Mark(err, resilience.KindRejected)
 	case codes.DeadlineExceeded:
-		if ctx.Err() != nil {
-			// The caller's own deadline: counted, never retried.
-			return resilience.Mark(err, resilience.KindPermanent)
-		}
+		// An attempt's deadline (a policy's attempt timeout) with the
+		// caller's still alive: the dependency was too slow.
 		return resilience.Mark(err, resilience.KindTransient)
 	case codes.Unknown, codes.Internal, codes.DataLoss:
 		return resilience.Mark(err, resilience.KindPermanent)
