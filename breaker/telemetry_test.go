@@ -88,7 +88,7 @@ func TestTelemetryKeyedEvictionDropsState(t *testing.T) {
 		// One series per host, with its port: breakers are keyed by
 		// host:port.
 		want := telemetrytest.Want(map[string]int64{
-			"resilience.breaker.state=closed resilience.name=hosts server.address=a.example server.port=443": 1,
+			"resilience.breaker.state=closed resilience.name=hosts server.address=a.example server.port=443":  1,
 			"resilience.breaker.state=closed resilience.name=hosts server.address=b.example server.port=8443": 1,
 		})
 		if !maps.Equal(state, want) {
