@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,8 @@ import (
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/resiliencehttp"
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/timeout"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -492,6 +495,11 @@ func TestInvalidOptionsPanic(t *testing.T) {
 		{[]breaker.Option{breaker.WithConsecutiveFailures(0)}, "breaker: WithConsecutiveFailures"},
 		{[]breaker.Option{breaker.WithWindow(10*time.Second, 3*time.Second)}, "breaker: WithWindow"},
 		{[]breaker.Option{breaker.WithWindow(time.Second, 0)}, "breaker: WithWindow"},
+		{[]breaker.Option{breaker.WithWindow(time.Hour, time.Nanosecond)}, "breaker: WithWindow: at most 100 buckets"},
+		{[]breaker.Option{breaker.WithWindow(101*time.Second, time.Second)}, "breaker: WithWindow: at most 100 buckets"},
+		{[]breaker.Option{breaker.WithSlowCalls(0, 0.5)}, "breaker: WithSlowCalls"},
+		{[]breaker.Option{breaker.WithSlowCalls(time.Second, 0)}, "breaker: WithSlowCalls"},
+		{[]breaker.Option{breaker.WithSlowCalls(time.Second, 1.5)}, "breaker: WithSlowCalls"},
 		{[]breaker.Option{breaker.WithOpenDuration(0)}, "breaker: WithOpenDuration"},
 		{[]breaker.Option{breaker.WithHalfOpenProbes(0)}, "breaker: WithHalfOpenProbes"},
 		{[]breaker.Option{breaker.WithMaxKeys(5)}, "breaker: New: WithMaxKeys applies to NewKeyed only"},
@@ -545,4 +553,262 @@ func BenchmarkKeyed(b *testing.B) {
 	for b.Loop() {
 		k.Do(ctx, op)
 	}
+}
+
+// hangingServer is a real HTTP server whose handler answers only when the
+// request is canceled, or when the test ends.
+func hangingServer(t *testing.T) (srv *httptest.Server, arrived <-chan struct{}) {
+	t.Helper()
+	stop := make(chan struct{})
+	in := make(chan struct{}, 100)
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in <- struct{}{}
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	t.Cleanup(func() { close(stop); srv.Close() })
+	return srv, in
+}
+
+// The caller's own deadline or cancellation, and an outer total timeout,
+// never count against the dependency; an attempt timeout inside the
+// breaker, which ends the attempt while the call goes on, does.
+func TestCallerDeadlineNeverCountsHTTP(t *testing.T) {
+	srv, arrived := hangingServer(t)
+	const short = 20 * time.Millisecond
+	for _, tt := range []struct {
+		name     string
+		policies func(b *breaker.Breaker) []resilience.Policy
+		ctx      func() (context.Context, context.CancelFunc)
+		want     breaker.State
+	}{
+		{"caller's deadline", func(b *breaker.Breaker) []resilience.Policy {
+			return []resilience.Policy{b, timeout.New(time.Minute)}
+		}, func() (context.Context, context.CancelFunc) { return context.WithTimeout(t.Context(), short) }, breaker.Closed},
+		{"caller cancels", func(b *breaker.Breaker) []resilience.Policy {
+			return []resilience.Policy{b, timeout.New(time.Minute)}
+		}, func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(t.Context())
+			go func() { <-arrived; cancel() }()
+			return ctx, cancel
+		}, breaker.Closed},
+		{"total timeout outside the breaker", func(b *breaker.Breaker) []resilience.Policy {
+			return []resilience.Policy{timeout.New(short), b, timeout.New(time.Minute)}
+		}, func() (context.Context, context.CancelFunc) { return context.WithCancel(t.Context()) }, breaker.Closed},
+		{"attempt timeout inside the breaker", func(b *breaker.Breaker) []resilience.Policy {
+			return []resilience.Policy{b, timeout.New(short)}
+		}, func() (context.Context, context.CancelFunc) { return context.WithCancel(t.Context()) }, breaker.Open},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := breaker.New(breaker.WithConsecutiveFailures(1))
+			c := client(t, resilience.Chain(tt.policies(b)...))
+			for range 3 {
+				ctx, cancel := tt.ctx()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+				resp, err := c.Do(req)
+				cancel()
+				if err == nil {
+					resp.Body.Close()
+					t.Fatal("a hanging server answered")
+				}
+				if errors.Is(err, breaker.ErrOpen) {
+					break
+				}
+			}
+			if got := b.State(); got != tt.want {
+				t.Fatalf("state %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// Throttled and rejected answers between failures end the run of
+// failures: a host that answers every other call with a 429 or a 404 is
+// alive. 20 failures in a row still open the breaker.
+func TestAnswersEndRunOfFailures(t *testing.T) {
+	srv := newServer(t, http.StatusServiceUnavailable)
+	b := breaker.New() // 20 in a row, or half of at least 100
+	c := client(t, b)
+	for i := range 60 {
+		srv.status.Store(http.StatusServiceUnavailable)
+		get(c, srv.URL)
+		srv.status.Store([]int64{http.StatusTooManyRequests, http.StatusNotFound}[i%2])
+		get(c, srv.URL)
+	}
+	if got := b.State(); got != breaker.Closed {
+		t.Fatalf("60 failures, each followed by a 429 or 404: state %v, want closed", got)
+	}
+	srv.status.Store(http.StatusServiceUnavailable)
+	for range 19 {
+		get(c, srv.URL)
+	}
+	if got := b.State(); got != breaker.Closed {
+		t.Fatalf("19 failures in a row: state %v, want closed", got)
+	}
+	get(c, srv.URL)
+	if got := b.State(); got != breaker.Open {
+		t.Fatalf("20 failures in a row: state %v, want open", got)
+	}
+}
+
+// What says nothing about the dependency (the caller's cancellation, a
+// refusal by a policy) neither extends a run of failures nor ends it; and
+// failures that left the window leave the run.
+func TestRunOfFailures(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New(breaker.WithConsecutiveFailures(5), breaker.WithWindow(10*time.Second, time.Second))
+		fail := func(context.Context) error { return errors.New("down") }
+		canceled, cancel := context.WithCancel(t.Context())
+		cancel()
+		for range 4 {
+			b.Do(t.Context(), fail)
+			b.Do(canceled, fail)
+			b.Do(t.Context(), func(context.Context) error {
+				return resilience.Mark(errors.New("bulkhead full"), resilience.KindRefused)
+			})
+		}
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("4 failures: state %v, want closed", got)
+		}
+		b.Do(t.Context(), fail)
+		if got := b.State(); got != breaker.Open {
+			t.Fatalf("5 failures with only neutral outcomes between: state %v, want open", got)
+		}
+
+		b = breaker.New(breaker.WithConsecutiveFailures(5), breaker.WithWindow(10*time.Second, time.Second))
+		for range 4 {
+			b.Do(t.Context(), fail)
+		}
+		time.Sleep(10 * time.Second)
+		b.Do(t.Context(), fail)
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("4 failures, 10s, 1 failure: state %v, want closed (the run is bounded by the window)", got)
+		}
+		for range 4 {
+			b.Do(t.Context(), fail)
+		}
+		if got := b.State(); got != breaker.Open {
+			t.Fatalf("5 failures within the window: state %v, want open", got)
+		}
+	})
+}
+
+// With WithWaitForProbe, callers turned away by the open breaker come back
+// after the next probe, each at its own moment.
+func TestWaitForProbeSpreadsCallers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const open = 4 * time.Second
+		b := breaker.New(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(open), breaker.WithWaitForProbe())
+		b.Do(t.Context(), func(context.Context) error { return errors.New("down") })
+		opened := time.Now()
+		p := resilience.Chain(retry.New(retry.WithMaxAttempts(3), retry.WithBackoff(time.Millisecond, 10*time.Second)), b)
+		var (
+			mu    sync.Mutex
+			woken []time.Duration
+			wg    sync.WaitGroup
+		)
+		for range 16 {
+			wg.Go(func() {
+				err := p.Do(t.Context(), func(context.Context) error {
+					mu.Lock()
+					woken = append(woken, time.Since(opened))
+					mu.Unlock()
+					return nil
+				})
+				if err != nil {
+					t.Errorf("caller: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		slices.Sort(woken)
+		if len(woken) != 16 {
+			t.Fatalf("%d callers ran, want 16", len(woken))
+		}
+		lo, hi := open, open+open/4+time.Millisecond
+		if woken[0] <= lo || woken[15] > hi {
+			t.Fatalf("callers ran from %v to %v, want within (%v, %v]", woken[0], woken[15], lo, hi)
+		}
+		if spread := woken[15] - woken[0]; spread < open/16 {
+			t.Fatalf("callers ran within %v of each other (%v), want them spread over up to %v", spread, woken, open/4)
+		}
+		distinct := len(slices.Compact(slices.Clone(woken)))
+		if distinct < 12 {
+			t.Fatalf("callers woke at %d distinct moments (%v), want them apart", distinct, woken)
+		}
+	})
+}
+
+// A call slower than the threshold counts as slow; the share of slow
+// calls opens the breaker, and slow successes are not failures.
+func TestSlowCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New(breaker.WithSlowCalls(100*time.Millisecond, 0.6), breaker.WithFailureRatio(0.5, 10),
+			breaker.WithOpenDuration(time.Second))
+		call := func(d time.Duration, err error) {
+			b.Do(t.Context(), func(context.Context) error { time.Sleep(d); return err })
+		}
+		for range 5 {
+			call(200*time.Millisecond, nil)
+			call(time.Millisecond, nil)
+		}
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("5 slow of 10, no failure: state %v, want closed", got)
+		}
+		call(200*time.Millisecond, nil)
+		call(200*time.Millisecond, nil) // 7 of 12
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("7 slow of 12: state %v, want closed", got)
+		}
+		call(200*time.Millisecond, nil) // 8 of 13
+		if got := b.State(); got != breaker.Open {
+			t.Fatalf("8 slow of 13: state %v, want open", got)
+		}
+		// A slow probe opens the breaker again; a fast one closes it.
+		time.Sleep(time.Second + time.Millisecond)
+		call(200*time.Millisecond, nil)
+		if got := b.State(); got != breaker.Open {
+			t.Fatalf("after a slow probe: state %v, want open", got)
+		}
+		time.Sleep(time.Second + time.Millisecond)
+		call(time.Millisecond, nil)
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("after a fast probe: state %v, want closed", got)
+		}
+	})
+}
+
+// The outcome of a call that began before a change of state is not
+// counted after it; a probe the caller canceled frees its place.
+func TestStaleOutcomesAndCanceledProbes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(time.Second))
+		release := make(chan error)
+		done := make(chan struct{})
+		go func() {
+			b.Do(t.Context(), func(context.Context) error { return <-release })
+			close(done)
+		}()
+		synctest.Wait()
+		b.Do(t.Context(), func(context.Context) error { return errors.New("down") })
+		time.Sleep(time.Second + time.Millisecond)
+		if got := b.State(); got != breaker.HalfOpen {
+			t.Fatalf("state %v, want half-open", got)
+		}
+		release <- errors.New("late failure") // began while closed
+		<-done
+		if got := b.State(); got != breaker.HalfOpen {
+			t.Fatalf("a stale failure changed the state to %v", got)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		b.Do(ctx, func(context.Context) error { cancel(); return ctx.Err() })
+		if err := b.Do(t.Context(), func(context.Context) error { return nil }); err != nil {
+			t.Fatalf("after a canceled probe: %v, want the next call to be the probe", err)
+		}
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("state %v, want closed", got)
+		}
+	})
 }
