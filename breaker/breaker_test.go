@@ -21,6 +21,7 @@ import (
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/resiliencehttp"
 	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/standard"
 	"github.com/resilience-go/resilience/timeout"
 )
 
@@ -811,4 +812,32 @@ func TestStaleOutcomesAndCanceledProbes(t *testing.T) {
 			t.Fatalf("state %v, want closed", got)
 		}
 	})
+}
+
+// Through resiliencehttp.Standard, an open breaker fails the call at once:
+// the retry does not wait for the next probe, and the error matches
+// ErrOpen.
+func TestStandardHTTPOpenBreakerFailsFast(t *testing.T) {
+	srv := newServer(t, http.StatusServiceUnavailable)
+	const open = 10 * time.Second
+	tr, err := resiliencehttp.Standard(nil, standard.WithBreaker(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(open)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
+	c := &http.Client{Transport: tr}
+	for i := range 2 {
+		began := time.Now()
+		_, err := get(c, srv.URL)
+		took := time.Since(began)
+		if !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("call %d: got %v, want ErrOpen", i+1, err)
+		}
+		if took >= open/2 {
+			t.Fatalf("call %d took %v: it waited for the probe, due %v after the opening", i+1, took, open)
+		}
+	}
+	if got := srv.seen.Load(); got != 1 {
+		t.Fatalf("server saw %d requests, want 1: the first attempt opened the breaker", got)
+	}
 }
