@@ -338,7 +338,7 @@ func (b *Breaker) verdict(ctx context.Context, err error, slow bool) verdict {
 		}
 		return success
 	}
-	if ctx.Err() != nil {
+	if callEnded(ctx) {
 		// The call's own context ended: whatever op says, the caller (or
 		// an outer total timeout) cut it short.
 		return neutral
@@ -354,6 +354,17 @@ func (b *Breaker) verdict(ctx context.Context, err error, slow bool) verdict {
 		return answered
 	}
 	return neutral
+}
+
+// callEnded reports whether ctx ended, or its deadline passed: a gRPC
+// call's deadline travels to the server, whose DeadlineExceeded may come
+// back before ctx's own timer has fired.
+func callEnded(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // excluded is gobreaker's IsExcluded. gobreaker calls it under its lock

@@ -205,7 +205,7 @@ func classify(ctx context.Context, err error, trailer metadata.MD) error {
 	if ok {
 		err = &codeError{err: err, code: st.Code()}
 	}
-	if ctx.Err() != nil {
+	if callerEnded(ctx) {
 		// The caller gave up, by canceling or by its own deadline:
 		// never retried, never counted against the dependency.
 		return resilience.Mark(err, resilience.KindCanceled)
@@ -234,6 +234,17 @@ func classify(ctx context.Context, err error, trailer metadata.MD) error {
 		return resilience.Mark(err, resilience.KindPermanent)
 	}
 	return resilience.Mark(err, resilience.KindRejected)
+}
+
+// callerEnded reports whether the caller's context ended, or its deadline
+// passed: the deadline travels to the server, whose DeadlineExceeded may
+// arrive before the context's own timer has fired.
+func callerEnded(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // withPushback marks a transient failure with the server's pushback, or as
