@@ -174,7 +174,8 @@ func (o slowOption) apply(c *config) { c.slowSet, c.slow, c.slowRatio = true, o.
 // [WithFailureRatio] was counted. Slow calls are not counted by default.
 //
 // A call's duration runs until the operation returned: an HTTP response's
-// headers, a gRPC stream's start. A slow call that failed is both a failure
+// headers, a gRPC stream's start. It includes the time spent in the
+// policies inside the breaker, such as a bulkhead's wait for a slot. A slow call that failed is both a failure
 // and slow; a slow success counts for neither the failure ratio nor against
 // it, and ends a run of failures. A half-open breaker's probe that is slow
 // opens the breaker again.

@@ -108,3 +108,54 @@ func TestStandardOpenBreakerFailsFast(t *testing.T) {
 	}
 	wantCode(t, err, codes.Unavailable)
 }
+
+// A stream's outcome is counted at its end (resilience.Call.OutcomeAtEnd):
+// a stream the caller cancels halfway is not counted, one whose deadline
+// passes neither; one the server fails is.
+func TestStreamCallerCancelNeverOpensBreaker(t *testing.T) {
+	s := &server{out: func(n int, _ *testgrpc.StreamingOutputCallRequest, ss outStream) error {
+		if err := sendAll(ss, "a"); err != nil {
+			return err
+		}
+		if n == 3 {
+			return errUnavailable
+		}
+		<-ss.Context().Done()
+		return ss.Context().Err()
+	}}
+	b := breaker.New(breaker.WithConsecutiveFailures(1))
+	c := dial(t, start(t, s), NewClient(b))
+	for i, ctx := range []func() (context.Context, context.CancelFunc){
+		func() (context.Context, context.CancelFunc) { return context.WithCancel(t.Context()) },
+		func() (context.Context, context.CancelFunc) { return context.WithTimeout(t.Context(), 50*time.Millisecond) },
+	} {
+		ctx, cancel := ctx()
+		stream, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatalf("stream %d: first message: %v", i+1, err)
+		}
+		if i == 0 {
+			cancel()
+		}
+		_, err = recvAll(stream.Recv)
+		cancel()
+		if err == nil {
+			t.Fatalf("stream %d ended cleanly, want the caller's error", i+1)
+		}
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("stream %d ended by the caller (%v): state %v, want closed", i+1, err, got)
+		}
+	}
+	stream, err := c.StreamingOutputCall(t.Context(), &testgrpc.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = recvAll(stream.Recv)
+	wantCode(t, err, codes.Unavailable)
+	if got := b.State(); got != breaker.Open {
+		t.Fatalf("stream failed by the server: state %v, want open", got)
+	}
+}
