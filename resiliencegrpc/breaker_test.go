@@ -127,7 +127,9 @@ func TestStreamCallerCancelNeverOpensBreaker(t *testing.T) {
 	c := dial(t, start(t, s), NewClient(b))
 	for i, ctx := range []func() (context.Context, context.CancelFunc){
 		func() (context.Context, context.CancelFunc) { return context.WithCancel(t.Context()) },
-		func() (context.Context, context.CancelFunc) { return context.WithTimeout(t.Context(), 50*time.Millisecond) },
+		func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(t.Context(), 50*time.Millisecond)
+		},
 	} {
 		ctx, cancel := ctx()
 		stream, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{})
