@@ -27,6 +27,14 @@ type Call struct {
 	// be replayed. A retry policy gives up after the first attempt with an
 	// error that wraps this reason.
 	NoRetry error
+	// OutcomeAtEnd reports that the call's outcome is known only when its
+	// held result ends ([Hold]), not when the operation returns: a gRPC
+	// stream, whose final status comes last. Policies that judge outcomes
+	// (a circuit breaker) then wait for the end. When it is false, the
+	// outcome is the operation's error: an HTTP response is judged by its
+	// status, at its headers, and a body read afterwards does not change
+	// it. Adapters set it before running the policies.
+	OutcomeAtEnd bool
 }
 
 // WithCall returns a context that describes call c and holds the result of

@@ -22,21 +22,27 @@ const (
 	// certificate error, an HTTP 501. Never retried; counted by breakers.
 	KindPermanent
 	// KindThrottled is pushback: the dependency (HTTP 429, gRPC
-	// RESOURCE_EXHAUSTED) or a local policy (an open breaker, a full
-	// bulkhead, a rate limit) turned the call away for now, often saying
-	// when to come back ([RetryAfter]). Retried after that delay; not
-	// counted by breakers, since it is not evidence of an outage.
+	// RESOURCE_EXHAUSTED) turned the call away for now, often saying when
+	// to come back ([RetryAfter]); a local policy that wants the call
+	// back later (a full bulkhead, a rate limit) uses it too. Retried
+	// after that delay; not counted by breakers, since it is not evidence
+	// of an outage.
 	KindThrottled
 	// KindRejected is a completed call whose answer the caller must handle:
 	// an HTTP 4xx, an invalid gRPC argument. Never retried; not counted by
 	// breakers as success or failure.
 	KindRejected
-	// KindCanceled is the caller giving up (context.Canceled). Never
-	// retried; never counted.
+	// KindCanceled is the caller giving up: its context canceled
+	// (context.Canceled) or its own deadline passed. Never retried; never
+	// counted.
 	KindCanceled
+	// KindRefused is a local policy refusing the call without sending it,
+	// and asking for no retry: an open circuit breaker failing fast. The
+	// dependency was not reached, so breakers do not count it either.
+	KindRefused
 )
 
-var kindNames = [...]string{"success", "transient", "permanent", "throttled", "rejected", "canceled"}
+var kindNames = [...]string{"success", "transient", "permanent", "throttled", "rejected", "canceled", "refused"}
 
 // String returns the kind's name in lower case, as used in telemetry.
 func (k Kind) String() string {
@@ -47,7 +53,7 @@ func (k Kind) String() string {
 }
 
 // Retryable reports whether a retry may help: transient failures and
-// throttling.
+// throttling. A refusal ([KindRefused]) is not retryable.
 func (k Kind) Retryable() bool { return k == KindTransient || k == KindThrottled }
 
 // Failure reports whether the kind is a failure of the dependency, the kind

@@ -172,6 +172,7 @@ func TestKindProperties(t *testing.T) {
 		{resilience.KindThrottled, true, false, "throttled"},
 		{resilience.KindRejected, false, false, "rejected"},
 		{resilience.KindCanceled, false, false, "canceled"},
+		{resilience.KindRefused, false, false, "refused"},
 		{resilience.Kind(200), false, false, "unknown"},
 	}
 	for _, tt := range tests {
@@ -179,6 +180,18 @@ func TestKindProperties(t *testing.T) {
 			t.Errorf("%v: got retryable %v failure %v name %q, want %v %v %q",
 				tt.k, tt.k.Retryable(), tt.k.Failure(), tt.k.String(), tt.retryable, tt.failure, tt.name)
 		}
+	}
+}
+
+// A refusal keeps its kind through wrapping, so that a retry outside the
+// policy that refused sees it and does not retry.
+func TestRefusedIsNeitherRetriedNorCounted(t *testing.T) {
+	err := fmt.Errorf("attempt 2: %w", resilience.Mark(errors.New("breaker: circuit open"), resilience.KindRefused))
+	if k := resilience.Classify(err); k != resilience.KindRefused || k.Retryable() || k.Failure() {
+		t.Fatalf("Classify = %v (retryable %v, failure %v), want refused, neither", k, k.Retryable(), k.Failure())
+	}
+	if _, ok := resilience.RetryAfter(err); ok {
+		t.Fatal("a refusal marked with Mark carries no RetryAfter")
 	}
 }
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -21,15 +23,17 @@ import (
 var ErrOpen = errors.New("breaker: circuit open")
 
 // OpenError is the error of a call turned away by a breaker. It matches
-// [ErrOpen]. The error returned by Do also carries RetryIn for
-// resilience.RetryAfter, so that a retry policy outside the breaker waits
-// for the next probe instead of spinning.
+// [ErrOpen]. The error returned by Do is marked as refused
+// (resilience.KindRefused), so that no retry policy retries it and the call
+// fails fast; with [WithWaitForProbe] it is marked as throttled instead and
+// carries a delay for resilience.RetryAfter.
 type OpenError struct {
 	// Name is the breaker's name; the key for a [Keyed] breaker.
 	Name string
 	// RetryIn is how long until the breaker lets the next probe through,
-	// rounded up to the millisecond. It is zero when the breaker is half-open and its probes are in
-	// flight: when it opens or closes next depends on their outcome.
+	// rounded up to the millisecond. It is zero when the breaker is
+	// half-open and its probes are in flight: when it opens or closes next
+	// depends on their outcome.
 	RetryIn time.Duration
 	// HalfOpen reports whether the breaker was half-open.
 	HalfOpen bool
@@ -78,12 +82,28 @@ func (s State) String() string {
 // dependency that is failing, and tries it again after a while. Build it
 // with [New]; it is safe for concurrent use. The zero Breaker is not
 // usable.
+//
+// Its state machine is a gobreaker.CircuitBreaker: closed, open and
+// half-open states, a rolling window of buckets, generations that drop the
+// outcomes of calls that began before a change of state. Beside it the
+// breaker keeps what gobreaker does not count (the run of failures that
+// answers, not only successes, end; slow calls; when the next probe goes)
+// and delivers state changes outside any lock.
 type Breaker struct {
-	m             *machine
+	cb            *gobreaker.CircuitBreaker[struct{}]
 	name          string
 	open          time.Duration
 	window        time.Duration
+	waitForProbe  bool
+	slow          time.Duration // 0: slow calls are not counted
 	onStateChange func(name string, from, to State)
+
+	// Rules, read by trip under gobreaker's lock.
+	ratio       float64
+	minCalls    uint32
+	consecutive uint32
+	slowRatio   float64
+	side        tally
 
 	tel *telemetry.Policy // shared by the breakers of a Keyed
 	// states are the attribute sets of resilience.breaker.state for this
@@ -95,9 +115,9 @@ type Breaker struct {
 	// Unix nanoseconds: when the next probe may go.
 	openUntil atomic.Int64
 
-	// State changes are recorded by the machine under its lock and delivered
-	// to telemetry and onStateChange by the next call that finds them
-	// pending.
+	// State changes are recorded by gobreaker's OnStateChange, under its
+	// lock, and delivered to telemetry and onStateChange by the next call
+	// that finds them pending.
 	pending atomic.Bool // len(events) > 0, read without mu
 	mu      sync.Mutex  // guards events and delivering; never held while calling out
 	events  []stateChange
@@ -134,116 +154,307 @@ func newBreaker(c *config, name string, tel *telemetry.Policy, states *[3]attrib
 	b := &Breaker{
 		name:          name,
 		open:          c.open,
+		window:        c.window,
+		waitForProbe:  c.waitForProbe,
+		slow:          c.slow,
 		onStateChange: c.onStateChange,
+		ratio:         c.ratio,
+		minCalls:      uint32(c.minCalls),
+		consecutive:   uint32(c.consecutive),
+		slowRatio:     c.slowRatio,
 		tel:           tel,
 		states:        states,
 	}
-	if c.mode != modeConsecutive {
-		b.window = c.window
-	}
-	b.m = newMachine(c, b.record)
+	b.side.init(c.window, c.bucket, time.Now())
+	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:          name,
+		MaxRequests:   uint32(c.probes),
+		Interval:      c.window,
+		BucketPeriod:  c.bucket,
+		Timeout:       c.open,
+		ReadyToTrip:   b.trip,
+		OnStateChange: b.record,
+		IsExcluded:    b.excluded,
+	})
 	return b
 }
 
 // Name returns the breaker's name.
 func (b *Breaker) Name() string { return b.name }
 
-// Window returns the rolling window over which a failure-ratio breaker
-// counts outcomes, or zero for a breaker that counts consecutive failures.
+// Window returns the rolling window over which the breaker counts outcomes.
 func (b *Breaker) Window() time.Duration { return b.window }
 
 // State returns the breaker's state now.
 func (b *Breaker) State() State {
-	s := b.m.current(time.Now())
+	s := fromGobreaker(b.cb.State())
 	b.deliver(context.Background())
 	return s
 }
 
 // Do runs op if the breaker lets the call through, and counts its outcome;
-// otherwise it returns an [*OpenError] at once, marked as throttled with
-// the time until the next probe (resilience.MarkRetryAfter).
+// otherwise it returns an [*OpenError] at once, marked as refused
+// (resilience.KindRefused) so that no retry policy retries it, or with
+// [WithWaitForProbe] as throttled with the time until the next probe.
 //
-// The outcome is read with resilience.Classify: failures
+// The outcome is op's error, read with resilience.Classify: failures
 // (resilience.Kind.Failure) count against the dependency, successes for
-// it; anything else, such as a rejection (an HTTP 4xx), throttling or the
-// caller's cancellation, is not counted. When op returns nil and its result
-// is held (a response body still to read, see resilience.Hold), the outcome
-// is counted when the result is done, from its final error: a body that
-// fails halfway counts as a failure. If op panics, the call is not counted
-// and the panic goes on.
+// it. Not counted: a throttled or rejected answer (an HTTP 429 or 4xx), a
+// call refused by a policy inside the breaker, and any error of a call
+// whose own context (ctx) ended, by the caller's cancellation or deadline
+// or by an outer total timeout: those say nothing about the dependency. An
+// attempt timeout inside the breaker, which ends the attempt while ctx is
+// alive, is a failure.
+//
+// The outcome is counted when op returns, through gobreaker's Execute,
+// which allocates nothing. When the call's outcome comes later
+// (resilience.Call.OutcomeAtEnd, a gRPC stream) and op returns nil with
+// its result held (resilience.Hold), it is counted when the result is
+// done, from its final error: a stream that fails halfway counts as a
+// failure. Such a call takes a goroutine for its duration, which
+// gobreaker's Execute runs in until the outcome is known.
+//
+// If op panics, the call is not counted and the panic goes on.
 func (b *Breaker) Do(ctx context.Context, op func(context.Context) error) error {
-	t, st, ok := b.m.allow(time.Now())
-	b.deliver(ctx)
-	if !ok {
-		return b.reject(ctx, st)
+	if c, ok := resilience.CallFrom(ctx); ok && c.OutcomeAtEnd {
+		return b.doAtEnd(ctx, op)
 	}
-	finished := false
-	defer func() {
-		if !finished {
-			b.m.done(t, excluded, time.Now())
-			b.deliver(ctx)
+	var err error
+	_, v := b.cb.Execute(func() (struct{}, error) {
+		b.deliver(ctx) // a change noticed on the way in (open to half-open)
+		var began time.Time
+		if b.slow > 0 {
+			began = time.Now()
 		}
-	}()
-	err := op(ctx)
-	finished = true
-	if err == nil && resilience.Held(ctx) {
-		resilience.Defer(ctx, func(final error) {
-			b.m.done(t, outcome(ctx, final), time.Now())
-			b.deliver(ctx)
-		})
-		return nil
+		err = op(ctx)
+		return struct{}{}, b.verdict(ctx, err, b.slow > 0 && time.Since(began) > b.slow).err()
+	})
+	if v == gobreaker.ErrOpenState || v == gobreaker.ErrTooManyRequests {
+		return b.reject(ctx, v)
 	}
-	b.m.done(t, outcome(ctx, err), time.Now())
 	b.deliver(ctx)
 	return err
 }
 
-// outcome maps a call's error to what the breaker counts.
-func outcome(ctx context.Context, err error) int {
-	if errors.Is(ctx.Err(), context.Canceled) {
-		return excluded
+// doAtEnd is Do for a call whose outcome comes when its held result ends.
+// gobreaker's Execute counts an outcome when its function returns, so it
+// runs on a goroutine of its own, in a function that waits for the
+// outcome.
+func (b *Breaker) doAtEnd(ctx context.Context, op func(context.Context) error) error {
+	l := &atEnd{
+		started: make(chan error, 1),
+		outcome: make(chan verdict, 1),
+		counted: make(chan struct{}),
+	}
+	go func() {
+		defer close(l.counted)
+		_, err := b.cb.Execute(func() (struct{}, error) {
+			l.started <- nil
+			return struct{}{}, (<-l.outcome).err()
+		})
+		if err == gobreaker.ErrOpenState || err == gobreaker.ErrTooManyRequests {
+			l.started <- err
+		}
+	}()
+	if err := <-l.started; err != nil {
+		<-l.counted
+		return b.reject(ctx, err)
+	}
+	b.deliver(ctx)
+	settled := false
+	defer func() {
+		if !settled { // op panicked
+			l.count(neutral)
+			b.deliver(ctx)
+		}
+	}()
+	var began time.Time
+	if b.slow > 0 {
+		began = time.Now()
+	}
+	err := op(ctx)
+	settled = true
+	slow := b.slow > 0 && time.Since(began) > b.slow
+	if err == nil && resilience.Held(ctx) {
+		resilience.Defer(ctx, func(final error) {
+			l.count(b.verdict(ctx, final, slow))
+			b.deliver(ctx)
+		})
+		return nil
+	}
+	l.count(b.verdict(ctx, err, slow))
+	b.deliver(ctx)
+	return err
+}
+
+// atEnd connects a call whose outcome comes late to the goroutine in
+// gobreaker's Execute that waits for it.
+type atEnd struct {
+	started chan error   // nil once let through, or gobreaker's rejection
+	outcome chan verdict // the call's outcome, sent once
+	counted chan struct{}
+}
+
+// count hands the outcome over and waits until gobreaker counted it, so
+// that the caller sees the end of the call only after the breaker does.
+func (l *atEnd) count(v verdict) {
+	l.outcome <- v
+	<-l.counted
+}
+
+// verdict is what a call's outcome means to the breaker. It travels from
+// the function given to gobreaker's Execute to the breaker's IsExcluded and
+// ReadyToTrip, as the error gobreaker counts; a small integer converted to
+// an error does not allocate.
+type verdict uint8
+
+const (
+	success     verdict = iota // counted for the dependency; ends a run of failures
+	failure                    // counted against it
+	slowFailure                // a failure, and slow
+	slowSuccess                // slow: counted by gobreaker as a failure, so that ReadyToTrip runs; not a failure for the ratio
+	answered                   // throttled or rejected: not counted; ends a run of failures
+	neutral                    // not counted at all: the caller gave up, a policy refused, op panicked
+)
+
+func (v verdict) Error() string { return "breaker: outcome " + fmt.Sprint(uint8(v)) }
+
+// err is v as gobreaker's error: nil for a success, which gobreaker's
+// default IsSuccessful counts as one.
+func (v verdict) err() error {
+	if v == success {
+		return nil
+	}
+	return v
+}
+
+// verdict judges a call's outcome. ctx is the breaker's context: the call's
+// own, or an attempt's within it, never narrowed by a timeout inside the
+// breaker.
+func (b *Breaker) verdict(ctx context.Context, err error, slow bool) verdict {
+	if err == nil {
+		if slow {
+			return slowSuccess
+		}
+		return success
+	}
+	if callEnded(ctx) {
+		// The call's own context ended: whatever op says, the caller (or
+		// an outer total timeout) cut it short.
+		return neutral
 	}
 	switch k := resilience.Classify(err); {
 	case k == resilience.KindSuccess:
 		return success
+	case k.Failure() && slow:
+		return slowFailure
 	case k.Failure():
 		return failure
+	case k == resilience.KindThrottled || k == resilience.KindRejected:
+		return answered
 	}
-	return excluded
+	return neutral
 }
 
-// reject builds the error for a call turned away while the breaker was in
-// state st, and reports it.
-func (b *Breaker) reject(ctx context.Context, st State) error {
-	if st == HalfOpen {
+// callEnded reports whether ctx ended, or its deadline passed: a gRPC
+// call's deadline travels to the server, whose DeadlineExceeded may come
+// back before ctx's own timer has fired.
+func callEnded(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+// excluded is gobreaker's IsExcluded. gobreaker calls it under its lock
+// for every outcome of the current generation, before counting it, so it
+// is where the breaker's own tally follows the same outcomes.
+func (b *Breaker) excluded(err error) bool {
+	v, ok := err.(verdict)
+	if !ok && err != nil {
+		// gobreaker's own error for a panic in op: not counted.
+		return true
+	}
+	b.side.add(v)
+	return v == answered || v == neutral
+}
+
+// trip is gobreaker's ReadyToTrip, called under its lock after a failure
+// was counted while closed: it applies the breaker's rules.
+func (b *Breaker) trip(c gobreaker.Counts) bool {
+	s := b.side.sums(time.Now())
+	if s.run >= b.consecutive {
+		return true
+	}
+	total := c.TotalSuccesses + c.TotalFailures
+	if total < b.minCalls {
+		return false
+	}
+	// gobreaker counts slow successes as failures; they are not.
+	failed := c.TotalFailures - min(s.slowOK, c.TotalFailures)
+	if float64(failed) >= b.ratio*float64(total) {
+		return true
+	}
+	return b.slow > 0 && float64(s.slow) >= b.slowRatio*float64(total)
+}
+
+// reject builds the error for a call that gobreaker turned away with err,
+// and reports it.
+func (b *Breaker) reject(ctx context.Context, err error) error {
+	b.deliver(ctx)
+	kind := resilience.KindRefused
+	if b.waitForProbe {
+		kind = resilience.KindThrottled
+	}
+	if err == gobreaker.ErrTooManyRequests {
 		b.rejected(ctx, HalfOpen, 0)
-		return resilience.Mark(&OpenError{Name: b.name, HalfOpen: true}, resilience.KindThrottled)
+		return resilience.Mark(&OpenError{Name: b.name, HalfOpen: true}, kind)
 	}
 	// The probe goes once the open duration has passed, strictly: the
-	// wait goes just past it, rounded up to the millisecond,
-	// so that a caller sleeping that long finds the breaker half-open.
+	// wait goes just past it, rounded up to the millisecond, so that a
+	// caller sleeping that long finds the breaker half-open.
 	wait := max(time.Duration(b.openUntil.Load()-time.Now().UnixNano())+1, 0)
 	wait = (wait + time.Millisecond - 1).Truncate(time.Millisecond)
 	b.rejected(ctx, Open, wait)
-	return resilience.MarkRetryAfter(&OpenError{Name: b.name, RetryIn: wait}, resilience.KindThrottled, wait)
+	oe := &OpenError{Name: b.name, RetryIn: wait}
+	if !b.waitForProbe {
+		return resilience.Mark(oe, kind)
+	}
+	// Spread the callers that wait over a quarter of the open duration
+	// after the probe, so that they do not come back together.
+	return resilience.MarkRetryAfter(oe, kind, wait+rand.N(b.open/4+1))
 }
 
-// record is the machine's change callback: it runs under the machine's
-// lock, so it only queues the change for deliver.
-func (b *Breaker) record(from, to State) {
-	if to == Open {
-		b.openUntil.Store(time.Now().Add(b.open).UnixNano())
+// record is gobreaker's OnStateChange: it runs under gobreaker's lock, so
+// it only starts the new state's tally and queues the change for deliver.
+func (b *Breaker) record(_ string, from, to gobreaker.State) {
+	now := time.Now()
+	f, t := fromGobreaker(from), fromGobreaker(to)
+	if t == Open {
+		b.openUntil.Store(now.Add(b.open).UnixNano())
 	}
+	b.side.reset(now)
 	b.mu.Lock()
-	b.events = append(b.events, stateChange{from, to})
+	b.events = append(b.events, stateChange{f, t})
 	b.pending.Store(true)
 	b.mu.Unlock()
 }
 
+func fromGobreaker(s gobreaker.State) State {
+	switch s {
+	case gobreaker.StateOpen:
+		return Open
+	case gobreaker.StateHalfOpen:
+		return HalfOpen
+	}
+	return Closed
+}
+
 // deliver reports the pending state changes to telemetry, with the span in
-// ctx, and to onStateChange, outside any lock. Every call into the machine is
-// followed by deliver, so a change recorded in a call is delivered by that
-// call or by the one already delivering.
+// ctx, and to onStateChange, outside any lock. Every call into gobreaker
+// is followed by deliver, so a change recorded in a call is delivered by
+// that call or by the one already delivering.
 func (b *Breaker) deliver(ctx context.Context) {
 	if !b.pending.Load() {
 		return

@@ -71,12 +71,7 @@ func (k *Keyed) State(key string) State {
 }
 
 // Window returns the rolling window of each breaker; see [Breaker.Window].
-func (k *Keyed) Window() time.Duration {
-	if k.c.mode == modeConsecutive {
-		return 0
-	}
-	return k.c.window
-}
+func (k *Keyed) Window() time.Duration { return k.c.window }
 
 // Len returns the number of keys that have a breaker.
 func (k *Keyed) Len() int { return k.reg.Len() }

@@ -13,17 +13,32 @@ import (
 )
 
 // Defaults of a [Breaker] built with no options: it opens when at least half
-// of the calls counted over a rolling 30s window failed, once 20 were
-// counted (or when the last 20 all failed), stays open 5s, then lets one
-// probe through.
+// of the calls counted over a rolling 30s window failed, once 100 were
+// counted, or when 20 calls in a row failed within the window; it stays
+// open 5s, then lets one probe through. An open breaker fails fast.
+//
+// The numbers are chosen so that a brownout never opens the breaker while
+// an outage opens it within 20 calls, whatever the traffic. At 30% failures
+// the chance that the failures ever reach half of the calls counted, once
+// 100 were (checked after every failure, from a fresh count), is 3.1e-5;
+// with 20 as the minimum, as before, it was 6.5%. The chance of 20 failures
+// in a row somewhere in 1000 calls is 2.4e-8. A caller who never makes 100
+// calls in 30s still sees an outage open the breaker at its 20th failure in
+// a row (package documentation, "Defaults").
 const (
-	DefaultFailureRatio   = 0.5
-	DefaultMinCalls       = 20
-	DefaultWindow         = 30 * time.Second
-	DefaultBucket         = 3 * time.Second
-	DefaultOpenDuration   = 5 * time.Second
-	DefaultHalfOpenProbes = 1
+	DefaultFailureRatio        = 0.5
+	DefaultMinCalls            = 100
+	DefaultConsecutiveFailures = 20
+	DefaultWindow              = 30 * time.Second
+	DefaultBucket              = 3 * time.Second
+	DefaultOpenDuration        = 5 * time.Second
+	DefaultHalfOpenProbes      = 1
 )
+
+// MaxBuckets bounds the number of buckets of a window (window / bucket, see
+// [WithWindow]), so that the memory of a breaker, which each key of a
+// [Keyed] breaker has, stays small.
+const MaxBuckets = 100
 
 // Defaults of a [Keyed] breaker.
 const (
@@ -34,15 +49,7 @@ const (
 // An Option configures a [Breaker] or a [Keyed] breaker.
 type Option interface{ apply(*config) }
 
-type mode uint8
-
-const (
-	modeRatio mode = iota
-	modeConsecutive
-)
-
 type config struct {
-	mode          mode
 	ratio         float64
 	minCalls      int
 	consecutive   int
@@ -50,6 +57,10 @@ type config struct {
 	bucket        time.Duration
 	open          time.Duration
 	probes        int
+	waitForProbe  bool
+	slowSet       bool          // WithSlowCalls given
+	slow          time.Duration // 0: slow calls are not counted
+	slowRatio     float64
 	name          string
 	onStateChange func(name string, from, to State)
 	tel           telemetry.Config // Name is set from name when built
@@ -64,16 +75,16 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		mode:     modeRatio,
-		ratio:    DefaultFailureRatio,
-		minCalls: DefaultMinCalls,
-		window:   DefaultWindow,
-		bucket:   DefaultBucket,
-		open:     DefaultOpenDuration,
-		probes:   DefaultHalfOpenProbes,
-		key:      targetKey,
-		maxKeys:  DefaultMaxKeys,
-		idle:     DefaultIdleTimeout,
+		ratio:       DefaultFailureRatio,
+		minCalls:    DefaultMinCalls,
+		consecutive: DefaultConsecutiveFailures,
+		window:      DefaultWindow,
+		bucket:      DefaultBucket,
+		open:        DefaultOpenDuration,
+		probes:      DefaultHalfOpenProbes,
+		key:         targetKey,
+		maxKeys:     DefaultMaxKeys,
+		idle:        DefaultIdleTimeout,
 	}
 }
 
@@ -88,43 +99,98 @@ type ratioOption struct {
 	minCalls int
 }
 
-func (o ratioOption) apply(c *config) { c.mode, c.ratio, c.minCalls = modeRatio, o.ratio, o.minCalls }
+func (o ratioOption) apply(c *config) { c.ratio, c.minCalls = o.ratio, o.minCalls }
 
 // WithFailureRatio makes the breaker open when the share of failures among
 // the calls counted in the rolling window ([WithWindow]) reaches ratio, once
 // at least minCalls were counted. Calls whose outcome is not counted (see
-// the package documentation) do not add to minCalls. This is the default
-// mode, with ratio 0.5 and minCalls 20.
+// the package documentation) do not add to minCalls. The defaults are 0.5
+// and 100.
 //
-// The breaker also opens when the last minCalls counted calls all failed.
-// Without that, an outage that follows a busy healthy period would go
-// unnoticed until the window's successes aged out: at a steady rate, most
-// of the window's length. A brownout does not trip it: at 30% failures, 20
-// failures in a row have a chance of about 3e-11.
-//
-// It replaces [WithConsecutiveFailures]. New panics unless 0 < ratio <= 1
-// and minCalls >= 1.
+// The rule applies beside [WithConsecutiveFailures]: the breaker opens when
+// either is met. A small minCalls makes a brownout open the breaker: at 30%
+// failures and minCalls 20, about one fresh count in 15 reaches half
+// failures somewhere. New panics unless 0 < ratio <= 1 and minCalls >= 1.
 func WithFailureRatio(ratio float64, minCalls int) Option { return ratioOption{ratio, minCalls} }
 
 type consecutiveOption int
 
-func (o consecutiveOption) apply(c *config) { c.mode, c.consecutive = modeConsecutive, int(o) }
+func (o consecutiveOption) apply(c *config) { c.consecutive = int(o) }
 
-// WithConsecutiveFailures makes the breaker open after n failures in a row,
-// whatever their share of the calls; a success resets the run. It replaces
-// [WithFailureRatio]. New panics if n < 1.
+// WithConsecutiveFailures makes the breaker open when n failures in a row
+// are counted within the rolling window (default 20), whatever their share
+// of the calls and however few calls there were: it is the rule that
+// catches an outage seen by a caller who makes few calls, or that follows a
+// busy healthy period whose successes still fill the window.
+//
+// A success ends the run, and so does a throttled or rejected answer (an
+// HTTP 429 or 404): the dependency answered. The caller's own cancellation
+// or deadline, and calls refused by a local policy, neither extend nor end
+// it. Failures that left the window leave the run.
+//
+// The rule applies beside [WithFailureRatio]. New panics if n < 1.
 func WithConsecutiveFailures(n int) Option { return consecutiveOption(n) }
 
 type windowOption struct{ window, bucket time.Duration }
 
 func (o windowOption) apply(c *config) { c.window, c.bucket = o.window, o.bucket }
 
-// WithWindow sets the rolling window over which [WithFailureRatio] counts
+// WithWindow sets the rolling window over which the breaker counts
 // outcomes, and the period of its buckets: outcomes leave the window one
 // bucket at a time, so bucket is the window's resolution. The defaults are
-// 30s and 3s. The window is not used by [WithConsecutiveFailures]. New
-// panics unless 0 < bucket <= window and window is a multiple of bucket.
+// 30s and 3s. New panics unless 0 < bucket <= window, window is a multiple
+// of bucket, and the window has at most [MaxBuckets] buckets.
 func WithWindow(window, bucket time.Duration) Option { return windowOption{window, bucket} }
+
+type waitOption struct{}
+
+func (waitOption) apply(c *config) { c.waitForProbe = true }
+
+// WithWaitForProbe makes a call turned away by the breaker ask a retry
+// policy outside it to try again after the next probe, rather than to give
+// up. By default an open breaker fails fast: its error is marked
+// resilience.KindRefused, which no retry policy retries, and the call
+// returns at once.
+//
+// With this option, the error is marked as throttled
+// (resilience.KindThrottled) and carries, for resilience.RetryAfter, the
+// time until the next probe plus a random delay of up to a quarter of the
+// open duration, so that the callers waiting for the probe do not all come
+// back at once. A call turned away while the probes are in flight carries
+// no delay: the retry policy's own backoff applies. Use with care: callers
+// wait up to the open duration, within their deadline, instead of failing.
+func WithWaitForProbe() Option { return waitOption{} }
+
+type slowOption struct {
+	threshold time.Duration
+	ratio     float64
+}
+
+func (o slowOption) apply(c *config) { c.slowSet, c.slow, c.slowRatio = true, o.threshold, o.ratio }
+
+// WithSlowCalls counts a call that took longer than threshold as slow, and
+// makes the breaker open when the share of slow calls among the calls
+// counted in the window reaches ratio, once the minimum of
+// [WithFailureRatio] was counted. Slow calls are not counted by default.
+//
+// A call's duration runs until the operation returned: an HTTP response's
+// headers, a gRPC stream's start. It includes the time spent in the
+// policies inside the breaker, such as a bulkhead's wait for a slot. A slow call that failed is both a failure
+// and slow; a slow success counts for neither the failure ratio nor against
+// it, and ends a run of failures. A half-open breaker's probe that is slow
+// opens the breaker again.
+//
+// With an attempt timeout inside the breaker, as the standard pipeline has
+// it, an attempt cut off by the timeout is a failure, and slow if it lasted
+// longer than threshold. Set threshold below the attempt timeout, so that a
+// dependency turning slow opens the breaker before its calls time out; a
+// threshold at or above the timeout only counts the timeouts, which the
+// failure rules already do.
+//
+// New panics unless threshold > 0 and 0 < ratio <= 1.
+func WithSlowCalls(threshold time.Duration, ratio float64) Option {
+	return slowOption{threshold, ratio}
+}
 
 type openOption time.Duration
 
@@ -238,14 +304,20 @@ func (c *config) validate(keyed bool) {
 	switch {
 	case !keyed && c.keyedOnly != "":
 		panic(fmt.Sprintf("breaker: New: %s applies to NewKeyed only", c.keyedOnly))
-	case c.mode == modeRatio && !(c.ratio > 0 && c.ratio <= 1):
+	case !(c.ratio > 0 && c.ratio <= 1):
 		panic(fmt.Sprintf("breaker: WithFailureRatio: ratio must be in (0, 1], got %v", c.ratio))
-	case c.mode == modeRatio && c.minCalls < 1:
+	case c.minCalls < 1:
 		panic(fmt.Sprintf("breaker: WithFailureRatio: minCalls must be at least 1, got %d", c.minCalls))
-	case c.mode == modeConsecutive && c.consecutive < 1:
+	case c.consecutive < 1:
 		panic(fmt.Sprintf("breaker: WithConsecutiveFailures: n must be at least 1, got %d", c.consecutive))
+	case c.minCalls > 1<<31-1 || c.consecutive > 1<<31-1:
+		panic("breaker: WithFailureRatio, WithConsecutiveFailures: count too large")
 	case c.bucket <= 0 || c.window < c.bucket || c.window%c.bucket != 0:
 		panic(fmt.Sprintf("breaker: WithWindow: need 0 < bucket <= window with window a multiple of bucket, got window %v, bucket %v", c.window, c.bucket))
+	case c.window/c.bucket > MaxBuckets:
+		panic(fmt.Sprintf("breaker: WithWindow: at most %d buckets, got window %v / bucket %v = %d", MaxBuckets, c.window, c.bucket, c.window/c.bucket))
+	case c.slowSet && !(c.slow > 0 && c.slowRatio > 0 && c.slowRatio <= 1):
+		panic(fmt.Sprintf("breaker: WithSlowCalls: need threshold > 0 and ratio in (0, 1], got %v, %v", c.slow, c.slowRatio))
 	case c.open <= 0:
 		panic(fmt.Sprintf("breaker: WithOpenDuration: d must be positive, got %v", c.open))
 	case c.probes < 1:

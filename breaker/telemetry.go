@@ -16,7 +16,8 @@ var stateNames = [3]string{Closed: "closed", Open: "open", HalfOpen: "half_open"
 
 // stateSets returns the attribute sets of resilience.breaker.state for one
 // breaker: its name, its state and, for a breaker keyed by target, the
-// target's server.address. It returns nil when metrics are off.
+// target's server.address and server.port (breakers are keyed by host and
+// port). It returns nil when metrics are off.
 func stateSets(tel *telemetry.Policy, target string) *[3]attribute.Set {
 	if !tel.Metrics() {
 		return nil
@@ -26,6 +27,9 @@ func stateSets(tel *telemetry.Policy, target string) *[3]attribute.Set {
 		attrs := append([]attribute.KeyValue{telemetry.BreakerStateKey.String(name)}, tel.NameAttrs()...)
 		if target != "" {
 			attrs = append(attrs, semconv.ServerAddress(telemetry.ServerAddress(target)))
+			if port, ok := telemetry.ServerPort(target); ok {
+				attrs = append(attrs, semconv.ServerPort(port))
+			}
 		}
 		sets[s] = attribute.NewSet(attrs...)
 	}
@@ -40,24 +44,19 @@ func observeStates[T any](tel *telemetry.Policy, owner *T, f func(*T, metric.Obs
 	}
 	g, _ := tel.Meter().Int64ObservableGauge(telemetry.BreakerStateName,
 		metric.WithUnit("{breaker}"),
-		metric.WithDescription("Number of circuit breakers in each state: for a single breaker 1 for its current state and 0 for the others."))
+		metric.WithDescription("Number of circuit breakers in each state: a single breaker reports 1 with its current state, and nothing for the other states."))
 	telemetry.Observe(tel, owner, func(owner *T, o metric.Observer) { f(owner, o, g) }, g)
 }
 
-// observe reports the breaker's state: 1 for the current state, 0 for the
-// others. It reads the breaker's state only, so it calls no user code.
+// observe reports the breaker's state: 1 with its current state, one
+// series per breaker at each collection (a series not observed is not
+// exported). It reads the breaker's state only, so it calls no user code:
+// a change it notices is delivered by the next call.
 func (b *Breaker) observe(o metric.Observer, g metric.Int64Observable) {
 	if b.states == nil {
 		return
 	}
-	cur := b.m.current(time.Now())
-	for s := range b.states {
-		var v int64
-		if State(s) == cur {
-			v = 1
-		}
-		o.ObserveInt64(g, v, metric.WithAttributeSet(b.states[s]))
-	}
+	o.ObserveInt64(g, 1, metric.WithAttributeSet(b.states[fromGobreaker(b.cb.State())]))
 }
 
 // changed reports a state change.
@@ -105,7 +104,7 @@ func (k *Keyed) observe(o metric.Observer, g metric.Int64Observable) {
 	}
 	var n [3]int64
 	for _, b := range bs {
-		n[b.m.current(time.Now())]++
+		n[fromGobreaker(b.cb.State())]++
 	}
 	for s := range n {
 		o.ObserveInt64(g, n[s], metric.WithAttributeSet(k.states[s]))

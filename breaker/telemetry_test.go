@@ -34,10 +34,9 @@ func TestTelemetryStateChangesAndRejections(t *testing.T) {
 
 		ms := h.Collect(t)
 		state := telemetrytest.Points(t, ms, "resilience.breaker.state", "{breaker}")
+		// One series per breaker: its current state.
 		wantState := telemetrytest.Want(map[string]int64{
-			"resilience.breaker.state=closed resilience.name=db":    0,
-			"resilience.breaker.state=open resilience.name=db":      1,
-			"resilience.breaker.state=half_open resilience.name=db": 0,
+			"resilience.breaker.state=open resilience.name=db": 1,
 		})
 		if !maps.Equal(state, wantState) {
 			t.Errorf("resilience.breaker.state while open:\ngot  %v\nwant %v", state, wantState)
@@ -84,15 +83,13 @@ func TestTelemetryKeyedEvictionDropsState(t *testing.T) {
 		k := breaker.NewKeyed(breaker.WithName("hosts"), breaker.WithIdleTimeout(time.Minute), breaker.WithMeterProvider(h.MeterProvider))
 		ok := func(context.Context) error { return nil }
 		k.Do(callTo("a.example:443"), ok)
-		k.Do(callTo("b.example:443"), ok)
+		k.Do(callTo("b.example:8443"), ok)
 		state := telemetrytest.Points(t, h.Collect(t), "resilience.breaker.state", "{breaker}")
+		// One series per host, with its port: breakers are keyed by
+		// host:port.
 		want := telemetrytest.Want(map[string]int64{
-			"resilience.breaker.state=closed resilience.name=hosts server.address=a.example":    1,
-			"resilience.breaker.state=open resilience.name=hosts server.address=a.example":      0,
-			"resilience.breaker.state=half_open resilience.name=hosts server.address=a.example": 0,
-			"resilience.breaker.state=closed resilience.name=hosts server.address=b.example":    1,
-			"resilience.breaker.state=open resilience.name=hosts server.address=b.example":      0,
-			"resilience.breaker.state=half_open resilience.name=hosts server.address=b.example": 0,
+			"resilience.breaker.state=closed resilience.name=hosts server.address=a.example server.port=443":  1,
+			"resilience.breaker.state=closed resilience.name=hosts server.address=b.example server.port=8443": 1,
 		})
 		if !maps.Equal(state, want) {
 			t.Errorf("before eviction:\ngot  %v\nwant %v", state, want)
@@ -105,9 +102,7 @@ func TestTelemetryKeyedEvictionDropsState(t *testing.T) {
 		}
 		state = telemetrytest.Points(t, h.Collect(t), "resilience.breaker.state", "{breaker}")
 		want = telemetrytest.Want(map[string]int64{
-			"resilience.breaker.state=closed resilience.name=hosts server.address=c.example":    1,
-			"resilience.breaker.state=open resilience.name=hosts server.address=c.example":      0,
-			"resilience.breaker.state=half_open resilience.name=hosts server.address=c.example": 0,
+			"resilience.breaker.state=closed resilience.name=hosts server.address=c.example server.port=443": 1,
 		})
 		if !maps.Equal(state, want) {
 			t.Errorf("after eviction, evicted keys must not be reported:\ngot  %v\nwant %v", state, want)

@@ -205,7 +205,9 @@ func classify(ctx context.Context, err error, trailer metadata.MD) error {
 	if ok {
 		err = &codeError{err: err, code: st.Code()}
 	}
-	if errors.Is(ctx.Err(), context.Canceled) {
+	if callerEnded(ctx) {
+		// The caller gave up, by canceling or by its own deadline:
+		// never retried, never counted against the dependency.
 		return resilience.Mark(err, resilience.KindCanceled)
 	}
 	if !ok {
@@ -225,15 +227,24 @@ func classify(ctx context.Context, err error, trailer metadata.MD) error {
 		}
 		return resilience.Mark(err, resilience.KindRejected)
 	case codes.DeadlineExceeded:
-		if ctx.Err() != nil {
-			// The caller's own deadline: counted, never retried.
-			return resilience.Mark(err, resilience.KindPermanent)
-		}
+		// An attempt's deadline (a policy's attempt timeout) with the
+		// caller's still alive: the dependency was too slow.
 		return resilience.Mark(err, resilience.KindTransient)
 	case codes.Unknown, codes.Internal, codes.DataLoss:
 		return resilience.Mark(err, resilience.KindPermanent)
 	}
 	return resilience.Mark(err, resilience.KindRejected)
+}
+
+// callerEnded reports whether the caller's context ended, or its deadline
+// passed: the deadline travels to the server, whose DeadlineExceeded may
+// arrive before the context's own timer has fired.
+func callerEnded(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // withPushback marks a transient failure with the server's pushback, or as

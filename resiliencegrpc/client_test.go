@@ -319,7 +319,8 @@ func TestClassify(t *testing.T) {
 		{alive, status.Error(codes.ResourceExhausted, ""), pb("10"), resilience.KindThrottled, 10 * time.Millisecond},
 		{alive, status.Error(codes.ResourceExhausted, ""), pb("x"), resilience.KindRejected, -1},
 		{alive, status.Error(codes.DeadlineExceeded, ""), nil, resilience.KindTransient, -1},
-		{expired, status.Error(codes.DeadlineExceeded, ""), nil, resilience.KindPermanent, -1},
+		{expired, status.Error(codes.DeadlineExceeded, ""), nil, resilience.KindCanceled, -1}, // the caller's own deadline
+		{expired, status.Error(codes.Unavailable, ""), nil, resilience.KindCanceled, -1},
 		{canceled, status.Error(codes.Canceled, ""), nil, resilience.KindCanceled, -1},
 		{canceled, status.Error(codes.Unavailable, ""), nil, resilience.KindCanceled, -1},
 		{alive, status.Error(codes.Canceled, ""), nil, resilience.KindRejected, -1},

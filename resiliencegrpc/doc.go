@@ -35,10 +35,11 @@
 //     when the server sent one; without it, it is a rejection (not retried,
 //     not counted);
 //   - DeadlineExceeded is transient while the caller's context is alive (a
-//     per-attempt or total timeout expired); at the caller's own deadline it
-//     is a permanent failure, counted but never retried;
-//   - Canceled, when the caller canceled, is the caller's cancellation:
-//     never retried, never counted;
+//     per-attempt or total timeout expired);
+//   - any status, DeadlineExceeded and Canceled included, once the
+//     caller's own context ended (it canceled, or its deadline passed) is
+//     the caller giving up (resilience.KindCanceled): never retried, never
+//     counted by a breaker;
 //   - Unknown, Internal and DataLoss are permanent: never retried, but
 //     counted by breakers, since a server failing every call with them is
 //     down;

@@ -84,6 +84,7 @@ func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 		return streamer(ctx, desc, cc, method, opts...)
 	}
 	call := c.call(ctx, cc, method, opts)
+	call.OutcomeAtEnd = true // a stream's outcome is its final status
 	s := &clientStream{
 		ctx:      ctx,
 		desc:     desc,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -95,7 +96,8 @@ func TestTelemetryUnaryRetries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := dialTraced(t, start(t, s), NewClient(p, WithIdempotentMethods(unaryMethod)), h)
+	addr := start(t, s)
+	conn := dialTraced(t, addr, NewClient(p, WithIdempotentMethods(unaryMethod)), h)
 	ctx, caller := h.Span(t.Context())
 	_, err = testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testgrpc.SimpleRequest{})
 	caller.End()
@@ -137,8 +139,9 @@ func TestTelemetryUnaryRetries(t *testing.T) {
 	// The pipeline's name and providers reached the breaker, keyed by the
 	// connection's target.
 	state := telemetrytest.Points(t, ms, "resilience.breaker.state", "{breaker}")
-	if got := state["resilience.breaker.state=closed resilience.name=users server.address=127.0.0.1"]; got != 1 {
-		t.Errorf("resilience.breaker.state: got %v, want the breaker of 127.0.0.1, named users, closed", state)
+	_, port, _ := net.SplitHostPort(addr)
+	if got := state["resilience.breaker.state=closed resilience.name=users server.address=127.0.0.1 server.port="+port]; got != 1 || len(state) != 1 {
+		t.Errorf("resilience.breaker.state: got %v, want one series: the breaker of 127.0.0.1:%s, named users, closed", state, port)
 	}
 }
 

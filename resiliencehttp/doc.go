@@ -30,6 +30,11 @@
 // in any HTTP-date form, becomes the server's pushback; a date in the past
 // means "retry now". A malformed value is ignored.
 //
+// A response's outcome is its status, known at its headers: a breaker
+// counts it when the attempt returns (resilience.Call.OutcomeAtEnd is left
+// false), and a body that fails after a 200 is the reader's error, not a
+// failure of the dependency that the breaker counts.
+//
 // When retries run out on a failed response, the caller gets that last
 // response with a nil error, as it would without the transport, not a
 // synthetic error. Every response a policy discards is drained (up to

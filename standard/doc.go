@@ -14,24 +14,33 @@
 //     jitter, honouring the server's Retry-After up to 10s; only
 //     idempotent calls are retried (see package retry).
 //   - A circuit breaker per host that opens when at least half of the
-//     calls counted over a rolling 30s window failed, once 20 were
-//     counted, or when the last 20 all failed, and stays open 5s before
-//     one probe.
+//     calls counted over a rolling 30s window failed, once 100 were
+//     counted, or at 20 failures in a row within the window, and stays
+//     open 5s before one probe. While it is open, calls fail at once with
+//     breaker.ErrOpen.
 //   - Attempt timeout 10s.
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
 //     [WithRateLimit]); when configured they too are per host.
 //
-// The breaker's threshold is deliberately high. A breaker is there to
-// detect an outage, not to punish a brownout that retries ride through: at
-// the 10% some presets use, a dependency failing 30% of its requests, or a
-// slow tail cut by the attempt timeout, turns into a complete outage for
-// the caller.
+// The breaker's rule is chosen by evidence. A breaker is there to detect an
+// outage, not to punish a brownout that retries ride through: at the 10%
+// some presets use, or at 50% of as few as 20 calls (one fresh count in 15
+// at 30% failures), a dependency failing 30% of its requests turns into a
+// complete outage for the caller. With at least 100 calls the chance is
+// 3.1e-5; 20 failures in a row catch an outage within 20 calls, also for a
+// caller who never makes 100 calls in 30s. Package breaker gives the
+// computation.
 //
 // The breaker counts each attempt, so that retries add evidence of an
-// outage; the bulkhead bounds attempts in flight, and its wait for a slot
-// does not eat into the attempt timeout. A breaker or bulkhead that turns
-// an attempt away says so to the retry policy (resilience.KindThrottled):
-// the retry waits for the breaker's next probe instead of spinning.
+// outage, but never the caller's own cancellation or deadline, nor the
+// total timeout's; the attempt timeout, inside it, counts. The bulkhead
+// bounds attempts in flight, and its wait for a slot does not eat into the
+// attempt timeout. An open breaker refuses an attempt with
+// resilience.KindRefused, which the retry does not retry: the call fails
+// fast instead of waiting for the next probe
+// (standard.WithBreaker(breaker.WithWaitForProbe()) waits). A full
+// bulkhead says so as throttling (resilience.KindThrottled), and the retry
+// backs off.
 //
 // # Validation
 //

@@ -16,8 +16,8 @@ import (
 
 // Defaults of the pipeline built by [New] with no options. The breaker's
 // defaults are those of package breaker: it opens when half of the calls
-// counted over a rolling 30s window failed, once 20 were counted, or when
-// the last 20 all failed, and stays open 5s.
+// counted over a rolling 30s window failed, once 100 were counted, or at 20
+// failures in a row within the window, stays open 5s, and fails fast.
 const (
 	DefaultTotalTimeout   = 30 * time.Second
 	DefaultAttemptTimeout = 10 * time.Second

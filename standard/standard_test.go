@@ -55,7 +55,7 @@ func TestValidConfigurations(t *testing.T) {
 		{standard.WithTotalTimeout(10 * time.Second)},   // attempt == total
 		{standard.WithAttemptTimeout(15 * time.Second)}, // window == 2 attempts
 		{standard.WithAttemptTimeout(time.Minute), standard.WithTotalTimeout(time.Hour), standard.WithoutBreaker()},
-		{standard.WithBreaker(breaker.WithConsecutiveFailures(5), breaker.WithWindow(time.Second, time.Second))}, // no window in this mode
+		{standard.WithBreaker(breaker.WithConsecutiveFailures(5), breaker.WithWindow(20*time.Second, time.Second))},
 		{standard.WithRetries(0), standard.WithBulkhead(10), standard.WithRateLimit(100, 10)},
 	} {
 		if _, err := standard.New(opts...); err != nil {
@@ -64,12 +64,45 @@ func TestValidConfigurations(t *testing.T) {
 	}
 }
 
-// An attempt turned away by the open breaker makes the retry policy wait
-// for the next probe, not spin.
-func TestRetryWaitsForProbe(t *testing.T) {
+// An attempt turned away by the open breaker ends the call at once, with
+// breaker.ErrOpen: the retry policy does not wait for the next probe.
+func TestOpenBreakerFailsFast(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p, err := standard.New(
 			standard.WithBreaker(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(2*time.Second)),
+			standard.WithRetry(retry.WithBackoff(time.Millisecond, 10*time.Second), retry.WithJitter(0)),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "db:5432", Idempotent: true})
+		var calls []time.Duration
+		start := time.Now()
+		err = p.Do(ctx, func(context.Context) error {
+			calls = append(calls, time.Since(start))
+			return errors.New("connection refused")
+		})
+		// Attempt 1 fails and opens the breaker; attempt 2, 1ms later,
+		// is refused, and the call ends.
+		if !errors.Is(err, breaker.ErrOpen) || len(calls) != 1 {
+			t.Fatalf("got %v after %d attempts, want ErrOpen after 1", err, len(calls))
+		}
+		if took := time.Since(start); took > time.Millisecond {
+			t.Fatalf("the call took %v, want the 1ms backoff and no wait for the probe", took)
+		}
+		start = time.Now()
+		if err := p.Do(ctx, func(context.Context) error { return nil }); !errors.Is(err, breaker.ErrOpen) || time.Since(start) != 0 {
+			t.Fatalf("next call: %v after %v, want ErrOpen at once", err, time.Since(start))
+		}
+	})
+}
+
+// With breaker.WithWaitForProbe, an attempt turned away by the open
+// breaker makes the retry policy wait for the next probe, not spin.
+func TestRetryWaitsForProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := standard.New(
+			standard.WithBreaker(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(2*time.Second), breaker.WithWaitForProbe()),
 			standard.WithRetry(retry.WithBackoff(time.Millisecond, 10*time.Second), retry.WithJitter(0)),
 		)
 		if err != nil {
@@ -89,11 +122,11 @@ func TestRetryWaitsForProbe(t *testing.T) {
 			t.Fatalf("got %v, want success on the probe", err)
 		}
 		// Attempt 1 fails and opens the breaker; attempt 2, 1ms later,
-		// is turned away and asks to wait until the probe; attempt 3 is
-		// the probe.
-		want := []time.Duration{0, 2*time.Second + time.Millisecond}
-		if len(calls) != 2 || calls[1] != want[1] {
-			t.Fatalf("op ran at %v, want %v", calls, want)
+		// is turned away and asks to wait until the probe, plus up to a
+		// quarter of the open duration; attempt 3 is the probe.
+		lo, hi := 2*time.Second+time.Millisecond, 2*time.Second+time.Millisecond+500*time.Millisecond
+		if len(calls) != 2 || calls[1] < lo || calls[1] > hi {
+			t.Fatalf("op ran at %v, want twice, the second in [%v, %v]", calls, lo, hi)
 		}
 	})
 }

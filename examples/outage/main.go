@@ -13,8 +13,8 @@
 // opens; one probe 5 seconds later, which fails while the upstream is still
 // down and opens the breaker again; and the breaker closing at the first
 // probe after the upstream recovers. While the breaker is open the clients'
-// calls start no new attempts: their retry policy waits for the next probe,
-// as the breaker's error asks, instead of spinning against it.
+// calls fail at once with breaker.ErrOpen: the breaker's error asks no
+// retry, so nobody waits for the next probe or spins against it.
 //
 // Run it with
 //

@@ -399,6 +399,20 @@ func ServerAddress(target string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(target, "["), "]")
 }
 
+// ServerPort returns the port of a target ("api.example.com:443" → 443), as
+// server.port wants it; ok is false when the target has none.
+func ServerPort(target string) (port int, ok bool) {
+	i := strings.LastIndexByte(target, ':')
+	if i < 0 || strings.Contains(target[i:], "]") {
+		return 0, false
+	}
+	p, err := strconv.Atoi(target[i+1:])
+	if err != nil || p < 0 || p > 65535 {
+		return 0, false
+	}
+	return p, true
+}
+
 func httpMethod(m string) string {
 	switch m {
 	case "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY":

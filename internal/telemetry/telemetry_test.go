@@ -157,3 +157,24 @@ func TestObserveStopsWithOwner(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestServerPort(t *testing.T) {
+	for _, tt := range []struct {
+		target string
+		port   int
+		ok     bool
+	}{
+		{"api.example.com:443", 443, true},
+		{"[::1]:8080", 8080, true},
+		{"127.0.0.1:0", 0, true},
+		{"api.example.com", 0, false},
+		{"[::1]", 0, false},
+		{"host:99999", 0, false},
+		{"host:http", 0, false},
+		{"", 0, false},
+	} {
+		if port, ok := telemetry.ServerPort(tt.target); port != tt.port || ok != tt.ok {
+			t.Errorf("ServerPort(%q) = %d, %v; want %d, %v", tt.target, port, ok, tt.port, tt.ok)
+		}
+	}
+}
