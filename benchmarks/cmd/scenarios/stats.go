@@ -27,17 +27,14 @@ type bucket struct {
 }
 
 // recovery returns how long after the end of the fault success came back
-// for good: the start of the first bucket at or after faultEnd from which
-// every later bucket that holds calls has at least the fraction min of its
-// calls succeeding, measured from faultEnd. Buckets are width wide, the
-// first starting at 0. recovered is false when no such bucket exists (the
-// last bucket itself is below min); a run that never fell below min
-// recovers at 0.
+// for good: from faultEnd to the start of the first bucket, among those
+// that end after faultEnd, from which every later bucket that holds calls
+// has at least the fraction min of its calls succeeding; 0 when that is
+// the bucket in which the fault ended. Buckets are width wide, the first
+// starting at 0. recovered is false when there is no such bucket (the last
+// one itself is below min); a run that never fell below min recovers at 0.
 func recovery(bs []bucket, width, faultEnd time.Duration, min float64) (d time.Duration, recovered bool) {
 	first := int(faultEnd / width)
-	if faultEnd%width != 0 {
-		first++ // the first bucket that starts at or after the fault's end
-	}
 	if first >= len(bs) {
 		return 0, false
 	}
@@ -52,7 +49,7 @@ func recovery(bs []bucket, width, faultEnd time.Duration, min float64) (d time.D
 	if from == len(bs) {
 		return 0, false
 	}
-	return time.Duration(from)*width - faultEnd, true
+	return max(time.Duration(from)*width-faultEnd, 0), true
 }
 
 // summary is a cell of a table over several runs: the median and the

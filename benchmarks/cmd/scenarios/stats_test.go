@@ -65,7 +65,8 @@ func TestRecovery(t *testing.T) {
 		{"exactly 95% is good", []bucket{bad, bad, edge, edge}, ms(500), 0, true},
 		{"94% is not", []bucket{bad, bad, under, good}, ms(500), ms(250), true},
 		{"empty buckets do not hold it back", []bucket{bad, bad, {}, good}, ms(500), 0, true},
-		{"a fault ending inside a bucket: the first whole bucket after it", []bucket{bad, bad, bad, good}, ms(600), ms(150), true},
+		{"a fault ending inside a bucket, bad", []bucket{bad, bad, bad, good}, ms(600), ms(150), true},
+		{"a fault ending inside a bucket, good", []bucket{bad, bad, good, good}, ms(600), 0, true},
 		{"fault ends after the last bucket", []bucket{bad, good}, ms(500), 0, false},
 		{"before the fault's end does not count", []bucket{bad, bad, good, good}, ms(250), ms(250), true},
 	}
