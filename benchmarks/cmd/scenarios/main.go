@@ -37,6 +37,7 @@ func run(args []string) error {
 		charts    = fs.String("charts", filepath.Join(root, "docs", "charts"), "directory for the SVG charts (empty: none)")
 		section   = fs.String("section", "latest", "name of the generated section and prefix of the charts; a rerun replaces the section of the same name")
 		label     = fs.String("label", "", "free text for the section's heading, such as \"baseline\"")
+		png       = fs.Bool("png", false, "also write each chart as PNG, for viewers without SVG")
 		smoke     = fs.Bool("smoke", false, "a few seconds: one short outage, stacks none and standard, output to a temporary directory, with sanity checks")
 	)
 	fs.Usage = func() {
@@ -61,7 +62,7 @@ func run(args []string) error {
 	}
 
 	s := &suite{section: *section, label: *label, rate: *rate, seed: *seed, runs: *runs,
-		command: "go run ./cmd/scenarios" + quoteArgs(args), results: map[string]map[string][]*result{}}
+		command: "go run ./cmd/scenarios" + quoteArgs(args), results: map[string]map[string][]*result{}, png: *png}
 	var err error
 	if *smoke {
 		s.scenarios = []scenario{smokeScenario()}

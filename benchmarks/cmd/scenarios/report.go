@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"image/color"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
@@ -35,6 +37,7 @@ type suite struct {
 	loadStart, loadEnd string
 	commit             string
 	elapsed            time.Duration
+	png                bool // PNG copies of the charts too
 }
 
 func loadAverage() string {
@@ -230,6 +233,7 @@ func writeCharts(dir string, s *suite) error {
 		rps.Y.Max = math.Max(top*1.05, 1)
 		for _, p := range []*plot.Plot{succ, rps} {
 			p.X.Min, p.X.Max = 0, sc.total().Seconds()
+			p.X.Tick.Marker = secondTicks{}
 			shade(p, sc) // first, so that the lines are drawn over it
 			p.Add(plotter.NewGrid())
 		}
@@ -245,6 +249,7 @@ func writeCharts(dir string, s *suite) error {
 				l.Color = plotutil.Color(i)
 				l.Dashes = plotutil.Dashes(i)
 				l.Width = vg.Points(1.5)
+				l.StepStyle = plotter.MidStep // flat across each bucket
 				pl.p.Add(l)
 				if pl.p == succ {
 					pl.p.Legend.Add(st.name, l)
@@ -253,6 +258,8 @@ func writeCharts(dir string, s *suite) error {
 		}
 		succ.Legend.Top = false
 		succ.Legend.Left = true
+		succ.Legend.XOffs = vg.Points(6)
+		succ.Legend.YOffs = vg.Points(70) // above the lines at 0, below those at 1
 
 		c := vgsvg.New(9*vg.Inch, 7*vg.Inch)
 		dc := draw.New(c)
@@ -260,19 +267,32 @@ func writeCharts(dir string, s *suite) error {
 		cs := plot.Align([][]*plot.Plot{{succ}, {rps}}, tiles, dc)
 		succ.Draw(cs[0][0])
 		rps.Draw(cs[1][0])
-		f, err := os.Create(filepath.Join(dir, chartName(s.section, sc)))
-		if err != nil {
-			return err
+		if s.png {
+			pc := vgimg.PngCanvas{Canvas: vgimg.New(9*vg.Inch, 7*vg.Inch)}
+			pcs := plot.Align([][]*plot.Plot{{succ}, {rps}}, tiles, draw.New(pc))
+			succ.Draw(pcs[0][0])
+			rps.Draw(pcs[1][0])
+			if err := writeFile(filepath.Join(dir, strings.TrimSuffix(chartName(s.section, sc), ".svg")+".png"), pc); err != nil {
+				return err
+			}
 		}
-		if _, err := c.WriteTo(f); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
+		if err := writeFile(filepath.Join(dir, chartName(s.section, sc)), c); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func writeFile(path string, w io.WriterTo) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := w.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // shade marks the fault window with a light band behind the lines.
@@ -295,4 +315,15 @@ func dropNaN(xys plotter.XYs) plotter.XYs {
 		}
 	}
 	return out
+}
+
+// secondTicks puts a labelled tick on every whole second.
+type secondTicks struct{}
+
+func (secondTicks) Ticks(min, max float64) []plot.Tick {
+	var ts []plot.Tick
+	for x := math.Ceil(min); x <= max; x++ {
+		ts = append(ts, plot.Tick{Value: x, Label: fmt.Sprintf("%g", x)})
+	}
+	return ts
 }
