@@ -84,14 +84,7 @@ func upstreamAmplification(sc scenario, r *result) float64 {
 	if fc == 0 {
 		return math.NaN()
 	}
-	var n int
-	for i, a := range r.up.Arrivals {
-		at := time.Duration(i) * bucketWidth
-		if at >= sc.Pre && at < sc.faultEnd() {
-			n += a
-		}
-	}
-	return float64(n) / float64(fc)
+	return float64(r.up.FaultArrivals) / float64(fc)
 }
 
 // latencyP is the p-th percentile of the latency of every call, or of the

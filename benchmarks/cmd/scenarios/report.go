@@ -142,14 +142,16 @@ func markdown(s *suite, mdPath, chartsDir string) string {
 	for _, st := range s.stacks {
 		fmt.Fprintf(&b, "- `%s`: %s\n", st.name, st.title)
 	}
-	b.WriteString("\nColumns: *success* is the share of all calls that got a 200 and its body within the deadline; " +
-		"*success in fault* of the calls due during the fault; *upstream arrivals per call in fault* counts the requests " +
-		"that reached the upstream during the fault window per call due in it, *attempts sent per call in fault* the " +
-		"requests each of those calls handed to its transport (the upstream cannot count refused connections); " +
-		"latencies are of all calls, from when each was due, and *p99 of failed* of the failed calls only; *recovery* " +
-		"is the time from the end of the fault to the start of the first 250ms bucket from which every later bucket has " +
-		"at least 95% success (by when calls were due); *connections* were accepted by the upstream over the whole run; " +
-		"*breaker changes* are state changes reported by the stack's breaker (— for stacks without one).\n\n")
+	b.WriteString("\nColumns: *success* is the share of all calls that got a 200 and its whole body within the deadline; " +
+		"*success in fault* the same for the calls due during the fault. *Upstream arrivals per call in fault* is the " +
+		"number of requests that reached the upstream during the fault (by its clock) per call due in it; *attempts sent " +
+		"per call in fault* is the mean number of requests each of those calls handed to its transport, which also counts " +
+		"refused connections and requests sent after the fault. Latencies are of all calls, from when each was due; " +
+		"*p99 of failed* is of the failed calls only (— when none failed). *Recovery* is the time from the end of the " +
+		"fault to the start of the first 250ms bucket (by when calls were due) from which every later bucket has at " +
+		"least 95% success, 0 when the bucket in which the fault ended already does. *Connections* were accepted by the " +
+		"upstream over the whole run. *Breaker changes* are the state changes the stack's breaker reported (— for " +
+		"stacks without one).\n\n")
 
 	for _, sc := range s.scenarios {
 		fmt.Fprintf(&b, "### %s\n\n", sc.Title)

@@ -159,8 +159,7 @@ func TestSuccessBucketsAndInFault(t *testing.T) {
 	if got := successRate(inFault(sc, cs)); got != 0 {
 		t.Errorf("got success %v in the fault, want 0", got)
 	}
-	r := &result{calls: cs, up: upstreamStats{Arrivals: []int{3, 2, 6, 4, 3, 2}}}
-	// Buckets 2 and 3 are the fault window: 10 arrivals for 5 calls.
+	r := &result{calls: cs, up: upstreamStats{FaultArrivals: 10}}
 	if got := upstreamAmplification(sc, r); got != 2 {
 		t.Errorf("got %v upstream arrivals per call in the fault, want 2", got)
 	}

@@ -46,11 +46,14 @@ type upstreamHello struct {
 }
 
 type upstreamStats struct {
-	Arrivals   []int         `json:"arrivals"` // requests per bucket from the start
-	Conns      int           `json:"conns"`    // TCP connections accepted
-	FaultStart time.Duration `json:"fault_start"`
-	FaultEnd   time.Duration `json:"fault_end"` // as played, from the start
-	Err        string        `json:"err,omitempty"`
+	Arrivals []int `json:"arrivals"` // requests per bucket from the start
+	Conns    int   `json:"conns"`    // TCP connections accepted
+	// FaultArrivals counts the requests that arrived in the fault window
+	// [Pre, Pre+Fault) by the upstream's clock.
+	FaultArrivals int           `json:"fault_arrivals"`
+	FaultStart    time.Duration `json:"fault_start"`
+	FaultEnd      time.Duration `json:"fault_end"` // as played, from the start
+	Err           string        `json:"err,omitempty"`
 }
 
 type upstream struct {
@@ -61,6 +64,7 @@ type upstream struct {
 
 	mu       sync.Mutex // guards the fields below
 	arrivals []int
+	inFault  int
 	rng      *rand.Rand
 	ln       net.Listener
 	open     map[net.Conn]struct{}
@@ -145,7 +149,7 @@ func upstreamMain(in io.Reader, out io.Writer) error {
 	u.srv.Close()
 
 	u.mu.Lock()
-	stats.Arrivals = u.arrivals
+	stats.Arrivals, stats.FaultArrivals = u.arrivals, u.inFault
 	u.mu.Unlock()
 	stats.Conns = int(u.conns.Load())
 	b, _ := json.Marshal(stats)
@@ -223,6 +227,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	u.arrivals[i]++
 	if inFault {
+		u.inFault++
 		roll = u.rng.Float64()
 	}
 	u.mu.Unlock()
