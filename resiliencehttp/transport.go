@@ -205,6 +205,11 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		resp.Body = hb
 	}
 	rt.last = resp
+	if d, ok := rateLimitPause(resp.Header); ok && d > 0 {
+		// No quota left: whatever this answer, the next calls to the
+		// host would be refused until d passes.
+		resilience.ReportPushback(ctx, d)
+	}
 	kind := classifyStatus(resp.StatusCode)
 	if kind == resilience.KindSuccess {
 		return nil
