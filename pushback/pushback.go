@@ -200,6 +200,9 @@ func (h *host) admit(ctx context.Context) (probe bool, err error) {
 			// Only while waiting for the probe: the call waits as long
 			// as its deadline allows, then gives up.
 			stop, turnAway = last, true
+			if !stop.After(now) {
+				return false, h.reject(ctx, until, now)
+			}
 		}
 		if !held {
 			held, start = true, now
