@@ -26,6 +26,14 @@
 // policy's default maximum delay (10s), so that the gate never holds a call
 // longer than a retry would have waited.
 //
+// When the probe succeeds, every held call goes at once, as they would have
+// gone had they not been held; a host that cannot take them all pushes back
+// again, and the gate closes again. The gate reads the outcome, not its
+// source: a retryable delay from a policy inside it counts too (a breaker
+// made to keep callers until its next probe closes the gate until then).
+// A closed gate whose key is forgotten because the registry is full
+// forgets its pause.
+//
 // Place the gate inside the retry and outside the breaker:
 // resilience.Chain(timeout.New(total), retry.New(), pushback.New(),
 // breaker.NewKeyed(), timeout.New(perAttempt)). The retry then meets the
