@@ -15,8 +15,10 @@
 //     until when ([ErrClosed] with errors.Is; throttled, with the time
 //     left as resilience.RetryAfter);
 //   - when the pause ends, sends one call first as a probe; the others
-//     wait for its answer (at most [WithProbeTimeout]) and follow it, or
-//     wait again if the host pushed back again.
+//     wait for its answer (at most [WithProbeTimeout]) and follow it,
+//     spread at random over [WithReleaseSpread] (100ms) so that they do not
+//     all reach the host in the same instant, or wait again if the host
+//     pushed back again.
 //
 // A pause comes from an attempt's outcome: a retryable failure carrying
 // resilience.RetryAfter, or, whatever the outcome, a pause reported with
@@ -26,9 +28,8 @@
 // policy's default maximum delay (10s), so that the gate never holds a call
 // longer than a retry would have waited.
 //
-// When the probe succeeds, every held call goes at once, as they would have
-// gone had they not been held; a host that cannot take them all pushes back
-// again, and the gate closes again. The gate reads the outcome, not its
+// A host that cannot take the held calls when they follow the probe pushes
+// back again, and the gate closes again. The gate reads the outcome, not its
 // source: a retryable delay from a policy inside it counts too (a breaker
 // made to keep callers until its next probe closes the gate until then).
 // A closed gate whose key is forgotten because the registry is full

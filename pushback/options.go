@@ -26,8 +26,11 @@ const (
 	// DefaultProbeTimeout is how long the calls held at a reopening gate
 	// wait for the probe's answer before they go anyway.
 	DefaultProbeTimeout = time.Second
-	DefaultMaxKeys      = 10_000
-	DefaultIdleTimeout  = 10 * time.Minute
+	// DefaultReleaseSpread is how long the calls held at a gate take, at
+	// random, to leave once it reopens.
+	DefaultReleaseSpread = 100 * time.Millisecond
+	DefaultMaxKeys       = 10_000
+	DefaultIdleTimeout   = 10 * time.Minute
 )
 
 // An Option configures a [Gate].
@@ -37,6 +40,7 @@ type config struct {
 	maxPushback  time.Duration
 	minAttempt   time.Duration
 	probeTimeout time.Duration
+	spread       time.Duration
 	key          func(context.Context) string
 	maxKeys      int
 	idle         time.Duration
@@ -48,6 +52,7 @@ func defaultConfig() config {
 		maxPushback:  DefaultMaxPushback,
 		minAttempt:   DefaultMinAttemptTime,
 		probeTimeout: DefaultProbeTimeout,
+		spread:       DefaultReleaseSpread,
 		key:          targetKey,
 		maxKeys:      DefaultMaxKeys,
 		idle:         DefaultIdleTimeout,
@@ -91,6 +96,18 @@ func (o probeTimeoutOption) apply(c *config) { c.probeTimeout = time.Duration(o)
 // hung dependency is the business of the attempt timeout and the breaker.
 // New panics unless d > 0.
 func WithProbeTimeout(d time.Duration) Option { return probeTimeoutOption(d) }
+
+type spreadOption time.Duration
+
+func (o spreadOption) apply(c *config) { c.spread = time.Duration(o) }
+
+// WithReleaseSpread sets how long the calls held at the gate take to leave
+// once it reopens (default [DefaultReleaseSpread], 100ms): each leaves
+// after a random delay in [0, d), never past its deadline less the minimum
+// attempt time, so that a host that just ended a pause is not sent every
+// held call, each on a new connection, in the same instant. Zero lets them
+// all go together. New panics if d < 0.
+func WithReleaseSpread(d time.Duration) Option { return spreadOption(d) }
 
 type keyOption func(context.Context) string
 
@@ -160,6 +177,8 @@ func (c *config) validate() {
 		panic(fmt.Sprintf("pushback: WithMinAttemptTime: d must not be negative, got %v", c.minAttempt))
 	case c.probeTimeout <= 0:
 		panic(fmt.Sprintf("pushback: WithProbeTimeout: d must be positive, got %v", c.probeTimeout))
+	case c.spread < 0:
+		panic(fmt.Sprintf("pushback: WithReleaseSpread: d must not be negative, got %v", c.spread))
 	case c.key == nil:
 		panic("pushback: WithKey: f is nil")
 	case c.maxKeys < 1:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -147,9 +148,10 @@ func (h *host) do(ctx context.Context, op func(context.Context) error) error {
 // probe of a reopening gate.
 func (h *host) admit(ctx context.Context) (probe bool, err error) {
 	var (
-		held  bool
-		start time.Time
-		timer *time.Timer
+		held   bool
+		spread bool // the call waited, and must still take its place in the release
+		start  time.Time
+		timer  *time.Timer
 	)
 	defer func() {
 		if timer != nil {
@@ -166,6 +168,22 @@ func (h *host) admit(ctx context.Context) (probe bool, err error) {
 		h.mu.Lock()
 		var until time.Time // what the call waits for
 		switch {
+		case h.until.IsZero() && spread:
+			h.mu.Unlock()
+			// The held calls leave at random over the release spread,
+			// not together, then look at the gate again: one of them
+			// may have closed it.
+			spread = false
+			d := rand.N(h.g.c.spread)
+			if hasDeadline {
+				d = min(d, last.Sub(now))
+			}
+			if d > 0 {
+				if err := h.sleep(ctx, &timer, d); err != nil {
+					return false, err
+				}
+			}
+			continue
 		case h.until.IsZero():
 			h.mu.Unlock()
 			return false, nil
@@ -208,6 +226,7 @@ func (h *host) admit(ctx context.Context) (probe bool, err error) {
 			held, start = true, now
 			h.held(ctx, until.Sub(now))
 		}
+		spread = h.g.c.spread > 0
 		if timer == nil {
 			timer = time.NewTimer(stop.Sub(now))
 		} else {
@@ -223,6 +242,21 @@ func (h *host) admit(ctx context.Context) (probe bool, err error) {
 				return false, h.reject(ctx, until, time.Now())
 			}
 		}
+	}
+}
+
+// sleep waits d, or until ctx is done.
+func (h *host) sleep(ctx context.Context, timer **time.Timer, d time.Duration) error {
+	if *timer == nil {
+		*timer = time.NewTimer(d)
+	} else {
+		(*timer).Reset(d)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-(*timer).C:
+		return nil
 	}
 }
 

@@ -32,6 +32,9 @@ func call(host string, d time.Duration) (context.Context, context.CancelFunc) {
 
 var errThrottled = errors.New("429 Too Many Requests")
 
+// exact releases held calls together, for tests that check when they go.
+var exact = pushback.WithReleaseSpread(0)
+
 func throttled(d time.Duration) error {
 	return resilience.MarkRetryAfter(errThrottled, resilience.KindThrottled, d)
 }
@@ -48,7 +51,7 @@ func closeGate(t *testing.T, g *pushback.Gate, host string, d time.Duration) {
 
 func TestHoldsSameHostUntilRetryAfterAndLetsOtherHostsThrough(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := pushback.New()
+		g := pushback.New(exact)
 		start := time.Now()
 		closeGate(t, g, "a:443", 2*time.Second)
 		if got := g.Until("a:443"); !got.Equal(start.Add(2 * time.Second)) {
@@ -134,9 +137,89 @@ func TestOneProbeGoesFirst(t *testing.T) {
 	})
 }
 
+// Once the probe succeeded, the held calls leave spread at random over the
+// release spread, not in one instant.
+func TestHeldCallsLeaveSpreadOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := pushback.New(pushback.WithReleaseSpread(100 * time.Millisecond))
+		start := time.Now()
+		closeGate(t, g, "a:443", time.Second)
+		var mu sync.Mutex
+		sent := map[time.Duration]int{}
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				ctx, cancel := call("a:443", 10*time.Second)
+				defer cancel()
+				g.Do(ctx, func(context.Context) error {
+					mu.Lock()
+					sent[time.Since(start)]++
+					mu.Unlock()
+					return nil
+				})
+			})
+		}
+		wg.Wait()
+		n := 0
+		for d, k := range sent {
+			n += k
+			if d < time.Second || d >= 1100*time.Millisecond {
+				t.Fatalf("a call sent at %v, want within [1s, 1.1s)", d)
+			}
+		}
+		if n != 50 || sent[time.Second] != 1 {
+			t.Fatalf("%d calls sent, %d of them at 1s; want 50, only the probe at 1s", n, sent[time.Second])
+		}
+		if len(sent) < 25 {
+			t.Fatalf("50 calls left at only %d distinct times: not spread", len(sent))
+		}
+	})
+}
+
+// A held call never waits out its release past its deadline less the
+// minimum attempt time.
+func TestReleaseSpreadRespectsTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := pushback.New(pushback.WithReleaseSpread(time.Hour))
+		start := time.Now()
+		closeGate(t, g, "a:443", time.Second)
+		ctx, cancel := call("a:443", 1500*time.Millisecond)
+		defer cancel()
+		var at time.Duration
+		if err := g.Do(ctx, func(context.Context) error { at = time.Since(start); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		// Alone, it was the probe and went at 1s. Now a call held behind
+		// a probe, which answers 100ms after it arrived, leaves at its
+		// last useful moment at the latest, not an hour later.
+		closeGate(t, g, "a:443", time.Second)
+		var wg sync.WaitGroup
+		release := make(chan struct{})
+		wg.Go(func() {
+			ctx, cancel := call("a:443", 0)
+			defer cancel()
+			g.Do(ctx, func(context.Context) error { <-release; return nil })
+		})
+		time.Sleep(time.Second)
+		synctest.Wait() // the probe is out
+		ctx2, cancel2 := call("a:443", 600*time.Millisecond)
+		defer cancel2()
+		time.AfterFunc(100*time.Millisecond, func() { close(release) })
+		t1 := time.Now()
+		var at2 time.Duration
+		if err := g.Do(ctx2, func(context.Context) error { at2 = time.Since(t1); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if at != time.Second || at2 < 100*time.Millisecond || at2 > 590*time.Millisecond {
+			t.Fatalf("probe at %v, follower at %v; want 1s, and the follower within [100ms, 590ms]", at, at2)
+		}
+	})
+}
+
 func TestProbePushedBackAgainKeepsTheGateClosed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := pushback.New()
+		g := pushback.New(exact)
 		start := time.Now()
 		closeGate(t, g, "a:443", time.Second)
 		var mu sync.Mutex
@@ -256,7 +339,7 @@ func TestTurnedAwayIsNotRetriedPastTheDeadline(t *testing.T) {
 
 func TestReportedPushbackClosesTheGate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := pushback.New()
+		g := pushback.New(exact)
 		ctx, cancel := call("a:443", 0)
 		defer cancel()
 		start := time.Now()
@@ -325,7 +408,7 @@ func TestPushbackIsCapped(t *testing.T) {
 
 func TestHungProbeDoesNotHoldTheOthersPastTheProbeTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := pushback.New(pushback.WithProbeTimeout(200 * time.Millisecond))
+		g := pushback.New(exact, pushback.WithProbeTimeout(200*time.Millisecond))
 		start := time.Now()
 		closeGate(t, g, "a:443", time.Second)
 		release := make(chan struct{})
@@ -473,6 +556,7 @@ func TestInvalidOptionsPanic(t *testing.T) {
 		{pushback.WithKey(nil), "pushback: WithKey"},
 		{pushback.WithMaxKeys(0), "pushback: WithMaxKeys"},
 		{pushback.WithIdleTimeout(0), "pushback: WithIdleTimeout"},
+		{pushback.WithReleaseSpread(-1), "pushback: WithReleaseSpread"},
 	}
 	for _, tt := range tests {
 		func() {

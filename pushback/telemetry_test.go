@@ -18,7 +18,7 @@ const callAttrs = "http.request.method=GET server.address=a"
 func TestTelemetry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := telemetrytest.New(t)
-		g := pushback.New(pushback.WithName("api"),
+		g := pushback.New(pushback.WithName("api"), exact,
 			pushback.WithMeterProvider(h.MeterProvider), pushback.WithTracerProvider(h.TracerProvider))
 
 		// closed: a 429 asking for 2s.
@@ -68,7 +68,7 @@ func TestTelemetry(t *testing.T) {
 func TestTelemetrySpanEventsOfHeldAndRejected(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := telemetrytest.New(t)
-		g := pushback.New(pushback.WithMeterProvider(h.MeterProvider), pushback.WithTracerProvider(h.TracerProvider))
+		g := pushback.New(exact, pushback.WithMeterProvider(h.MeterProvider), pushback.WithTracerProvider(h.TracerProvider))
 		closeGate(t, g, "a:443", 2*time.Second)
 		short, cancelShort := call("a:443", time.Second)
 		defer cancelShort()
