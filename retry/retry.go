@@ -91,6 +91,10 @@ func New(opts ...Option) *Policy {
 // ([WithBackoff]), which also caps a server's requested delay.
 func (p *Policy) MaxDelay() time.Duration { return p.c.maxDelay }
 
+// MinAttemptTime returns the least time before the deadline for which the
+// policy starts an attempt ([WithMinAttemptTime]).
+func (p *Policy) MinAttemptTime() time.Duration { return p.c.minAttempt }
+
 // Do runs op, and runs it again after a wait while it fails with a
 // retryable error and the policy's limits allow. See the package
 // documentation for the rules.

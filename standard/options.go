@@ -92,7 +92,8 @@ func (o gateOptions) apply(c *config) { c.gateOpts = append(c.gateOpts, o...) }
 // once a host answers with Retry-After (or reports, in RateLimit, that no
 // quota is left), later calls to it wait at the gate until the pause ends,
 // or are turned away at once if their deadline cannot wait; the pause is
-// capped at the retry's maximum delay (10s by default).
+// capped at the retry's maximum delay (10s by default), and the gate takes
+// the retry's minimum attempt time (10ms by default) as its own.
 func WithPushbackGate(opts ...pushback.Option) Option { return gateOptions(opts) }
 
 type noGateOption struct{}

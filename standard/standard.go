@@ -62,18 +62,19 @@ func New(opts ...Option) (resilience.Policy, error) {
 			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, append(opts, prepend(c.key, ratelimit.WithKey, c.rateOpts)...)...))
 		}
 		ps = append(ps, timeout.New(c.total, timeoutOpts(&c, "total")...))
-		maxPushback := pushback.DefaultMaxPushback
+		maxPushback, minAttempt := pushback.DefaultMaxPushback, pushback.DefaultMinAttemptTime
 		if c.retries > 0 {
 			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider)
 			opts = append(opts, retry.WithMaxAttempts(c.retries+1))
 			r := retry.New(append(opts, c.retryOpts...)...)
-			maxPushback = r.MaxDelay()
+			maxPushback, minAttempt = r.MaxDelay(), r.MinAttemptTime()
 			ps = append(ps, r)
 		}
 		if !c.noGate {
-			// The gate holds no call longer than the retry would wait.
+			// The gate holds no call longer than the retry would wait, and
+			// turns away the calls the retry would not wait for.
 			opts := telemetryOpts(&c, pushback.WithName, pushback.WithMeterProvider, pushback.WithTracerProvider)
-			opts = append(opts, pushback.WithMaxPushback(maxPushback))
+			opts = append(opts, pushback.WithMaxPushback(maxPushback), pushback.WithMinAttemptTime(minAttempt))
 			ps = append(ps, pushback.New(append(opts, prepend(c.key, pushback.WithKey, c.gateOpts)...)...))
 		}
 		if !c.noBreaker {

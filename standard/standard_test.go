@@ -157,6 +157,28 @@ func TestPushbackGateOnByDefault(t *testing.T) {
 	}
 }
 
+// The gate turns away a call that the retry would not wait for: it takes
+// the retry's minimum attempt time.
+func TestPushbackGateTakesTheRetrysMinAttemptTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := standard.New(standard.WithRetry(retry.WithMaxAttempts(1), retry.WithMinAttemptTime(500*time.Millisecond)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "api:443", Idempotent: true})
+		p.Do(ctx, func(context.Context) error {
+			return resilience.MarkRetryAfter(errors.New("429"), resilience.KindThrottled, time.Second)
+		})
+		short, cancel := context.WithTimeout(ctx, 1400*time.Millisecond) // 400ms after the reopening
+		defer cancel()
+		calls := 0
+		err = p.Do(short, func(context.Context) error { calls++; return nil })
+		if !errors.Is(err, pushback.ErrClosed) || calls != 0 {
+			t.Fatalf("got %v with %d calls, want ErrClosed and none", err, calls)
+		}
+	})
+}
+
 func BenchmarkStandard(b *testing.B) {
 	p, err := standard.New()
 	if err != nil {
