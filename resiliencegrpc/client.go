@@ -16,6 +16,7 @@ import (
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/bulkhead"
+	pushbackgate "github.com/resilience-go/resilience/pushback"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/standard"
 	"github.com/resilience-go/resilience/timeout"
@@ -80,7 +81,9 @@ func NewClient(policy resilience.Policy, opts ...Option) *Client {
 // Standard returns a Client that runs every call under the standard
 // pipeline built by standard.New, the same as the HTTP transport's: a
 // per-target rate limit if configured, a total timeout (30s), retries (3,
-// with jittered exponential backoff), a per-target circuit breaker (opens
+// with jittered exponential backoff), a per-target pushback gate (holds
+// calls while the server's grpc-retry-pushback-ms lasts; turned away:
+// ResourceExhausted), a per-target circuit breaker (opens
 // at 50% failures over 30s once 20 calls were counted, for 5s), a
 // per-target bulkhead if configured, and a per-attempt timeout (10s). opts
 // change each part. It returns an error if the configuration is invalid.
@@ -338,7 +341,7 @@ func policyCode(err error) (codes.Code, bool) {
 		return codes.DeadlineExceeded, true
 	case errors.Is(err, breaker.ErrOpen), errors.Is(err, bulkhead.ErrFull):
 		return codes.Unavailable, true
-	case errors.Is(err, ratelimit.ErrLimited):
+	case errors.Is(err, ratelimit.ErrLimited), errors.Is(err, pushbackgate.ErrClosed):
 		return codes.ResourceExhausted, true
 	}
 	return codes.OK, false

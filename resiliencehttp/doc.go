@@ -34,11 +34,22 @@
 // counts it when the attempt returns (resilience.Call.OutcomeAtEnd is left
 // false), and a body that fails after a 200 is the reader's error, not a
 // failure of the dependency that the breaker counts.
+// A response of any status whose RateLimit field (IETF httpapi RateLimit
+// header fields, a Structured Field List such as "burst";r=0;t=30, parsed
+// with github.com/dunglas/httpsfv) names a quota with no units left (r=0)
+// reports a pause of t seconds (resilience.ReportPushback; the longest t
+// if several quotas are exhausted). The pushback gate of the standard
+// pipeline then sends nothing more to that host until the pause ends, so
+// that the client paces itself instead of spending calls on 429s. A field
+// over 4 KiB, or one that does not parse, is ignored.
 //
 // When retries run out on a failed response, the caller gets that last
 // response with a nil error, as it would without the transport, not a
 // synthetic error. Every response a policy discards is drained (up to
-// [MaxDrain] bytes) and closed, so its connection is reused.
+// [MaxDrain] bytes) and closed, so its connection is reused. A call turned
+// away before it reached the host (a closed pushback gate, an open
+// breaker), or whose last response a policy had already drained (a retry
+// that found no time left for another attempt), gets the policy's error.
 //
 // # Which requests are retried
 //

@@ -1,6 +1,8 @@
 package resiliencehttp_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/resilience-go/resilience/pushback"
 	"github.com/resilience-go/resilience/resiliencehttp"
 	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/standard"
@@ -87,4 +90,45 @@ func ExampleStandard() {
 	_, err = resiliencehttp.Standard(nil, standard.WithAttemptTimeout(time.Minute))
 	fmt.Println(err)
 	// Output: standard: attempt timeout 1m0s is above the total timeout 30s
+}
+
+// The standard pipeline's pushback gate: once a host answered 429 with
+// Retry-After, a call whose deadline ends before the pause does is turned
+// away at once, without a request; a call with time to spare would wait.
+// (Retries are off here so that the first call returns the 429 at once.)
+func ExampleStandard_pushbackGate() {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	tr, err := resiliencehttp.Standard(nil, standard.WithRetries(0))
+	if err != nil {
+		panic(err)
+	}
+	client := &http.Client{Transport: tr}
+
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+	fmt.Println(resp.Status)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	_, err = client.Do(req)
+	var closed *pushback.ClosedError
+	if errors.As(err, &closed) {
+		// Retry-After: 30 is capped at the retry's maximum delay, 10s.
+		fmt.Println(errors.Is(err, pushback.ErrClosed), "reopens in", time.Until(closed.Until).Round(time.Second))
+	}
+	fmt.Println("requests sent:", hits.Load())
+	// Output:
+	// 429 Too Many Requests
+	// true reopens in 10s
+	// requests sent: 1
 }

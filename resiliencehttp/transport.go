@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -123,7 +124,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return rt.last, nil
 	}
 	var se *StatusError
-	if rt.last != nil && errors.As(err, &se) && se.Response == rt.last {
+	if rt.last != nil && errors.As(err, &se) && se.Response == rt.last && !discarded(rt.last) {
 		return rt.last, nil
 	}
 	return nil, err
@@ -204,6 +205,11 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		resp.Body = hb
 	}
 	rt.last = resp
+	if d, ok := rateLimitPause(resp.Header); ok && d > 0 {
+		// No quota left: whatever this answer, the next calls to the
+		// host would be refused until d passes.
+		resilience.ReportPushback(ctx, d)
+	}
 	kind := classifyStatus(resp.StatusCode)
 	if kind == resilience.KindSuccess {
 		return nil
@@ -312,8 +318,18 @@ func target(u *url.URL) string {
 // heldBody keeps the attempt's resources until the body is read to the end
 // or closed.
 type heldBody struct {
-	rc   io.ReadCloser
-	done func(error)
+	rc        io.ReadCloser
+	done      func(error)
+	discarded atomic.Bool // by a policy
+}
+
+// discarded reports whether a policy threw resp away (a retry drains a
+// failed attempt's response before its wait, and may then find no time for
+// another attempt): its body is gone, so the caller gets the policy's error
+// instead.
+func discarded(resp *http.Response) bool {
+	hb, ok := resp.Body.(*heldBody)
+	return ok && hb.discarded.Load()
 }
 
 func (b *heldBody) Read(p []byte) (int, error) {
@@ -337,6 +353,7 @@ func (b *heldBody) Close() error {
 // discard drains a little of the body, so that its connection can be
 // reused, and closes it.
 func (b *heldBody) discard() {
+	b.discarded.Store(true)
 	io.CopyN(io.Discard, b.rc, MaxDrain)
 	b.rc.Close()
 }

@@ -15,9 +15,20 @@
 //   - A server's requested delay (resilience.RetryAfter, from Retry-After or
 //     grpc-retry-pushback-ms) replaces the computed one, capped at the
 //     policy's maximum delay.
+//   - Only a retryable failure's requested delay is honoured; a failure
+//     that is not retryable (an open breaker failing fast, a rejection)
+//     is returned at once, whatever delay it carries.
 //   - Every wait honours the context: cancellation ends it at once and Do
-//     returns the context's error. A wait that would end past the
-//     context's deadline is not started: Do gives up with the last result.
+//     returns the context's error. A wait that would end less than the
+//     minimum attempt time ([WithMinAttemptTime], 10ms by default) before
+//     the context's deadline is not started: Do gives up with the last
+//     result ([ErrDeadline]).
+//   - No attempt starts for a context that is done or past its deadline,
+//     even when the wait and the deadline end at the same instant, or the
+//     process was too starved to notice the deadline in time: Do returns
+//     the context's error instead. A retry whose wait ended with less than
+//     the minimum attempt time left is not made either: Do gives up with
+//     the last result ([ErrTooLate]).
 //   - A failed attempt's result is discarded (a response body drained and
 //     closed) before the wait, so its connection is reused.
 //
@@ -33,7 +44,8 @@
 // Every attempt's duration is recorded in resilience.attempt.duration, with
 // its number and outcome; each retry scheduled and each failure given up on
 // is counted in resilience.events and added as a span event
-// (resilience.retry.scheduled, resilience.retry.exhausted) to the recording
+// (resilience.retry.scheduled, resilience.retry.exhausted; its reason is
+// exhausted, max_elapsed, deadline, too_late or no_retry) to the recording
 // span in the call's context. [WithName] names the policy;
 // [WithMeterProvider] and [WithTracerProvider] replace the global
 // providers. The module's docs/telemetry.md lists every instrument.

@@ -19,6 +19,13 @@ const (
 	DefaultMaxDelay     = 10 * time.Second
 	DefaultMultiplier   = 2.0
 	DefaultJitter       = 0.5
+	// DefaultMinAttemptTime is the least time before the context's
+	// deadline for which a retry is worth starting: about one round trip
+	// to a dependency in the same region and the time to read a small
+	// answer. An attempt started with less left ends, far more often than
+	// not, as a deadline error after the dependency did the work for
+	// nothing, and a breaker behind the retry sees one failure more.
+	DefaultMinAttemptTime = 10 * time.Millisecond
 )
 
 // An Option configures a [Policy].
@@ -31,6 +38,7 @@ type config struct {
 	multiplier  float64
 	jitter      float64
 	maxElapsed  time.Duration
+	minAttempt  time.Duration
 	retryIf     func(error) bool
 	onRetry     func(context.Context, Event)
 	tel         telemetry.Config
@@ -43,6 +51,7 @@ func defaultConfig() config {
 		maxDelay:    DefaultMaxDelay,
 		multiplier:  DefaultMultiplier,
 		jitter:      DefaultJitter,
+		minAttempt:  DefaultMinAttemptTime,
 		retryIf:     defaultRetryIf,
 	}
 }
@@ -97,6 +106,20 @@ func (o maxElapsedOption) apply(c *config) { c.maxElapsed = time.Duration(o) }
 // a total timeout outside the policy bounds the call instead. New panics if
 // d < 0.
 func WithMaxElapsed(d time.Duration) Option { return maxElapsedOption(d) }
+
+type minAttemptOption time.Duration
+
+func (o minAttemptOption) apply(c *config) { c.minAttempt = time.Duration(o) }
+
+// WithMinAttemptTime sets the least time that must be left before the
+// context's deadline for a retry to start (default
+// [DefaultMinAttemptTime], 10ms). A wait that would end later than d
+// before the deadline is not started (the policy gives up with
+// [ErrDeadline]); an attempt whose wait ended with less than d left is not
+// started either ([ErrTooLate]). Zero only forbids attempts at or past the
+// deadline. The first attempt is always made unless the context is already
+// done or its deadline has passed. New panics if d < 0.
+func WithMinAttemptTime(d time.Duration) Option { return minAttemptOption(d) }
 
 type retryIfOption func(error) bool
 
@@ -157,6 +180,8 @@ func (c *config) validate() {
 		panic(fmt.Sprintf("retry: WithJitter: f must be in [0, 1], got %v", c.jitter))
 	case c.maxElapsed < 0:
 		panic(fmt.Sprintf("retry: WithMaxElapsed: d must not be negative, got %v", c.maxElapsed))
+	case c.minAttempt < 0:
+		panic(fmt.Sprintf("retry: WithMinAttemptTime: d must not be negative, got %v", c.minAttempt))
 	case c.retryIf == nil:
 		panic("retry: WithRetryIf: f is nil")
 	}

@@ -22,9 +22,15 @@ var (
 	// ErrMaxElapsed: a further wait would pass the policy's maximum
 	// elapsed time.
 	ErrMaxElapsed = errors.New("retry: maximum elapsed time reached")
-	// ErrDeadline: a further wait would end past the context's deadline,
-	// so no attempt could follow it.
+	// ErrDeadline: a further wait would end too close to the context's
+	// deadline (less than the minimum attempt time before it, see
+	// [WithMinAttemptTime]), so no useful attempt could follow it.
 	ErrDeadline = errors.New("retry: no time left before the deadline")
+	// ErrTooLate: the wait ended, but less than the minimum attempt time
+	// was left before the context's deadline, so the next attempt was
+	// not started. It happens when the process was starved or the wait
+	// overran (a paused process, an overloaded machine).
+	ErrTooLate = errors.New("retry: too late to start another attempt")
 )
 
 // Error reports that a [Policy] stopped retrying a retryable failure.
@@ -33,7 +39,7 @@ type Error struct {
 	// Attempts is the number of attempts made, the first one included.
 	Attempts int
 	// Reason is why the policy stopped: ErrExhausted, ErrMaxElapsed,
-	// ErrDeadline, or the call's resilience.Call.NoRetry.
+	// ErrDeadline, ErrTooLate, or the call's resilience.Call.NoRetry.
 	Reason error
 	// Err is the last attempt's error.
 	Err error
@@ -56,7 +62,8 @@ type Event struct {
 	// Wait is how long the policy waits before the next attempt.
 	Wait time.Duration
 	// Pushback reports whether Wait came from the dependency's own request
-	// (resilience.RetryAfter), capped at the maximum delay.
+	// (resilience.RetryAfter on a retryable failure), capped at the
+	// maximum delay.
 	Pushback bool
 }
 
@@ -80,6 +87,14 @@ func New(opts ...Option) *Policy {
 	return &Policy{c: c, tel: tel, attempts: tel.Attempts()}
 }
 
+// MaxDelay returns the longest wait the policy makes between attempts
+// ([WithBackoff]), which also caps a server's requested delay.
+func (p *Policy) MaxDelay() time.Duration { return p.c.maxDelay }
+
+// MinAttemptTime returns the least time before the deadline for which the
+// policy starts an attempt ([WithMinAttemptTime]).
+func (p *Policy) MinAttemptTime() time.Duration { return p.c.minAttempt }
+
 // Do runs op, and runs it again after a wait while it fails with a
 // retryable error and the policy's limits allow. See the package
 // documentation for the rules.
@@ -89,6 +104,15 @@ func New(opts ...Option) *Policy {
 // resilience.events and added as an event to the span in ctx (see
 // docs/telemetry.md).
 func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
+	// An attempt is never started for a caller that is gone, nor past the
+	// deadline: the context may not have noticed yet (its timer fires a
+	// little late on a starved machine), the clock has.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
 	call, inCall := resilience.CallFrom(ctx)
 	if inCall && !call.Idempotent {
 		return op(ctx)
@@ -141,7 +165,11 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 			)
 		}
 		wait := b.NextBackOff()
+		// Only a failure worth retrying says when to retry: a rejection
+		// that carries a delay (a custom retryIf may retry it) waits the
+		// policy's own backoff.
 		after, pushback := resilience.RetryAfter(err)
+		pushback = pushback && resilience.Classify(err).Retryable()
 		if pushback {
 			wait = after
 		}
@@ -151,7 +179,8 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 			at.Keep()
 			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrMaxElapsed, Err: err})
 		}
-		if dl, ok := ctx.Deadline(); ok && !now.Add(wait).Before(dl) {
+		dl, hasDeadline := ctx.Deadline()
+		if hasDeadline && !now.Add(wait).Before(dl.Add(-p.c.minAttempt)) {
 			at.Keep()
 			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrDeadline, Err: err})
 		}
@@ -172,6 +201,21 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 				return ctx.Err()
 			case <-timer.C:
 			}
+		}
+		// The timer and the context may have ended together, and select
+		// picks either: decide as if the context had won. A starved
+		// process may also wake from its wait too late for an attempt.
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		left := time.Until(dl)
+		if hasDeadline && left <= 0 {
+			return context.DeadlineExceeded // the context's timer is late
+		}
+		if hasDeadline && left < p.c.minAttempt {
+			// The attempt was discarded before the wait: the caller gets
+			// its error, not its result.
+			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrTooLate, Err: err})
 		}
 	}
 }
@@ -211,6 +255,8 @@ func reason(err error) string {
 		return "max_elapsed"
 	case ErrDeadline:
 		return "deadline"
+	case ErrTooLate:
+		return "too_late"
 	}
 	return "no_retry"
 }

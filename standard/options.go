@@ -10,6 +10,7 @@ import (
 
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/pushback"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/retry"
 )
@@ -31,6 +32,8 @@ type config struct {
 	total, attempt time.Duration
 	retries        int
 	retryOpts      []retry.Option
+	noGate         bool
+	gateOpts       []pushback.Option
 	noBreaker      bool
 	breakerOpts    []breaker.Option
 	bulkhead       int // 0: none
@@ -79,6 +82,27 @@ func (o retryOptions) apply(c *config) { c.retryOpts = append(c.retryOpts, o...)
 // exponential backoff from 100ms to 10s with jitter 0.5). Use it to change
 // the backoff, for example.
 func WithRetry(opts ...retry.Option) Option { return retryOptions(opts) }
+
+type gateOptions []pushback.Option
+
+func (o gateOptions) apply(c *config) { c.gateOpts = append(c.gateOpts, o...) }
+
+// WithPushbackGate adds options for the per-host pushback gate
+// (pushback.New), applied after the preset's. The gate is on by default:
+// once a host answers with Retry-After (or reports, in RateLimit, that no
+// quota is left), later calls to it wait at the gate until the pause ends,
+// or are turned away at once if their deadline cannot wait; the pause is
+// capped at the retry's maximum delay (10s by default), and the gate takes
+// the retry's minimum attempt time (10ms by default) as its own.
+func WithPushbackGate(opts ...pushback.Option) Option { return gateOptions(opts) }
+
+type noGateOption struct{}
+
+func (noGateOption) apply(c *config) { c.noGate = true }
+
+// WithoutPushbackGate leaves the pushback gate out of the pipeline: each
+// call then learns of a host's pushback for itself.
+func WithoutPushbackGate() Option { return noGateOption{} }
 
 type breakerOptions []breaker.Option
 
@@ -129,10 +153,10 @@ type keyOption func(context.Context) string
 
 func (o keyOption) apply(c *config) { c.key = o }
 
-// WithKey sets the key of the per-host parts (breaker, bulkhead, rate
-// limit) instead of the call's target host. Options given to one part
-// with [WithBreaker], [WithBulkhead] or [WithRateLimit] override it for
-// that part.
+// WithKey sets the key of the per-host parts (pushback gate, breaker,
+// bulkhead, rate limit) instead of the call's target host. Options given
+// to one part with [WithPushbackGate], [WithBreaker], [WithBulkhead] or
+// [WithRateLimit] override it for that part.
 func WithKey(f func(ctx context.Context) string) Option { return keyOption(f) }
 
 type nameOption string

@@ -12,6 +12,7 @@ import (
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/pushback"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/timeout"
@@ -22,6 +23,7 @@ import (
 //	rate limit (per host, if configured)
 //	→ total timeout
 //	→ retry
+//	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host, if configured)
 //	→ per-attempt timeout
@@ -60,10 +62,20 @@ func New(opts ...Option) (resilience.Policy, error) {
 			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, append(opts, prepend(c.key, ratelimit.WithKey, c.rateOpts)...)...))
 		}
 		ps = append(ps, timeout.New(c.total, timeoutOpts(&c, "total")...))
+		maxPushback, minAttempt := pushback.DefaultMaxPushback, pushback.DefaultMinAttemptTime
 		if c.retries > 0 {
 			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider)
 			opts = append(opts, retry.WithMaxAttempts(c.retries+1))
-			ps = append(ps, retry.New(append(opts, c.retryOpts...)...))
+			r := retry.New(append(opts, c.retryOpts...)...)
+			maxPushback, minAttempt = r.MaxDelay(), r.MinAttemptTime()
+			ps = append(ps, r)
+		}
+		if !c.noGate {
+			// The gate holds no call longer than the retry would wait, and
+			// turns away the calls the retry would not wait for.
+			opts := telemetryOpts(&c, pushback.WithName, pushback.WithMeterProvider, pushback.WithTracerProvider)
+			opts = append(opts, pushback.WithMaxPushback(maxPushback), pushback.WithMinAttemptTime(minAttempt))
+			ps = append(ps, pushback.New(append(opts, prepend(c.key, pushback.WithKey, c.gateOpts)...)...))
 		}
 		if !c.noBreaker {
 			opts := telemetryOpts(&c, breaker.WithName, breaker.WithMeterProvider, breaker.WithTracerProvider)
@@ -143,7 +155,7 @@ func build(f func()) (err error) {
 }
 
 func isConfigPanic(s string) bool {
-	for _, p := range []string{"standard: ", "ratelimit: ", "timeout: ", "retry: ", "breaker: ", "bulkhead: "} {
+	for _, p := range []string{"standard: ", "ratelimit: ", "timeout: ", "retry: ", "pushback: ", "breaker: ", "bulkhead: "} {
 		if strings.HasPrefix(s, p) {
 			return true
 		}

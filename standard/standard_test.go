@@ -13,6 +13,7 @@ import (
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/pushback"
 	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/standard"
 )
@@ -35,6 +36,7 @@ func TestInvalidConfiguration(t *testing.T) {
 		{"bad bulkhead", []standard.Option{standard.WithBulkhead(-2)}, "standard: WithBulkhead"},
 		{"bad bulkhead option", []standard.Option{standard.WithBulkhead(2, bulkhead.WithMaxWait(-1))}, "bulkhead: WithMaxWait"},
 		{"bad rate limit", []standard.Option{standard.WithRateLimit(10, 0)}, "ratelimit: NewKeyed: burst"},
+		{"bad pushback gate option", []standard.Option{standard.WithPushbackGate(pushback.WithProbeTimeout(0))}, "pushback: WithProbeTimeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +147,69 @@ func TestPerHostBreakers(t *testing.T) {
 	if err := p.Do(up, func(context.Context) error { return nil }); err != nil {
 		t.Fatalf("up host: got %v", err)
 	}
+}
+
+// One call's 429 with Retry-After holds the next call to the same host at
+// the gate; without the gate, the next call goes out at once.
+func TestPushbackGateOnByDefault(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts []standard.Option
+		want time.Duration // when the second call is sent
+	}{
+		{"default", []standard.Option{standard.WithRetries(0)}, 3 * time.Second},
+		// The first call's retry waits 1s (its max delay) and probes.
+		{"capped at the retry's max delay", []standard.Option{standard.WithRetry(retry.WithBackoff(time.Millisecond, time.Second))}, time.Second},
+		{"own cap", []standard.Option{standard.WithRetries(0), standard.WithPushbackGate(pushback.WithMaxPushback(2 * time.Second))}, 2 * time.Second},
+		{"without", []standard.Option{standard.WithRetries(0), standard.WithoutPushbackGate()}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p, err := standard.New(tt.opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "api:443", Idempotent: true})
+				start := time.Now()
+				n := 0
+				p.Do(ctx, func(context.Context) error {
+					if n++; n == 1 {
+						return resilience.MarkRetryAfter(errors.New("429"), resilience.KindThrottled, 3*time.Second)
+					}
+					return nil
+				})
+				var sent time.Duration
+				if err := p.Do(ctx, func(context.Context) error { sent = time.Since(start); return nil }); err != nil {
+					t.Fatal(err)
+				}
+				if sent != tt.want {
+					t.Fatalf("second call sent at %v, want %v", sent, tt.want)
+				}
+			})
+		})
+	}
+}
+
+// The gate turns away a call that the retry would not wait for: it takes
+// the retry's minimum attempt time.
+func TestPushbackGateTakesTheRetrysMinAttemptTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := standard.New(standard.WithRetry(retry.WithMaxAttempts(1), retry.WithMinAttemptTime(500*time.Millisecond)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "api:443", Idempotent: true})
+		p.Do(ctx, func(context.Context) error {
+			return resilience.MarkRetryAfter(errors.New("429"), resilience.KindThrottled, time.Second)
+		})
+		short, cancel := context.WithTimeout(ctx, 1400*time.Millisecond) // 400ms after the reopening
+		defer cancel()
+		calls := 0
+		err = p.Do(short, func(context.Context) error { calls++; return nil })
+		if !errors.Is(err, pushback.ErrClosed) || calls != 0 {
+			t.Fatalf("got %v with %d calls, want ErrClosed and none", err, calls)
+		}
+	})
 }
 
 func BenchmarkStandard(b *testing.B) {

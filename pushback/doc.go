@@ -1,0 +1,54 @@
+// Package pushback holds the calls to a dependency that asked for a pause,
+// so that every caller does not find out for itself.
+//
+// When a host answers 429 or 503 with Retry-After, or a gRPC server sends
+// grpc-retry-pushback-ms, one caller learns that the host wants no calls
+// for a while; without a shared gate each of the others spends an attempt
+// (and the host's capacity) to learn the same. A [Gate] remembers the pause
+// per host, in a bounded registry keyed like the per-host breaker, and:
+//
+//   - holds later calls to that host until the pause ends, if their
+//     deadline allows (it ends at least the minimum attempt time after the
+//     pause); every wait honours the context and none outlasts the
+//     deadline;
+//   - turns any other call away at once with a [*ClosedError] that says
+//     until when ([ErrClosed] with errors.Is; throttled, with the time
+//     left as resilience.RetryAfter);
+//   - when the pause ends, sends one call first as a probe; the others
+//     wait for its answer (at most [WithProbeTimeout]) and follow it,
+//     spread at random over [WithReleaseSpread] (100ms) so that they do not
+//     all reach the host in the same instant, or wait again if the host
+//     pushed back again.
+//
+// A pause comes from an attempt's outcome: a retryable failure carrying
+// resilience.RetryAfter, or, whatever the outcome, a pause reported with
+// resilience.ReportPushback (the HTTP adapter reports an IETF RateLimit
+// field with no quota left, so that a client paces itself before it is
+// refused). A pause is capped by [WithMaxPushback], by default the retry
+// policy's default maximum delay (10s), so that the gate never holds a call
+// longer than a retry would have waited.
+//
+// A host that cannot take the held calls when they follow the probe pushes
+// back again, and the gate closes again. The gate reads the outcome, not its
+// source: a retryable delay from a policy inside it counts too (a breaker
+// made to keep callers until its next probe closes the gate until then).
+// A closed gate whose key is forgotten because the registry is full
+// forgets its pause.
+//
+// Place the gate inside the retry and outside the breaker:
+// resilience.Chain(timeout.New(total), retry.New(), pushback.New(),
+// breaker.NewKeyed(), timeout.New(perAttempt)). The retry then meets the
+// gate on every attempt, and a call turned away is not retried, since the
+// retry does not start a wait its deadline cannot cover. The standard
+// pipeline (package standard) puts it there by default.
+//
+// # Telemetry
+//
+// The gate closing (closed), a call waiting at it (held), a call turned
+// away (rejected) and the gate opening again for all (reopened) are counted
+// in resilience.events with resilience.policy=pushback and added as span
+// events (resilience.pushback.closed, ...) to the recording span in the
+// call's context. The time calls waited before going through is recorded
+// in resilience.pushback.wait.duration. The module's docs/telemetry.md
+// lists every instrument.
+package pushback

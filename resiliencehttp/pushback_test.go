@@ -1,0 +1,272 @@
+package resiliencehttp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/resilience-go/resilience/pushback"
+	"github.com/resilience-go/resilience/resiliencehttp"
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/standard"
+)
+
+// throttleServer answers 429 with Retry-After (or 200 with a RateLimit
+// field) while its switch is on, 200 otherwise. It runs outside the test's
+// bubble, on real time; the test flips the switch on its fake clock.
+type throttleServer struct {
+	*httptest.Server
+	on        atomic.Bool
+	rateLimit bool // on: 200 with RateLimit r=0 instead of 429
+	reset     string
+	throttled atomic.Int32 // answers that pushed back
+	ok        atomic.Int32
+}
+
+func newThrottleServer(t *testing.T, reset string, rateLimit bool) *throttleServer {
+	t.Helper()
+	s := &throttleServer{reset: reset, rateLimit: rateLimit}
+	s.on.Store(true)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !s.on.Load():
+			s.ok.Add(1)
+		case s.rateLimit:
+			s.throttled.Add(1)
+			w.Header().Set("RateLimit", `"burst";r=0;t=`+s.reset)
+		default:
+			s.throttled.Add(1)
+			w.Header().Set("Retry-After", s.reset)
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+		io.WriteString(w, "done")
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *throttleServer) hits() int { return int(s.throttled.Load() + s.ok.Load()) }
+
+// sendLog is a base transport that records, on the test's clock, when each
+// request went out.
+type sendLog struct {
+	base *http.Transport
+	mu   sync.Mutex
+	sent map[string][]time.Duration // by host
+	t0   time.Time
+}
+
+func newSendLog() *sendLog {
+	base := newTransport()
+	base.DisableKeepAlives = true // no idle connection goroutines in the bubble
+	return &sendLog{base: base, sent: map[string][]time.Duration{}, t0: time.Now()}
+}
+
+func (l *sendLog) RoundTrip(r *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	l.sent[r.URL.Host] = append(l.sent[r.URL.Host], time.Since(l.t0))
+	l.mu.Unlock()
+	return l.base.RoundTrip(r)
+}
+
+func (l *sendLog) times(host string) []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Duration(nil), l.sent[host]...)
+}
+
+func get(t *testing.T, c *http.Client, url string, timeout time.Duration) (int, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func hostOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// After a 429 with Retry-After: 2, other calls to that host wait at the
+// gate and go out when the pause ends; calls to another host do not wait;
+// a caller whose deadline ends first is turned away without a request.
+func TestGateHoldsThrottledHostOnly(t *testing.T) {
+	throttled := newThrottleServer(t, "2", false)
+	other := newThrottleServer(t, "2", false)
+	other.on.Store(false)
+	synctest.Test(t, func(t *testing.T) {
+		log := newSendLog()
+		tr, err := resiliencehttp.Standard(log, standard.WithRetries(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &http.Client{Transport: tr}
+		if code, err := get(t, c, throttled.URL, 10*time.Second); err != nil || code != 429 {
+			t.Fatalf("first call: %d, %v; want the 429", code, err)
+		}
+		throttled.on.Store(false)
+
+		if code, err := get(t, c, other.URL, time.Second); err != nil || code != 200 {
+			t.Fatalf("other host: %d, %v", code, err)
+		}
+		_, err = get(t, c, throttled.URL, time.Second)
+		if !errors.Is(err, pushback.ErrClosed) {
+			t.Fatalf("short deadline: got %v, want ErrClosed", err)
+		}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if code, err := get(t, c, throttled.URL, 10*time.Second); err != nil || code != 200 {
+					t.Errorf("held call: %d, %v", code, err)
+				}
+			})
+		}
+		wg.Wait()
+
+		// The probe goes at 2s, the others follow it spread over the
+		// gate's release spread (100ms).
+		sent := log.times(hostOf(throttled.Server))
+		if len(sent) != 5 || sent[0] != 0 || sent[1] != 2*time.Second {
+			t.Fatalf("throttled host saw requests at %v, want 5: the 429 at 0, the probe at 2s, then 3 more", sent)
+		}
+		for _, d := range sent[2:] {
+			if d < 2*time.Second || d >= 2100*time.Millisecond {
+				t.Fatalf("throttled host saw requests at %v, want the held ones within [2s, 2.1s)", sent)
+			}
+		}
+		if o := log.times(hostOf(other.Server)); len(o) != 1 || o[0] != 0 {
+			t.Fatalf("other host saw requests at %v, want one at once", o)
+		}
+	})
+}
+
+// A 200 whose RateLimit field says no quota is left for 2s: the client
+// sends nothing more to that host until then.
+func TestRateLimitFieldPacesTheClient(t *testing.T) {
+	s := newThrottleServer(t, "2", true)
+	synctest.Test(t, func(t *testing.T) {
+		log := newSendLog()
+		tr, err := resiliencehttp.Standard(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &http.Client{Transport: tr}
+		if code, err := get(t, c, s.URL, 10*time.Second); err != nil || code != 200 {
+			t.Fatalf("first call: %d, %v", code, err)
+		}
+		s.on.Store(false)
+		if _, err := get(t, c, s.URL, time.Second); !errors.Is(err, pushback.ErrClosed) {
+			t.Fatalf("a call that cannot wait 2s: got %v, want ErrClosed", err)
+		}
+		for range 3 {
+			if code, err := get(t, c, s.URL, 10*time.Second); err != nil || code != 200 {
+				t.Fatalf("paced call: %d, %v", code, err)
+			}
+		}
+		// Sequential calls: the first after the pause is the probe, at 2s,
+		// and the gate is open for the others.
+		sent := log.times(hostOf(s.Server))
+		want := []time.Duration{0, 2 * time.Second, 2 * time.Second, 2 * time.Second}
+		if len(sent) != len(want) {
+			t.Fatalf("requests at %v, want %v", sent, want)
+		}
+		for i := range want {
+			if sent[i] != want[i] {
+				t.Fatalf("requests at %v, want %v", sent, want)
+			}
+		}
+	})
+}
+
+// The throttling scenario: every request answers 429 with Retry-After: 1
+// for 2.5s while calls keep arriving. Through the standard pipeline the
+// calls wait at the gate and one probe a second finds out whether the host
+// is still throttling; without the gate, every call finds out for itself.
+func TestThrottlingCallsWaitAtTheGate(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts []standard.Option
+	}{
+		{"with gate", nil},
+		{"without gate", []standard.Option{standard.WithoutPushbackGate()}},
+	} {
+		s := newThrottleServer(t, "1", false)
+		var got struct{ ok, throttled, calls int }
+		synctest.Test(t, func(t *testing.T) {
+			base := newTransport()
+			base.DisableKeepAlives = true
+			tr, err := resiliencehttp.Standard(base, tt.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &http.Client{Transport: tr}
+			time.AfterFunc(2500*time.Millisecond, func() { s.on.Store(false) })
+			var wg sync.WaitGroup
+			var ok atomic.Int32
+			const calls = 30 // one every 100ms for 3s
+			for i := range calls {
+				wg.Go(func() {
+					time.Sleep(time.Duration(i) * 100 * time.Millisecond)
+					if code, err := get(t, c, s.URL, 3*time.Second); err == nil && code == 200 {
+						ok.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			got.ok, got.throttled, got.calls = int(ok.Load()), int(s.throttled.Load()), calls
+		})
+		t.Logf("%s: %d/%d calls succeeded, %d requests, %d of them throttled", tt.name, got.ok, got.calls, s.hits(), got.throttled)
+		switch tt.name {
+		case "with gate":
+			// 429s at 0s, 1s and 2s (one probe each); the pause ends at
+			// 3s, when every held call goes. Only the first call, whose
+			// deadline is 3s, cannot wait for it.
+			if got.ok != got.calls-1 || got.throttled != 3 || s.hits() != got.ok+3 {
+				t.Errorf("%s: %d/%d succeeded with %d requests (%d throttled); want all but the first, with 3 throttled",
+					tt.name, got.ok, got.calls, s.hits(), got.throttled)
+			}
+		default:
+			if got.throttled <= 25 {
+				t.Errorf("%s: only %d throttled requests; every call arriving during the throttling should meet one", tt.name, got.throttled)
+			}
+		}
+	}
+}
+
+// A retry whose wait ends too close to the deadline for another attempt
+// returns the retry's error: the last response was drained before the
+// wait, so it is not handed to the caller.
+func TestTooLateForARetryReturnsAnErrorNotADrainedResponse(t *testing.T) {
+	s := newServer(t, http.StatusServiceUnavailable)
+	synctest.Test(t, func(t *testing.T) {
+		p := retry.New(
+			retry.WithBackoff(100*time.Millisecond, 100*time.Millisecond),
+			retry.WithJitter(0),
+			retry.WithOnRetry(func(context.Context, retry.Event) { time.Sleep(895 * time.Millisecond) }),
+		)
+		base := newTransport()
+		base.DisableKeepAlives = true
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
+		resp, err := resiliencehttp.NewTransport(base, p).RoundTrip(req)
+		if resp != nil || !errors.Is(err, retry.ErrTooLate) {
+			t.Fatalf("got %v, %v; want no response and retry.ErrTooLate", resp, err)
+		}
+		if s.Hits() != 1 {
+			t.Fatalf("server saw %d requests, want 1", s.Hits())
+		}
+	})
+}
