@@ -34,6 +34,10 @@ type config struct {
 	keyedOnly string // the first keyed-only option given, for New's panic
 	customKey bool   // WithKey given: keys are not targets
 
+	// Middleware only.
+	limits     []limit
+	serverOnly string // the first Middleware-only option given
+
 	tel telemetry.Config
 }
 
@@ -115,6 +119,12 @@ func (o tracerProviderOption) apply(c *config) { c.tel.TracerProvider = o.tp }
 // go.opentelemetry.io/otel/trace/noop turns the events off.
 func WithTracerProvider(tp trace.TracerProvider) Option { return tracerProviderOption{tp} }
 
+func (c *config) setServerOnly(name string) {
+	if c.serverOnly == "" {
+		c.serverOnly = name
+	}
+}
+
 func (c *config) setKeyedOnly(name string) {
 	if c.keyedOnly == "" {
 		c.keyedOnly = name
@@ -127,6 +137,8 @@ func (c *config) validate(fn string, r rate.Limit, burst int, keyed bool) {
 		panic(fmt.Sprintf("ratelimit: %s: rate must be positive, got %v", fn, float64(r)))
 	case burst < 1 && r != rate.Inf:
 		panic(fmt.Sprintf("ratelimit: %s: burst must be at least 1, got %d", fn, burst))
+	case c.serverOnly != "":
+		panic(fmt.Sprintf("ratelimit: %s: %s applies to Middleware only", fn, c.serverOnly))
 	case !keyed && c.keyedOnly != "":
 		panic(fmt.Sprintf("ratelimit: New: %s applies to NewKeyed only", c.keyedOnly))
 	case c.maxWait < 0:
