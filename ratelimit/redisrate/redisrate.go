@@ -101,9 +101,14 @@ type Limiter struct {
 // microsecond, or if an option's value is invalid.
 //
 // Configure client for the outage you expect: its dial and read timeouts
-// and its retries (MaxRetries) bound how long a request waits before the
-// limiter falls back to its [Mode]; go-redis honours a context's deadline
-// only with ContextTimeoutEnabled.
+// and its retries (MaxRetries, DialerRetries) bound how long a request
+// waits before the limiter falls back to its [Mode]; go-redis honours a
+// context's deadline only with ContextTimeoutEnabled.
+//
+// The state of key is kept at prefix + quota name + ":{" + key + "}" (a key
+// longer than ratelimit.MaxKeyLen or holding braces is replaced by its
+// SHA-256 digest), and expires once the key's quota is whole again; the
+// replicas' heartbeats at prefix + quota name + ":replicas".
 func New(client redis.Scripter, q ratelimit.Quota, opts ...Option) *Limiter {
 	if client == nil {
 		panic("redisrate: New: client is nil")
@@ -216,7 +221,7 @@ func (l *Limiter) up(ctx context.Context, now time.Time) {
 		return
 	}
 	ttl := 3 * l.heartbeat.Milliseconds()
-	if n, err := heartbeat.Run(ctx, l.client, []string{l.prefix + "{replicas}"}, l.id, max(ttl, 1)).Int64(); err == nil && n > 0 {
+	if n, err := heartbeat.Run(ctx, l.client, []string{l.prefix + "replicas"}, l.id, max(ttl, 1)).Int64(); err == nil && n > 0 {
 		l.learned.Store(n)
 	}
 }
