@@ -210,6 +210,9 @@ func Enforce(a Admitter, key func(ctx context.Context) string, opts ...Option) r
 	for _, o := range opts {
 		o.apply(&c)
 	}
+	if c.keyedOnly != "" || c.maxWait != 0 || c.serverOnly != "" {
+		panic("ratelimit: Enforce: only WithName, WithMeterProvider and WithTracerProvider apply")
+	}
 	return &enforcer{a: a, key: key, tel: newServerTelemetry(&c)}
 }
 

@@ -91,7 +91,7 @@ type Limiter struct {
 	down      atomic.Bool  // Redis is unreachable
 	nextProbe atomic.Int64 // unix ns after which a request tries Redis again
 
-	local  atomic.Pointer[ratelimit.Local] // the degraded mode's limiter, during an outage
+	local  atomic.Pointer[ratelimit.Local] // the degraded mode's limiter, set up by an outage's first decision
 	leases *keyed.Registry[*lease]         // nil in the exact mode
 }
 
@@ -210,6 +210,10 @@ func (l *Limiter) probeDue(now time.Time) bool {
 // replica's heartbeat when one is due.
 func (l *Limiter) up(ctx context.Context, now time.Time) {
 	if l.down.Load() && l.down.CompareAndSwap(true, false) {
+		// A decision racing with this one may still use the old share
+		// (or set up a new one, if Redis fails again at once); the next
+		// outage starts from whatever is left, which errs on the side of
+		// admitting less.
 		l.local.Store(nil)
 		l.tel.recovered(ctx)
 	}
@@ -230,13 +234,7 @@ func (l *Limiter) up(ctx context.Context, now time.Time) {
 func (l *Limiter) failed(ctx context.Context, now time.Time, err error) {
 	l.tel.storeError(ctx, err)
 	l.nextProbe.Store(now.Add(l.probe).UnixNano())
-	if l.down.CompareAndSwap(false, true) {
-		if l.mode == Degrade {
-			share := max(l.q.Limit/int64(l.Replicas()), 1)
-			l.local.Store(ratelimit.NewLocal(ratelimit.Quota{Name: l.q.Name, Limit: share, Window: l.q.Window},
-				ratelimit.WithMaxKeys(l.maxKeys), ratelimit.WithIdleTimeout(max(l.q.Window, time.Second))))
-		}
-	}
+	l.down.Store(true)
 }
 
 // fallback decides without Redis.
@@ -250,8 +248,12 @@ func (l *Limiter) fallback(ctx context.Context, key string) (ratelimit.Decision,
 	}
 	loc := l.local.Load()
 	if loc == nil {
-		// Redis came back between the check and now.
-		return ratelimit.Decision{}, fmt.Errorf("%w: redis state changing", ratelimit.ErrUnavailable)
+		// The first decision of an outage sets up this replica's share,
+		// from the replica count known now.
+		share := max(l.q.Limit/int64(l.Replicas()), 1)
+		l.local.CompareAndSwap(nil, ratelimit.NewLocal(ratelimit.Quota{Name: l.q.Name, Limit: share, Window: l.q.Window},
+			ratelimit.WithMaxKeys(l.maxKeys), ratelimit.WithIdleTimeout(max(l.q.Window, time.Second))))
+		loc = l.local.Load()
 	}
 	return loc.Admit(ctx, key)
 }

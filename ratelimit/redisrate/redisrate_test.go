@@ -387,3 +387,35 @@ func TestCanceledContext(t *testing.T) {
 		t.Fatalf("after a canceled call: %+v, %v; want a decision by Redis", d, err)
 	}
 }
+
+// TestOutageSpanEvents: a decision taken without Redis is a span event on
+// the request's span, after the store error that caused it.
+func TestOutageSpanEvents(t *testing.T) {
+	s := redistest.Start(t)
+	h := telemetrytest.New(t)
+	lim := redisrate.New(client(t, s), ratelimit.Quota{Name: "q", Limit: 4, Window: time.Hour},
+		redisrate.WithReplicas(2), redisrate.WithName("shared"), redisrate.WithProbeInterval(time.Hour),
+		redisrate.WithMeterProvider(h.MeterProvider), redisrate.WithTracerProvider(h.TracerProvider))
+	s.Stop()
+	for range 2 {
+		ctx, span := h.Span(t.Context())
+		d, err := lim.Admit(ctx, "k")
+		span.End()
+		if err != nil || !d.Allowed || d.Quota.Limit != 2 {
+			t.Fatalf("degraded decision %+v, %v; want admitted under a share of 2", d, err)
+		}
+	}
+	var names []string
+	for _, e := range h.Events(t, "caller") {
+		if !strings.Contains(e.Attrs, "resilience.name=shared") {
+			t.Errorf("event %v without the limiter's name", e)
+		}
+		names = append(names, e.Name)
+	}
+	// The first request tried Redis; the second did not (the next probe is
+	// an hour away).
+	want := []string{"resilience.ratelimit.store_error", "resilience.ratelimit.degraded", "resilience.ratelimit.degraded"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("span events %v, want %v", names, want)
+	}
+}
