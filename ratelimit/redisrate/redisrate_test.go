@@ -278,11 +278,11 @@ func TestDegradedReplicasLearned(t *testing.T) {
 	var lims []*redisrate.Limiter
 	for range 2 {
 		lims = append(lims, redisrate.New(client(t, s), q,
-			redisrate.WithHeartbeat(time.Millisecond), redisrate.WithProbeInterval(time.Hour)))
+			redisrate.WithHeartbeat(100*time.Millisecond), redisrate.WithProbeInterval(time.Hour)))
 	}
-	// Heartbeats ride on requests; keep admitting until both have seen
-	// each other (a heartbeat is due after 1ms).
-	deadline := time.Now().Add(10 * time.Second)
+	// Heartbeats ride on requests, one per 100ms at most, and count for
+	// 300ms; keep admitting until both have seen each other.
+	deadline := time.Now().Add(20 * time.Second)
 	for lims[0].Replicas() != 2 || lims[1].Replicas() != 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("replicas learned: %d, %d; want 2, 2", lims[0].Replicas(), lims[1].Replicas())
@@ -290,7 +290,7 @@ func TestDegradedReplicasLearned(t *testing.T) {
 		for _, l := range lims {
 			l.Admit(t.Context(), "warmup")
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(110 * time.Millisecond)
 	}
 	s.Stop()
 	admitted := 0
