@@ -21,7 +21,10 @@ const (
 	DefaultIdleTimeout = 10 * time.Minute
 )
 
-// An Option configures a [Limiter] or a [Keyed] limiter.
+// An Option configures a [Limiter] or a [Keyed] limiter on the client side,
+// or a [Local] admitter, a [Middleware] or an [Enforce] policy on the
+// server side. Each option says what it applies to; one given to the wrong
+// constructor makes it panic.
 type Option interface{ apply(*config) }
 
 type config struct {
@@ -96,7 +99,8 @@ func (o nameOption) apply(c *config) { c.tel.Name = string(o) }
 
 // WithName names the limiter in its telemetry (the resilience.name
 // attribute). Names should be few and fixed, one per kind of dependency.
-// A [Keyed] limiter's name covers all its keys.
+// A [Keyed] limiter's name covers all its keys. It applies to Middleware and
+// Enforce too (not to NewLocal, which reports nothing itself).
 func WithName(name string) Option { return nameOption(name) }
 
 type meterProviderOption struct{ mp metric.MeterProvider }
