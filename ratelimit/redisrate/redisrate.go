@@ -73,8 +73,9 @@ type Limiter struct {
 	client    redis.Scripter
 	q         ratelimit.Quota
 	prefix    string
-	interval  int64 // µs
-	window    int64 // µs
+	interval  int64  // µs
+	window    int64  // µs
+	args      [2]any // interval and window, boxed once for the script calls
 	mode      Mode
 	replicas  int
 	probe     time.Duration
@@ -140,6 +141,7 @@ func New(client redis.Scripter, q ratelimit.Quota, opts ...Option) *Limiter {
 		id: hex.EncodeToString(id[:]), now: time.Now,
 		tel: newTelemetry(&c),
 	}
+	l.args = [2]any{l.interval, l.window}
 	if l.lease > 0 {
 		l.leases = keyed.New(c.maxKeys, max(c.leaseAge, q.Window), func(string) *lease { return new(lease) })
 	}
@@ -270,7 +272,7 @@ func (g grant) decision(q ratelimit.Quota) ratelimit.Decision {
 
 // take runs the GCRA script for up to n requests of key.
 func (l *Limiter) take(ctx context.Context, key string, n int64) (grant, error) {
-	vals, err := gcra.Run(ctx, l.client, []string{l.redisKey(key)}, l.interval, l.window, n).Int64Slice()
+	vals, err := gcra.Run(ctx, l.client, []string{l.redisKey(key)}, l.args[0], l.args[1], n).Int64Slice()
 	if err != nil {
 		return grant{}, err
 	}
