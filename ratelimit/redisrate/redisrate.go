@@ -94,6 +94,7 @@ type Limiter struct {
 
 	local  atomic.Pointer[ratelimit.Local] // the degraded mode's limiter, set up by an outage's first decision
 	leases *keyed.Registry[*lease]         // nil in the exact mode
+	batch  *batcher                        // nil if the client cannot pipeline
 }
 
 // New returns a limiter of quota q sharing its state through client, a
@@ -142,6 +143,9 @@ func New(client redis.Scripter, q ratelimit.Quota, opts ...Option) *Limiter {
 		tel: newTelemetry(&c),
 	}
 	l.args = [2]any{l.interval, l.window}
+	if p, ok := client.(interface{ Pipeline() redis.Pipeliner }); ok {
+		l.batch = &batcher{l: l, p: p}
+	}
 	if l.lease > 0 {
 		l.leases = keyed.New(c.maxKeys, max(c.leaseAge, q.Window), func(string) *lease { return new(lease) })
 	}
@@ -270,14 +274,28 @@ func (g grant) decision(q ratelimit.Quota) ratelimit.Decision {
 	return ratelimit.Decision{Allowed: g.n > 0, Remaining: g.remaining, RetryAfter: g.retry, Reset: g.resetD, Quota: q}
 }
 
-// take runs the GCRA script for up to n requests of key.
+// take runs the GCRA script for up to n requests of key, batched with the
+// concurrent decisions when the client can pipeline.
 func (l *Limiter) take(ctx context.Context, key string, n int64) (grant, error) {
-	vals, err := gcra.Run(ctx, l.client, []string{l.redisKey(key)}, l.args[0], l.args[1], n).Int64Slice()
+	if l.batch != nil {
+		return l.batch.take(ctx, key, n)
+	}
+	return l.takeOne(ctx, key, n)
+}
+
+// takeOne runs the GCRA script for up to n requests of key, alone.
+func (l *Limiter) takeOne(ctx context.Context, key string, n int64) (grant, error) {
+	return parseGrant(gcra.Run(ctx, l.client, []string{l.redisKey(key)}, l.args[0], l.args[1], n))
+}
+
+// parseGrant reads the script's answer.
+func parseGrant(cmd *redis.Cmd) (grant, error) {
+	vals, err := cmd.Int64Slice()
 	if err != nil {
 		return grant{}, err
 	}
 	if len(vals) != 4 {
-		return grant{}, errors.New("redisrate: unexpected script reply " + strconv.Itoa(len(vals)))
+		return grant{}, errors.New("redisrate: unexpected script reply of " + strconv.Itoa(len(vals)) + " values")
 	}
 	return grant{
 		n: vals[0], remaining: vals[1],

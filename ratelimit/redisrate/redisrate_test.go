@@ -25,9 +25,12 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // client returns a go-redis client for s that gives up at once when Redis
-// is down, closed when the test ends.
+// is down, closed when the test ends. Its pool is large because go-redis
+// starts a goroutine that redials once a second when the failed dials reach
+// the pool size, and that goroutine outlives Close by up to a second, which
+// goleak would report.
 func client(t *testing.T, s *redistest.Server) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second, PoolSize: 8})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second, PoolSize: 1000})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -417,5 +420,86 @@ func TestOutageSpanEvents(t *testing.T) {
 	want := []string{"resilience.ratelimit.store_error", "resilience.ratelimit.degraded", "resilience.ratelimit.degraded"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("span events %v, want %v", names, want)
+	}
+}
+
+// TestConcurrentExact: 64 goroutines deciding at once on one limiter (their
+// scripts pipelined together) admit the quota exactly, each seeing its own
+// remaining count; a SCRIPT FLUSH midway changes nothing.
+func TestConcurrentExact(t *testing.T) {
+	s := redistest.Start(t)
+	c := client(t, s)
+	q := ratelimit.Quota{Name: "q", Limit: 300, Window: time.Hour}
+	lim := redisrate.New(c, q, redisrate.WithReplicas(1))
+	var (
+		mu        sync.Mutex
+		remaining []int64
+		wg        sync.WaitGroup
+	)
+	for g := range 64 {
+		wg.Go(func() {
+			for i := range 10 {
+				if g == 0 && i == 5 {
+					if err := c.ScriptFlush(context.Background()).Err(); err != nil {
+						t.Error(err)
+					}
+				}
+				d, err := lim.Admit(context.Background(), "k")
+				if err != nil || d.Quota != q {
+					t.Errorf("decision %+v, %v; want one by Redis", d, err)
+					return
+				}
+				if d.Allowed {
+					mu.Lock()
+					remaining = append(remaining, d.Remaining)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(remaining) != int(q.Limit) {
+		t.Fatalf("admitted %d of 640, want the quota, %d", len(remaining), q.Limit)
+	}
+	slices.Sort(remaining)
+	for i, r := range remaining {
+		if r != int64(i) {
+			t.Fatalf("remaining counts %v, want 0..%d once each", remaining, q.Limit-1)
+		}
+	}
+}
+
+// TestConcurrentOutage: decisions in flight together when Redis goes away
+// all get an answer by the failure mode; none is left waiting.
+func TestConcurrentOutage(t *testing.T) {
+	s := redistest.Start(t)
+	lim := redisrate.New(client(t, s), ratelimit.Quota{Name: "q", Limit: 1000, Window: time.Hour},
+		redisrate.WithMode(redisrate.FailClosed), redisrate.WithProbeInterval(time.Hour))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	results := map[string]int{}
+	for g := range 32 {
+		wg.Go(func() {
+			for i := range 20 {
+				if g == 0 && i == 3 {
+					s.Stop()
+				}
+				d, err := lim.Admit(context.Background(), "k")
+				mu.Lock()
+				switch {
+				case errors.Is(err, ratelimit.ErrUnavailable):
+					results["unavailable"]++
+				case err == nil && d.Allowed:
+					results["allowed"]++
+				default:
+					t.Errorf("decision %+v, %v", d, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if results["unavailable"] == 0 || results["allowed"]+results["unavailable"] != 640 {
+		t.Fatalf("results %v: want every decision answered, the later ones unavailable", results)
 	}
 }
