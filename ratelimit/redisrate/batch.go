@@ -89,8 +89,19 @@ func (b *batcher) run(ctx context.Context, batch []*pending) {
 		return
 	}
 	cmds := b.send(ctx, batch, false)
-	if noScript(cmds) {
-		cmds = b.send(ctx, batch, true)
+	// Scripts Redis did not know (after SCRIPT FLUSH or a restart) are
+	// sent again with their source; the others ran, and must not run twice.
+	var again []*pending
+	var at []int
+	for i, c := range cmds {
+		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			again, at = append(again, batch[i]), append(at, i)
+		}
+	}
+	if len(again) > 0 {
+		for j, c := range b.send(ctx, again, true) {
+			cmds[at[j]] = c
+		}
 	}
 	for i, p := range batch {
 		p.g, p.err = parseGrant(cmds[i])
@@ -116,13 +127,4 @@ func (b *batcher) send(ctx context.Context, batch []*pending, source bool) []*re
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmds
-}
-
-func noScript(cmds []*redis.Cmd) bool {
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			return true
-		}
-	}
-	return false
 }

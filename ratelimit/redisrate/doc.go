@@ -10,8 +10,13 @@
 // key's quota is whole again. The script reads the time from Redis itself
 // (TIME), so the replicas' clocks do not matter, and sets the key to expire
 // at that time, so idle keys vanish. Every replica sees the same state: the
-// replicas together admit the quota, exactly. The cost is one round trip
-// to Redis per request.
+// replicas together admit the quota, exactly. The cost is one script run
+// per request. Decisions a replica takes concurrently share round trips:
+// while one pipeline is in flight, the decisions that arrive queue up and
+// go together in the next (group commit), each still its own atomic
+// script; a lone decision goes at once. A decision waits for Redis's answer
+// once it is queued, bounded by the client's timeouts rather than by its
+// context, since a batch must not be abandoned halfway.
 //
 // Keys are named prefix + quota name + ":{" + key + "}": the braces are a
 // Redis Cluster hash tag, and each script touches one key. A key longer
