@@ -24,10 +24,33 @@
 // A [Keyed] limiter keeps one limiter per key, by default the call's
 // target host, in a bounded registry that forgets idle keys.
 //
+// # Server side
+//
+// A server limits the requests it accepts with an [Admitter]: Admit(ctx,
+// key) takes one request's worth of a key's [Quota] (Limit requests per
+// Window, all of which may come at once) and returns a [Decision]. [Local]
+// keeps its state in memory, one bucket per key in a bounded registry; the
+// ratelimit/redisrate package shares one quota between all the replicas of
+// a service through Redis.
+//
+// [Middleware] puts admitters in front of an http.Handler: a request turned
+// away gets 429 Too Many Requests with Retry-After, and every response
+// carries the IETF RateLimit-Policy and RateLimit fields
+// ([PolicyHeader], [StateHeader]) so that clients can pace themselves.
+// [WithLimit] adds quotas (per tenant and per endpoint: a request needs
+// all). [Enforce] makes an admitter a resilience.Policy, which the gRPC
+// server interceptors of resiliencegrpc take: ResourceExhausted and a
+// pushback trailer.
+//
+// Keys often come from clients: admitters keep at most [MaxKeyLen] bytes
+// per key ([BoundKey]).
+//
 // # Telemetry
 //
 // resilience.ratelimit.wait.duration records the waits of calls that found
 // no token; rejected calls are counted in resilience.events and added as
-// the span event resilience.ratelimit.rejected. The module's
+// the span event resilience.ratelimit.rejected. On the server side every
+// request is counted as allowed or rejected (and, for a shared limiter,
+// store_error, degraded and recovered), each also a span event. The module's
 // docs/telemetry.md lists every instrument.
 package ratelimit

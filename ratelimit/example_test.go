@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -28,4 +30,35 @@ func Example() {
 	// call 1: <nil>
 	// call 2: <nil>
 	// call 3: limited, wait up to 100ms
+}
+
+func ExampleMiddleware() {
+	// Two requests a minute per client address, in one process.
+	lim := ratelimit.NewLocal(ratelimit.Quota{Name: "ip", Limit: 2, Window: time.Minute})
+	h := ratelimit.Middleware(lim, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "hello")
+	}))
+	for range 3 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		fmt.Printf("%d RateLimit-Policy: %s  RateLimit: %s  Retry-After: %q\n",
+			rec.Code, rec.Header().Get("RateLimit-Policy"), rec.Header().Get("RateLimit"), rec.Header().Get("Retry-After"))
+	}
+	// Output:
+	// 200 RateLimit-Policy: "ip";q=2;w=60  RateLimit: "ip";r=1;t=30  Retry-After: ""
+	// 200 RateLimit-Policy: "ip";q=2;w=60  RateLimit: "ip";r=0;t=30  Retry-After: ""
+	// 429 RateLimit-Policy: "ip";q=2;w=60  RateLimit: "ip";r=0;t=30  Retry-After: "30"
+}
+
+func ExampleWithLimit() {
+	// Per tenant and per endpoint: a request needs both.
+	tenant := ratelimit.NewLocal(ratelimit.Quota{Name: "tenant", Limit: 1000, Window: time.Hour})
+	search := ratelimit.NewLocal(ratelimit.Quota{Name: "endpoint", Limit: 10, Window: time.Second})
+	mw := ratelimit.Middleware(tenant, func(r *http.Request) string { return r.Header.Get("X-Tenant") },
+		ratelimit.WithLimit(search, func(r *http.Request) string { return r.URL.Path }))
+	rec := httptest.NewRecorder()
+	mw(http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest("GET", "/search", nil))
+	fmt.Println(rec.Header().Get("RateLimit-Policy"))
+	// Output:
+	// "tenant";q=1000;w=3600, "endpoint";q=10;w=1
 }

@@ -21,7 +21,10 @@ const (
 	DefaultIdleTimeout = 10 * time.Minute
 )
 
-// An Option configures a [Limiter] or a [Keyed] limiter.
+// An Option configures a [Limiter] or a [Keyed] limiter on the client side,
+// or a [Local] admitter, a [Middleware] or an [Enforce] policy on the
+// server side. Each option says what it applies to; one given to the wrong
+// constructor makes it panic.
 type Option interface{ apply(*config) }
 
 type config struct {
@@ -33,6 +36,10 @@ type config struct {
 	idle      time.Duration
 	keyedOnly string // the first keyed-only option given, for New's panic
 	customKey bool   // WithKey given: keys are not targets
+
+	// Middleware only.
+	limits     []limit
+	serverOnly string // the first Middleware-only option given
 
 	tel telemetry.Config
 }
@@ -92,7 +99,8 @@ func (o nameOption) apply(c *config) { c.tel.Name = string(o) }
 
 // WithName names the limiter in its telemetry (the resilience.name
 // attribute). Names should be few and fixed, one per kind of dependency.
-// A [Keyed] limiter's name covers all its keys.
+// A [Keyed] limiter's name covers all its keys. It applies to Middleware and
+// Enforce too (not to NewLocal, which reports nothing itself).
 func WithName(name string) Option { return nameOption(name) }
 
 type meterProviderOption struct{ mp metric.MeterProvider }
@@ -115,6 +123,12 @@ func (o tracerProviderOption) apply(c *config) { c.tel.TracerProvider = o.tp }
 // go.opentelemetry.io/otel/trace/noop turns the events off.
 func WithTracerProvider(tp trace.TracerProvider) Option { return tracerProviderOption{tp} }
 
+func (c *config) setServerOnly(name string) {
+	if c.serverOnly == "" {
+		c.serverOnly = name
+	}
+}
+
 func (c *config) setKeyedOnly(name string) {
 	if c.keyedOnly == "" {
 		c.keyedOnly = name
@@ -127,6 +141,8 @@ func (c *config) validate(fn string, r rate.Limit, burst int, keyed bool) {
 		panic(fmt.Sprintf("ratelimit: %s: rate must be positive, got %v", fn, float64(r)))
 	case burst < 1 && r != rate.Inf:
 		panic(fmt.Sprintf("ratelimit: %s: burst must be at least 1, got %d", fn, burst))
+	case c.serverOnly != "":
+		panic(fmt.Sprintf("ratelimit: %s: %s applies to Middleware only", fn, c.serverOnly))
 	case !keyed && c.keyedOnly != "":
 		panic(fmt.Sprintf("ratelimit: New: %s applies to NewKeyed only", c.keyedOnly))
 	case c.maxWait < 0:

@@ -339,7 +339,7 @@ func policyCode(err error) (codes.Code, bool) {
 	switch {
 	case errors.Is(err, timeout.ErrTimeout):
 		return codes.DeadlineExceeded, true
-	case errors.Is(err, breaker.ErrOpen), errors.Is(err, bulkhead.ErrFull):
+	case errors.Is(err, breaker.ErrOpen), errors.Is(err, bulkhead.ErrFull), errors.Is(err, ratelimit.ErrUnavailable):
 		return codes.Unavailable, true
 	case errors.Is(err, ratelimit.ErrLimited), errors.Is(err, pushbackgate.ErrClosed):
 		return codes.ResourceExhausted, true

@@ -24,6 +24,15 @@ import (
 //		grpc.ChainUnaryInterceptor(resiliencegrpc.UnaryServerInterceptor(lim)),
 //		grpc.ChainStreamInterceptor(resiliencegrpc.StreamServerInterceptor(lim)))
 //
+// A quota shared by the replicas of a service, or by the service's HTTP
+// ratelimit.Middleware, takes any ratelimit.Admitter (a
+// ratelimit/redisrate limiter, say) through ratelimit.Enforce:
+//
+//	resiliencegrpc.UnaryServerInterceptor(ratelimit.Enforce(redisLimiter, tenantFromMetadata))
+//
+// An admitter that cannot decide (ratelimit.ErrUnavailable: its store is
+// down and it fails closed) turns the call away with Unavailable.
+//
 // The handler runs with a context that describes the call
 // (resilience.CallFrom): its Target is the client's address without the
 // port, so that keyed policies keep one instance per client by default,

@@ -67,6 +67,9 @@ const (
 	TimeoutKey      = attribute.Key("resilience.timeout")      // seconds, span events
 	LimitKey        = attribute.Key("resilience.limit")        // span events
 	FromStateKey    = attribute.Key("resilience.breaker.from") // span events
+	QuotaKey        = attribute.Key("resilience.quota")        // ratelimit quota name, span events
+	RemainingKey    = attribute.Key("resilience.remaining")    // ratelimit remaining quota, span events
+	ModeKey         = attribute.Key("resilience.mode")         // ratelimit failure mode, span events
 )
 
 // Policy kinds, the values of resilience.policy.
@@ -89,6 +92,10 @@ const (
 	EventClosed         = "closed"      // breaker: half-open → closed
 	EventRejected       = "rejected"    // breaker, bulkhead, ratelimit: call turned away
 	EventExpired        = "expired"     // timeout: the policy's deadline cut the operation short
+	EventAllowed        = "allowed"     // ratelimit (server side): a request admitted
+	EventDegraded       = "degraded"    // ratelimit (shared): store unreachable, deciding locally
+	EventRecovered      = "recovered"   // ratelimit (shared): store reachable again
+	EventStoreError     = "store_error" // ratelimit (shared): a store call failed
 
 	// The idempotency policy (not written yet) reports these, with
 	// KindIdempotency.
