@@ -275,7 +275,8 @@ func pushback(md metadata.MD) (d time.Duration, ok, stop bool) {
 		}
 		return 0, true, false // "-0"
 	}
-	const maxDigits = 9 // 999,999,999 ms, far above maxPushback
+	v = strings.TrimLeft(v, "0") // "0001" is 1 ms; "" once trimmed is 0
+	const maxDigits = 9          // 999,999,999 ms, far above maxPushback
 	if len(v) > maxDigits {
 		return maxPushback, true, false
 	}
