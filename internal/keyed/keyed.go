@@ -9,9 +9,11 @@
 // them. Idle values are kept in least-recently-used order. Whenever a key is
 // acquired, values idle for longer than the idle timeout are dropped, and
 // when a new key would exceed the maximum, the least recently used idle
-// value is dropped to make room. If every value is in use the registry grows
-// past its maximum by at most the number of keys with calls in flight, and
-// shrinks back as they end. No goroutine is started.
+// values are dropped to make room. If every value is in use the registry
+// grows past its maximum by at most the number of keys with calls in
+// flight, and shrinks back to the maximum as they end: a key released while
+// the registry is over its maximum drops the least recently used idle
+// values until it is not. No goroutine is started.
 package keyed
 
 import (
@@ -95,7 +97,7 @@ func (r *Registry[V]) Acquire(key string) *Entry[V] {
 	r.evictIdle(now)
 	e, ok := r.m[key]
 	if !ok {
-		if len(r.m) >= r.max && r.tail != nil {
+		for len(r.m) >= r.max && r.tail != nil {
 			r.remove(r.tail)
 		}
 		e = &Entry[V]{Value: r.newValue(key), key: key}
@@ -129,6 +131,10 @@ func (r *Registry[V]) Release(e *Entry[V]) {
 	r.head = e
 	if r.tail == nil {
 		r.tail = e
+	}
+	// After a burst of keys in use at once, shrink back to the bound.
+	for len(r.m) > r.max && r.tail != nil {
+		r.remove(r.tail)
 	}
 }
 
