@@ -51,7 +51,7 @@ type maxWaitOption time.Duration
 func (o maxWaitOption) apply(c *config) { c.maxWait = time.Duration(o) }
 
 // WithMaxWait sets how long a call may wait for its turn. A call that would
-// have to wait longer fails at once with an [*LimitedError] saying how long
+// have to wait longer fails at once with a [*LimitedError] saying how long
 // it would have waited; it does not use up the rate. Zero, the default,
 // never waits. New panics if d < 0.
 func WithMaxWait(d time.Duration) Option { return maxWaitOption(d) }

@@ -28,7 +28,16 @@ type LimitedError struct {
 }
 
 func (e *LimitedError) Error() string {
-	return fmt.Sprintf("ratelimit: rate limit exceeded, next call allowed in %v", e.Wait)
+	return fmt.Sprintf("ratelimit: rate limit exceeded, next call allowed in %v", round(e.Wait))
+}
+
+// round rounds d for people to read: to the millisecond, or to the
+// microsecond below one millisecond.
+func round(d time.Duration) time.Duration {
+	if d >= time.Millisecond {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Microsecond)
 }
 
 // Is reports whether target is ErrLimited.
@@ -65,7 +74,7 @@ func (l *Limiter) Burst() int { return l.lim.Burst() }
 
 // Do runs op when the rate allows it. A call that would have to wait longer
 // than the maximum wait ([WithMaxWait]), or past ctx's deadline, fails at
-// once with an [*LimitedError], marked as throttled with the wait it would
+// once with a [*LimitedError], marked as throttled with the wait it would
 // have needed (resilience.MarkRetryAfter); it does not use up the rate. If
 // ctx is done during the wait, Do returns ctx.Err() and gives the call's
 // turn back.

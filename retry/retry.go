@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -40,7 +41,16 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("retry: gave up after %d attempt(s) (%v): %v", e.Attempts, e.Reason, e.Err)
+	attempts := "attempts"
+	if e.Attempts == 1 {
+		attempts = "attempt"
+	}
+	// The reasons of this package already say "retry: ".
+	var reason string
+	if e.Reason != nil {
+		reason = strings.TrimPrefix(e.Reason.Error(), "retry: ")
+	}
+	return fmt.Sprintf("retry: gave up after %d %s (%s): %v", e.Attempts, attempts, reason, e.Err)
 }
 
 // Unwrap returns the last attempt's error and the reason, in that order, so
