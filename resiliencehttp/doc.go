@@ -33,7 +33,9 @@
 // When retries run out on a failed response, the caller gets that last
 // response with a nil error, as it would without the transport, not a
 // synthetic error. Every response a policy discards is drained (up to
-// [MaxDrain] bytes) and closed, so its connection is reused.
+// [MaxDrain] bytes and for at most [MaxDrainTime]) and closed, so its
+// connection is reused, and a body that stalls never delays the next attempt
+// by more than MaxDrainTime.
 //
 // # Which requests are retried
 //

@@ -27,6 +27,11 @@ const (
 	// before it is closed, so that its connection can be reused. A longer
 	// body is closed unread and its connection dropped.
 	MaxDrain = 16 << 10
+	// MaxDrainTime bounds how long draining a discarded response body may
+	// delay the next attempt. A body that has not reached its end by then
+	// (a server that stalls after a few bytes) is closed and its
+	// connection dropped.
+	MaxDrainTime = 50 * time.Millisecond
 )
 
 // Transport is an http.RoundTripper that runs each request under a
@@ -335,8 +340,12 @@ func (b *heldBody) Close() error {
 }
 
 // discard drains a little of the body, so that its connection can be
-// reused, and closes it.
+// reused, and closes it. Draining stops after MaxDrain bytes or
+// MaxDrainTime, whichever comes first: closing the body ends a read in
+// progress, as net/http's response bodies allow.
 func (b *heldBody) discard() {
+	t := time.AfterFunc(MaxDrainTime, func() { b.rc.Close() })
 	io.CopyN(io.Discard, b.rc, MaxDrain)
+	t.Stop()
 	b.rc.Close()
 }
