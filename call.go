@@ -38,6 +38,38 @@ func WithCall(ctx context.Context, c Call) context.Context {
 	return a
 }
 
+// WithoutCall returns a context with ctx's deadline, cancellation and
+// values, but outside any call: [CallFrom] reports no call and no attempt
+// or held result is seen through it. Give it to work that runs inside a
+// call but is not part of it, above all a server's handler, which makes
+// outbound calls of its own: the description of the incoming call (its
+// client, its method, not idempotent) must never be taken for theirs.
+func WithoutCall(ctx context.Context) context.Context {
+	if attemptFrom(ctx) == nil {
+		return ctx
+	}
+	return noCallCtx{ctx}
+}
+
+// noCallCtx hides the call and attempt of the context it wraps.
+type noCallCtx struct{ context.Context }
+
+func (c noCallCtx) Value(key any) any {
+	if key == (ctxKey{}) {
+		return nil
+	}
+	return c.Context.Value(key)
+}
+
+// AfterFunc lets contexts derived from this one follow its cancellation
+// without a goroutine.
+func (c noCallCtx) AfterFunc(f func()) (stop func() bool) {
+	if af, ok := c.Context.(afterFuncer); ok {
+		return af.AfterFunc(f)
+	}
+	return context.AfterFunc(c.Context, f)
+}
+
 // CallFrom returns the call described in ctx by [WithCall]. ok is false
 // outside any call.
 func CallFrom(ctx context.Context) (c Call, ok bool) {

@@ -356,7 +356,8 @@ func CallAttrs(ctx context.Context, attrs []attribute.KeyValue) []attribute.KeyV
 	if !ok {
 		return attrs
 	}
-	in, incoming := ctx.Value(incomingKey{}).(incomingCall)
+	in, _ := ctx.Value(incomingKey{}).(incomingCall)
+	incoming := in.incoming
 	if c.Target != "" && !incoming {
 		attrs = append(attrs, semconv.ServerAddress(ServerAddress(c.Target)))
 	}
@@ -373,7 +374,7 @@ func CallAttrs(ctx context.Context, attrs []attribute.KeyValue) []attribute.KeyV
 
 type incomingKey struct{}
 
-type incomingCall struct{ otherMethod bool }
+type incomingCall struct{ incoming, otherMethod bool }
 
 // Incoming returns ctx marked, for [CallAttrs], as the context of a call a
 // server received (a gRPC server interceptor's). The call's target there
@@ -385,7 +386,16 @@ type incomingCall struct{ otherMethod bool }
 // so it is unbounded and CallAttrs records rpc.method as "_OTHER", as the
 // conventions ask for methods the instrumentation does not know.
 func Incoming(ctx context.Context, otherMethod bool) context.Context {
-	return context.WithValue(ctx, incomingKey{}, incomingCall{otherMethod})
+	return context.WithValue(ctx, incomingKey{}, incomingCall{incoming: true, otherMethod: otherMethod})
+}
+
+// Outgoing undoes [Incoming] for the work a server's handler does: the
+// calls it makes are its own, with their own targets.
+func Outgoing(ctx context.Context) context.Context {
+	if in, _ := ctx.Value(incomingKey{}).(incomingCall); !in.incoming {
+		return ctx
+	}
+	return context.WithValue(ctx, incomingKey{}, incomingCall{})
 }
 
 // ServerAddress returns the host of a target ("api.example.com:443" →
