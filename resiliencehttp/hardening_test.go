@@ -1,7 +1,9 @@
 package resiliencehttp_test
 
 import (
+	"context"
 	"io"
+	"strings"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience/resiliencehttp"
+	"github.com/resilience-go/resilience/standard"
 	"github.com/resilience-go/resilience/timeout"
 )
 
@@ -48,4 +51,59 @@ func TestStalledDiscardDoesNotHoldRetry(t *testing.T) {
 		t.Fatalf("server saw %d requests, want 2", n)
 	}
 	t.Logf("retried after a stalled drain in %v", time.Since(began))
+}
+
+// slowBodyServer answers 200 with a body whose second half comes after
+// delay, well past the attempt timeouts the tests set.
+func slowBodyServer(t *testing.T, delay time.Duration) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "head,")
+		w.(http.Flusher).Flush()
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "tail")
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// TestAttemptTimeoutNeverCutsHeldBody: the per-attempt timeout bounds the
+// time to the response, never the body, whether or not a retry started an
+// attempt: a POST without an Idempotency-Key (sent once) and a pipeline
+// with no retries at all.
+func TestAttemptTimeoutNeverCutsHeldBody(t *testing.T) {
+	s := slowBodyServer(t, 300*time.Millisecond)
+	for _, tt := range []struct {
+		name   string
+		method string
+		opts   []standard.Option
+	}{
+		{"POST without Idempotency-Key", http.MethodPost, nil},
+		{"PATCH without Idempotency-Key", http.MethodPatch, nil},
+		{"GET with WithRetries(0)", http.MethodGet, []standard.Option{standard.WithRetries(0)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := newTransport()
+			defer base.CloseIdleConnections()
+			opts := append([]standard.Option{standard.WithAttemptTimeout(50 * time.Millisecond), standard.WithBreaker()}, tt.opts...)
+			rt, err := resiliencehttp.Standard(base, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequestWithContext(context.Background(), tt.method, s.URL, strings.NewReader("payload"))
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || string(b) != "head,tail" {
+				t.Fatalf("read %q, %v; want the whole body (the attempt timeout cut it)", b, err)
+			}
+		})
+	}
 }

@@ -101,7 +101,12 @@ func New(opts ...Option) *Policy {
 func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	call, inCall := resilience.CallFrom(ctx)
 	if inCall && !call.Idempotent {
-		return op(ctx)
+		// Sent once, but still an attempt: what runs inside (a per-attempt
+		// timeout) treats it as one, so a held result is left to it.
+		actx, at := resilience.StartAttempt(ctx, 1)
+		err := op(actx)
+		at.Keep()
+		return err
 	}
 	var (
 		start = time.Now()

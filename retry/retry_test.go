@@ -339,3 +339,21 @@ func TestErrorText(t *testing.T) {
 		}
 	}
 }
+
+// A call retry must not repeat is still an attempt to what runs inside.
+func TestNotIdempotentCallIsAnAttempt(t *testing.T) {
+	ctx := resilience.WithCall(t.Context(), resilience.Call{Method: "POST", Idempotent: false})
+	var inAttempt bool
+	calls := 0
+	err := retry.New().Do(ctx, func(ctx context.Context) error {
+		calls++
+		inAttempt = resilience.InAttempt(ctx)
+		return errors.New("transient")
+	})
+	if err == nil || calls != 1 {
+		t.Fatalf("got %v after %d calls, want the error after 1", err, calls)
+	}
+	if !inAttempt {
+		t.Error("the operation of a call sent once does not run in an attempt")
+	}
+}

@@ -59,7 +59,7 @@ func New(opts ...Option) (resilience.Policy, error) {
 			opts := telemetryOpts(&c, ratelimit.WithName, ratelimit.WithMeterProvider, ratelimit.WithTracerProvider)
 			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, append(opts, prepend(c.key, ratelimit.WithKey, c.rateOpts)...)...))
 		}
-		ps = append(ps, timeout.New(c.total, timeoutOpts(&c, "total")...))
+		ps = append(ps, timeout.New(c.total, append(timeoutOpts(&c, "total"), timeout.WithScope(timeout.ScopeCall))...))
 		if c.retries > 0 {
 			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider)
 			opts = append(opts, retry.WithMaxAttempts(c.retries+1))
@@ -77,7 +77,9 @@ func New(opts ...Option) (resilience.Policy, error) {
 			opts := telemetryOpts(&c, bulkhead.WithName, bulkhead.WithMeterProvider, bulkhead.WithTracerProvider)
 			ps = append(ps, bulkhead.NewKeyed(c.bulkhead, append(opts, prepend(c.key, bulkhead.WithKey, c.bulkheadOpts)...)...))
 		}
-		ps = append(ps, timeout.New(c.attempt, timeoutOpts(&c, "attempt")...))
+		// The attempt timeout bounds an attempt and never a held result,
+		// whether or not a retry started an attempt around it.
+		ps = append(ps, timeout.New(c.attempt, append(timeoutOpts(&c, "attempt"), timeout.WithScope(timeout.ScopeAttempt))...))
 	})
 	if err != nil {
 		return nil, err

@@ -17,8 +17,10 @@
 //
 // A result that outlives the operation, such as an HTTP response body read
 // after RoundTrip returns or a gRPC stream, keeps its context until it is
-// done (see resilience.Hold). What bounds it depends, again, on where the
-// policy sits:
+// done (see resilience.Hold). What bounds it is the policy's scope
+// ([WithScope]). [ScopeAttempt] and [ScopeCall] say it outright, and a
+// pipeline that depends on the answer should say it: the standard presets
+// do. By default ([ScopeAuto]) it depends, again, on where the policy sits:
 //
 //   - Inside an attempt (resilience.InAttempt: under a retry policy), the
 //     policy bounds the time until the result arrives. When the operation
