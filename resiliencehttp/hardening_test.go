@@ -3,9 +3,9 @@ package resiliencehttp_test
 import (
 	"context"
 	"io"
-	"strings"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
