@@ -183,15 +183,36 @@ var errDiscarded = Mark(errors.New("resilience: result discarded"), KindCanceled
 // result away ([Attempt.Discard]); it should free the result (drain and
 // close a body) and need not call done.
 //
+// If ctx ends while the result is held (the caller gave up, or a total
+// timeout fired), the result is done at once with an error that matches
+// [ErrAbandoned] and ctx's cause, and is classified [KindCanceled]: what
+// was deferred for it is released (a bulkhead slot, a breaker's probe),
+// and its outcome is not counted, even if the caller never closes the
+// body. No goroutine waits for this; it costs one registration with ctx
+// (context.AfterFunc), removed when the result is done.
+//
 // Outside any call or attempt, Hold returns a done that does nothing.
 func Hold(ctx context.Context, discard func()) (done func(err error)) {
 	a := attemptFrom(ctx)
 	if a == nil {
 		return func(error) {}
 	}
-	a.hold(discard)
+	a.hold(ctx, discard)
 	return a.finish
 }
+
+// ErrAbandoned is matched, with errors.Is, by the final error of a held
+// result whose context ended before the result was done (see [Hold]): the
+// caller gave up on it, or a total timeout fired, while a response body
+// was unread or unclosed.
+var ErrAbandoned = errors.New("resilience: context ended while the result was held")
+
+// abandonedError is the final error of a held result whose context ended.
+type abandonedError struct{ cause error }
+
+func (e *abandonedError) Error() string { return ErrAbandoned.Error() + ": " + e.cause.Error() }
+
+func (e *abandonedError) Unwrap() []error { return []error{ErrAbandoned, e.cause} }
 
 // Held reports whether the result of the current attempt is held (see
 // [Hold]) and not yet done. Policies call it after the operation returns
@@ -260,6 +281,8 @@ type attemptCtx struct {
 	next     *attemptCtx   // finished after this one (see Keep)
 	pushback time.Duration // see ReportPushback, when pushed
 	pushed   bool
+	holdCtx  context.Context // the context the result was held in
+	stop     func() bool     // removes the registration with holdCtx
 }
 
 func (a *attemptCtx) Value(key any) any {
@@ -284,13 +307,30 @@ type afterFuncer interface {
 	AfterFunc(func()) func() bool
 }
 
-func (a *attemptCtx) hold(discard func()) {
+func (a *attemptCtx) hold(ctx context.Context, discard func()) {
 	a.mu.Lock()
 	if a.state == stateOpen {
 		a.state = stateHeld
 		a.discard = discard
+		if ctx.Done() != nil {
+			// If ctx is already done, abandon runs at once on a goroutine
+			// of its own and waits for the lock.
+			a.holdCtx = ctx
+			a.stop = context.AfterFunc(ctx, a.abandon)
+		}
 	}
 	a.mu.Unlock()
+}
+
+// abandon ends a held result whose context ended first; see Hold.
+func (a *attemptCtx) abandon() {
+	a.mu.Lock()
+	ctx := a.holdCtx
+	a.mu.Unlock()
+	if ctx == nil {
+		return // already done
+	}
+	a.finish(Mark(&abandonedError{cause: context.Cause(ctx)}, KindCanceled))
 }
 
 func (a *attemptCtx) finish(err error) {
@@ -301,9 +341,12 @@ func (a *attemptCtx) finish(err error) {
 	}
 	a.state = stateDone
 	a.err = err
-	rs, next := a.releases, a.next
-	a.releases, a.discard, a.child, a.next = nil, nil, nil, nil
+	rs, next, stop := a.releases, a.next, a.stop
+	a.releases, a.discard, a.child, a.next, a.stop, a.holdCtx = nil, nil, nil, nil, nil, nil
 	a.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	for _, r := range rs {
 		r(err)
 	}

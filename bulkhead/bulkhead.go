@@ -19,7 +19,11 @@ import (
 // and none came free within the maximum wait. Do returns it marked as
 // throttled (resilience.KindThrottled), without a requested delay: an
 // outer retry waits its own backoff. Match it with errors.Is.
-var ErrFull = errors.New("bulkhead: full")
+//
+// A bulkhead that stays full while its dependency is idle usually means
+// response bodies that were never closed: a body holds its slot until it is
+// read to the end or closed, or until its call's context ends.
+var ErrFull = errors.New("bulkhead: full (every slot taken; unclosed response bodies are a common cause)")
 
 var errFull = resilience.Mark(ErrFull, resilience.KindThrottled)
 

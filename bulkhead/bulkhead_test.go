@@ -308,3 +308,9 @@ func BenchmarkKeyed(b *testing.B) {
 		k.Do(ctx, op)
 	}
 }
+
+func TestErrFullNamesCommonCause(t *testing.T) {
+	if !strings.Contains(bulkhead.ErrFull.Error(), "unclosed response bodies") {
+		t.Errorf("ErrFull = %q, want it to name unclosed response bodies as a common cause", bulkhead.ErrFull)
+	}
+}

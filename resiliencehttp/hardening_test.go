@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resilience-go/resilience/bulkhead"
 	"github.com/resilience-go/resilience/resiliencehttp"
 	"github.com/resilience-go/resilience/standard"
 	"github.com/resilience-go/resilience/timeout"
@@ -104,6 +105,53 @@ func TestAttemptTimeoutNeverCutsHeldBody(t *testing.T) {
 			if err != nil || string(b) != "head,tail" {
 				t.Fatalf("read %q, %v; want the whole body (the attempt timeout cut it)", b, err)
 			}
+		})
+	}
+}
+
+// TestUnclosedBodyReleasedWhenCallEnds: a body its caller never closes
+// holds a bulkhead slot only until the call's context ends, by the
+// caller's cancellation or by the total timeout.
+func TestUnclosedBodyReleasedWhenCallEnds(t *testing.T) {
+	s := slowBodyServer(t, time.Hour) // a body that never ends
+	for _, tt := range []struct {
+		name  string
+		total time.Duration
+		end   func(cancel context.CancelFunc)
+	}{
+		{"caller cancels", 30 * time.Second, func(cancel context.CancelFunc) { cancel() }},
+		{"total timeout", time.Second, func(context.CancelFunc) {}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := newTransport()
+			defer base.CloseIdleConnections()
+			rt, err := resiliencehttp.Standard(base, standard.WithTotalTimeout(tt.total),
+				standard.WithAttemptTimeout(tt.total/2),
+				standard.WithBreaker(),
+				standard.WithBulkhead(1, bulkhead.WithMaxWait(10*time.Second)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp // dropped without reading or closing
+			tt.end(cancel)
+			<-resp.Request.Context().Done() // the call's context ended
+			// The next call gets the slot; before, it waited 10s for
+			// ErrFull.
+			ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel2()
+			req2, _ := http.NewRequestWithContext(ctx2, http.MethodGet, s.URL, nil)
+			resp2, err := rt.RoundTrip(req2)
+			if err != nil {
+				t.Fatalf("second call: %v (the unclosed body kept the slot)", err)
+			}
+			resp2.Body.Close()
 		})
 	}
 }
