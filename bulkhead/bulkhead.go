@@ -146,10 +146,10 @@ func (b *Bulkhead) acquire(ctx context.Context) error {
 // and a key with no slot taken for [WithIdleTimeout] is forgotten. A key
 // with a slot taken is never forgotten.
 type Keyed struct {
-	key       func(context.Context) string
-	reg       *keyed.Registry[*Bulkhead]
-	customKey bool
-	set       attribute.Set // for custom keys: the set of the sum over keys
+	key    func(context.Context) string
+	reg    *keyed.Registry[*Bulkhead]
+	summed bool          // report the sum over keys, not one series per key
+	set    attribute.Set // for summed: the set of the sum over keys
 }
 
 // NewKeyed returns a keyed bulkhead that lets at most limit calls per key
@@ -161,8 +161,8 @@ func NewKeyed(limit int, opts ...Option) *Keyed {
 	}
 	c.validate("NewKeyed", limit, true)
 	tel := newTelemetry(&c)
-	k := &Keyed{key: c.key, customKey: c.customKey}
-	if c.customKey {
+	k := &Keyed{key: c.key, summed: c.customKey || c.tel.NoServerAddress}
+	if k.summed {
 		k.set = inFlightSet(tel, "")
 		k.reg = keyed.New(c.maxKeys, c.idle, func(string) *Bulkhead { return newBulkhead(limit, c.maxWait, tel, "") })
 	} else {

@@ -75,8 +75,8 @@ func TestServerCallDoesNotLeakIntoHandler(t *testing.T) {
 		if s.err != nil || s.attempts != 3 {
 			t.Errorf("%s: outbound work made %d attempts, %v; want 3, nil (retried as outside any call)", kind, s.attempts, s.err)
 		}
-		if s.attrs != 2 {
-			t.Errorf("%s: outbound call has %d attributes, want 2 (server.address and the method)", kind, s.attrs)
+		if s.attrs != 3 {
+			t.Errorf("%s: outbound call has %d attributes, want 3 (server.address, server.port and the method)", kind, s.attrs)
 		}
 	}
 }
