@@ -2,15 +2,18 @@ package resiliencehttp_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/resiliencehttp"
 	"github.com/resilience-go/resilience/standard"
 	"github.com/resilience-go/resilience/timeout"
@@ -155,3 +158,75 @@ func TestUnclosedBodyReleasedWhenCallEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestStandardRateLimitPacesBurst: the README's WithRateLimit(100, 20)
+// paces a 50-call burst within the calls' deadline instead of failing 30
+// of them; ratelimit.WithMaxWait(0) keeps failing fast.
+func TestStandardRateLimitPacesBurst(t *testing.T) {
+	s := newServer(t, http.StatusOK)
+	burst := func(opts ...ratelimit.Option) (ok, limited int) {
+		base := newTransport()
+		defer base.CloseIdleConnections()
+		rt, err := resiliencehttp.Standard(base, standard.WithRateLimit(100, 20, opts...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			mu sync.Mutex
+			wg sync.WaitGroup
+		)
+		for range 50 {
+			wg.Go(func() {
+				resp, err := rt.RoundTrip(mustGet(t, s.URL))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					resp.Body.Close()
+					ok++
+				case errors.Is(err, ratelimit.ErrLimited):
+					limited++
+				default:
+					t.Errorf("unexpected error %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		return ok, limited
+	}
+	if ok, limited := burst(); ok != 50 {
+		t.Errorf("default: %d of 50 calls succeeded, %d turned away by the rate limit; want all paced through", ok, limited)
+	}
+	if ok, limited := burst(ratelimit.WithMaxWait(0)); ok+limited != 50 || limited < 20 {
+		t.Errorf("WithMaxWait(0): %d succeeded, %d turned away; want at least 20 turned away at once", ok, limited)
+	}
+}
+
+// A call whose deadline comes before its turn is turned away at once, not
+// held past its deadline.
+func TestStandardRateLimitNeverWaitsPastDeadline(t *testing.T) {
+	s := newServer(t, http.StatusOK)
+	base := newTransport()
+	defer base.CloseIdleConnections()
+	rt, err := resiliencehttp.Standard(base, standard.WithRateLimit(rate1PerHour, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := rt.RoundTrip(mustGet(t, s.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
+	began := time.Now()
+	if _, err := rt.RoundTrip(req); !errors.Is(err, ratelimit.ErrLimited) {
+		t.Fatalf("got %v, want ErrLimited at once", err)
+	}
+	if d := time.Since(began); d > 10*time.Second {
+		t.Fatalf("turned away after %v, want at once", d)
+	}
+}
+
+const rate1PerHour = 1.0 / 3600

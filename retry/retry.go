@@ -90,6 +90,10 @@ func New(opts ...Option) *Policy {
 	return &Policy{c: c, tel: tel, attempts: tel.Attempts()}
 }
 
+// MaxAttempts returns the most attempts the policy makes for one call, the
+// first one included.
+func (p *Policy) MaxAttempts() int { return p.c.maxAttempts }
+
 // Do runs op, and runs it again after a wait while it fails with a
 // retryable error and the policy's limits allow. See the package
 // documentation for the rules.
