@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -49,7 +50,10 @@ type Bulkhead struct {
 // panics if limit < 1 or an option's value is invalid.
 func New(limit int, opts ...Option) *Bulkhead {
 	c := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("bulkhead: New: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
 	c.validate("New", limit, false)
@@ -156,7 +160,10 @@ type Keyed struct {
 // run at once. It panics if limit < 1 or an option's value is invalid.
 func NewKeyed(limit int, opts ...Option) *Keyed {
 	c := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("bulkhead: NewKeyed: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
 	c.validate("NewKeyed", limit, true)

@@ -314,3 +314,19 @@ func TestErrFullNamesCommonCause(t *testing.T) {
 		t.Errorf("ErrFull = %q, want it to name unclosed response bodies as a common cause", bulkhead.ErrFull)
 	}
 }
+
+func TestNilOptionNamed(t *testing.T) {
+	for name, build := range map[string]func(){
+		"bulkhead: New: option 0 is nil":      func() { bulkhead.New(1, nil) },
+		"bulkhead: NewKeyed: option 0 is nil": func() { bulkhead.NewKeyed(1, nil) },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != name {
+					t.Errorf("panic %v, want %q", r, name)
+				}
+			}()
+			build()
+		}()
+	}
+}

@@ -59,7 +59,10 @@ type Limiter struct {
 // rate.Inf), or if an option's value is invalid.
 func New(r rate.Limit, burst int, opts ...Option) *Limiter {
 	c := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("ratelimit: New: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
 	c.validate("New", r, burst, false)
@@ -150,7 +153,10 @@ type Keyed struct {
 // burst of burst, as with [New]. It panics like New.
 func NewKeyed(r rate.Limit, burst int, opts ...Option) *Keyed {
 	c := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("ratelimit: NewKeyed: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
 	c.validate("NewKeyed", r, burst, true)

@@ -260,3 +260,19 @@ func TestLimitedErrorRoundsWait(t *testing.T) {
 		}
 	}
 }
+
+func TestNilOptionNamed(t *testing.T) {
+	for name, build := range map[string]func(){
+		"ratelimit: New: option 0 is nil":      func() { ratelimit.New(1, 1, nil) },
+		"ratelimit: NewKeyed: option 0 is nil": func() { ratelimit.NewKeyed(1, 1, nil) },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != name {
+					t.Errorf("panic %v, want %q", r, name)
+				}
+			}()
+			build()
+		}()
+	}
+}

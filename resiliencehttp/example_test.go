@@ -86,5 +86,5 @@ func ExampleStandard() {
 	// Invalid combinations are errors when building, never at call time.
 	_, err = resiliencehttp.Standard(nil, standard.WithAttemptTimeout(time.Minute))
 	fmt.Println(err)
-	// Output: standard: attempt timeout 1m0s is above the total timeout 30s
+	// Output: standard: WithAttemptTimeout(1m0s) is above WithTotalTimeout(30s): lower the one or raise the other
 }

@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/bulkhead"
 	"github.com/resilience-go/resilience/ratelimit"
+	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/resiliencehttp"
 	"github.com/resilience-go/resilience/standard"
 	"github.com/resilience-go/resilience/timeout"
@@ -230,3 +233,113 @@ func TestStandardRateLimitNeverWaitsPastDeadline(t *testing.T) {
 }
 
 const rate1PerHour = 1.0 / 3600
+
+// TestCallerBugsAreNotOutages: requests net/http refuses to send as built
+// fail with a clear error, are never retried and never open a breaker.
+func TestCallerBugsAreNotOutages(t *testing.T) {
+	s := newServer(t, http.StatusOK)
+	base := newTransport()
+	defer base.CloseIdleConnections()
+	var retries atomic.Int32
+	rt, err := resiliencehttp.Standard(base, standard.WithRetry(
+		retry.WithBackoff(time.Millisecond, time.Millisecond),
+		retry.WithOnRetry(func(context.Context, retry.Event) { retries.Add(1) })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]func() *http.Request{
+		"nil Header": func() *http.Request {
+			r := mustGet(t, s.URL)
+			r.Header = nil
+			return r
+		},
+		"ContentLength above a replayable body": func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPut, s.URL, strings.NewReader("abc"))
+			r.ContentLength = 10 // GetBody is set: the body is not buffered
+			return r
+		},
+		"ContentLength above a buffered body": func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPut, s.URL, io.MultiReader(strings.NewReader("abc")))
+			r.ContentLength = 10
+			return r
+		},
+		"ContentLength with no body": func() *http.Request {
+			r := mustGet(t, s.URL)
+			r.ContentLength = 10
+			return r
+		},
+		"invalid header value": func() *http.Request {
+			r := mustGet(t, s.URL)
+			r.Header.Set("X-Bad", "a\nb")
+			return r
+		},
+	}
+	for range 10 { // 50 bad calls: far more than the breaker needs to open
+		for name, req := range bad {
+			resp, err := rt.RoundTrip(req())
+			if err == nil {
+				resp.Body.Close()
+				t.Fatalf("%s: got %s, want an error", name, resp.Status)
+			}
+			if k := resilience.Classify(err); k != resilience.KindRejected && !strings.HasPrefix(err.Error(), "resiliencehttp: ") {
+				t.Fatalf("%s: got %v (%v), want a clear error, rejected", name, err, k)
+			}
+		}
+	}
+	if n := retries.Load(); n != 0 {
+		t.Errorf("%d retries of caller bugs, want none", n)
+	}
+	resp, err := rt.RoundTrip(mustGet(t, s.URL))
+	if errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("a good call after the bad ones: %v; caller bugs opened the breaker", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+// TestPolicyErrorSaysWhyNotRetried: a POST too large to replay that got a
+// 503 comes back as the 503, and PolicyError says why it was not retried.
+func TestPolicyErrorSaysWhyNotRetried(t *testing.T) {
+	s := newServer(t, http.StatusServiceUnavailable, http.StatusOK)
+	base := newTransport()
+	defer base.CloseIdleConnections()
+	rt, err := resiliencehttp.Standard(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.MaxBodyBuffer = 64
+	req, _ := http.NewRequest(http.MethodPost, s.URL, io.MultiReader(strings.NewReader(strings.Repeat("x", 100))))
+	req.Header.Set("Idempotency-Key", `"k1"`)
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || s.Hits() != 1 {
+		t.Fatalf("got %d after %d requests, want the 503 after 1", resp.StatusCode, s.Hits())
+	}
+	perr := resiliencehttp.PolicyError(resp)
+	var re *retry.Error
+	if !errors.Is(perr, resiliencehttp.ErrBodyNotReplayable) || !errors.As(perr, &re) || re.Attempts != 1 {
+		t.Fatalf("PolicyError = %v, want a *retry.Error after 1 attempt matching ErrBodyNotReplayable", perr)
+	}
+
+	// A response the policy accepted has none.
+	ok, err := (&http.Client{Transport: rt}).Get(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok.Body.Close()
+	if perr := resiliencehttp.PolicyError(ok); ok.StatusCode != http.StatusOK || perr != nil {
+		t.Fatalf("got %d with PolicyError %v, want 200 with none", ok.StatusCode, perr)
+	}
+}
+
+func TestStandardNilOptionNamed(t *testing.T) {
+	rt, err := resiliencehttp.Standard(nil, nil)
+	if rt != nil || err == nil || err.Error() != "standard: New: option 0 is nil" {
+		t.Fatalf("got %v, %v; want an error naming the nil option", rt, err)
+	}
+}

@@ -82,7 +82,10 @@ type Policy struct {
 // option, if an option's value is invalid.
 func New(opts ...Option) *Policy {
 	c := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("retry: New: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
 	c.validate()

@@ -357,3 +357,12 @@ func TestNotIdempotentCallIsAnAttempt(t *testing.T) {
 		t.Error("the operation of a call sent once does not run in an attempt")
 	}
 }
+
+func TestNilOptionNamed(t *testing.T) {
+	defer func() {
+		if r := recover(); r != "retry: New: option 1 is nil" {
+			t.Errorf("panic %v, want one naming the nil option", r)
+		}
+	}()
+	retry.New(retry.WithMaxAttempts(2), nil)
+}

@@ -310,3 +310,12 @@ func TestScopeInvalid(t *testing.T) {
 	}()
 	timeout.New(time.Second, timeout.WithScope(42))
 }
+
+func TestNilOptionNamed(t *testing.T) {
+	defer func() {
+		if r := recover(); r != "timeout: New: option 0 is nil" {
+			t.Errorf("panic %v, want one naming the nil option", r)
+		}
+	}()
+	timeout.New(time.Second, nil)
+}
