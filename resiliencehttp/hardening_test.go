@@ -16,8 +16,8 @@ import (
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/bulkhead"
 	"github.com/resilience-go/resilience/ratelimit"
-	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/resiliencehttp"
+	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/standard"
 	"github.com/resilience-go/resilience/timeout"
 )
