@@ -316,7 +316,13 @@ func (a *attemptCtx) hold(ctx context.Context, discard func()) {
 			// If ctx is already done, abandon runs at once on a goroutine
 			// of its own and waits for the lock.
 			a.holdCtx = ctx
-			a.stop = context.AfterFunc(ctx, a.abandon)
+			if af, ok := ctx.(afterFuncer); ok {
+				// One registration with the context underneath, not a
+				// second layer on top of it.
+				a.stop = af.AfterFunc(a.abandon)
+			} else {
+				a.stop = context.AfterFunc(ctx, a.abandon)
+			}
 		}
 	}
 	a.mu.Unlock()
