@@ -134,7 +134,7 @@ func (c *config) setKeyedOnly(name string) {
 func (c *config) validate(fn string, r rate.Limit, burst int, keyed bool) {
 	switch {
 	case math.IsNaN(float64(r)) || r <= 0:
-		panic(fmt.Sprintf("ratelimit: %s: rate must be positive, got %v", fn, float64(r)))
+		panic(fmt.Sprintf("ratelimit: %s: rate must be positive, got %v (x/time/rate would deny every call; rate.Inf allows every call)", fn, float64(r)))
 	case burst < 1 && r != rate.Inf:
 		panic(fmt.Sprintf("ratelimit: %s: burst must be at least 1, got %d", fn, burst))
 	case !keyed && c.keyedOnly != "":
