@@ -57,13 +57,13 @@ func TestStandardStreamOutlivesAttemptTimeout(t *testing.T) {
 			return err
 		}
 		select {
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(time.Second):
 		case <-ss.Context().Done():
 			return ss.Context().Err()
 		}
 		return sendAll(ss, "b")
 	}}
-	c, err := Standard(WithPipeline(standard.WithAttemptTimeout(50 * time.Millisecond)))
+	c, err := Standard(WithPipeline(standard.WithAttemptTimeout(250 * time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
 	}
