@@ -4,7 +4,8 @@
 // the caller's deadline if that comes sooner (then no timer is armed at
 // all). Where it sits in a chain decides what it bounds: outside a retry
 // policy it bounds the whole call, every attempt and wait included; inside
-// it bounds one attempt.
+// it bounds one attempt. [WithScope] says it outright instead, so that a
+// per-attempt timeout stays one whether or not a retry runs around it.
 //
 // The timeout is cooperative, as everything built on context is: the
 // operation must return when its context is done. No goroutine is started
