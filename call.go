@@ -46,6 +46,38 @@ func WithCall(ctx context.Context, c Call) context.Context {
 	return a
 }
 
+// WithoutCall returns a context with ctx's deadline, cancellation and
+// values, but outside any call: [CallFrom] reports no call and no attempt
+// or held result is seen through it. Give it to work that runs inside a
+// call but is not part of it, above all a server's handler, which makes
+// outbound calls of its own: the description of the incoming call (its
+// client, its method, not idempotent) must never be taken for theirs.
+func WithoutCall(ctx context.Context) context.Context {
+	if attemptFrom(ctx) == nil {
+		return ctx
+	}
+	return noCallCtx{ctx}
+}
+
+// noCallCtx hides the call and attempt of the context it wraps.
+type noCallCtx struct{ context.Context }
+
+func (c noCallCtx) Value(key any) any {
+	if key == (ctxKey{}) {
+		return nil
+	}
+	return c.Context.Value(key)
+}
+
+// AfterFunc lets contexts derived from this one follow its cancellation
+// without a goroutine.
+func (c noCallCtx) AfterFunc(f func()) (stop func() bool) {
+	if af, ok := c.Context.(afterFuncer); ok {
+		return af.AfterFunc(f)
+	}
+	return context.AfterFunc(c.Context, f)
+}
+
 // CallFrom returns the call described in ctx by [WithCall]. ok is false
 // outside any call.
 func CallFrom(ctx context.Context) (c Call, ok bool) {
@@ -159,15 +191,36 @@ var errDiscarded = Mark(errors.New("resilience: result discarded"), KindCanceled
 // result away ([Attempt.Discard]); it should free the result (drain and
 // close a body) and need not call done.
 //
+// If ctx ends while the result is held (the caller gave up, or a total
+// timeout fired), the result is done at once with an error that matches
+// [ErrAbandoned] and ctx's cause, and is classified [KindCanceled]: what
+// was deferred for it is released (a bulkhead slot, a breaker's probe),
+// and its outcome is not counted, even if the caller never closes the
+// body. No goroutine waits for this; it costs one registration with ctx
+// (context.AfterFunc), removed when the result is done.
+//
 // Outside any call or attempt, Hold returns a done that does nothing.
 func Hold(ctx context.Context, discard func()) (done func(err error)) {
 	a := attemptFrom(ctx)
 	if a == nil {
 		return func(error) {}
 	}
-	a.hold(discard)
+	a.hold(ctx, discard)
 	return a.finish
 }
+
+// ErrAbandoned is matched, with errors.Is, by the final error of a held
+// result whose context ended before the result was done (see [Hold]): the
+// caller gave up on it, or a total timeout fired, while a response body
+// was unread or unclosed.
+var ErrAbandoned = errors.New("resilience: context ended while the result was held")
+
+// abandonedError is the final error of a held result whose context ended.
+type abandonedError struct{ cause error }
+
+func (e *abandonedError) Error() string { return ErrAbandoned.Error() + ": " + e.cause.Error() }
+
+func (e *abandonedError) Unwrap() []error { return []error{ErrAbandoned, e.cause} }
 
 // Held reports whether the result of the current attempt is held (see
 // [Hold]) and not yet done. Policies call it after the operation returns
@@ -240,6 +293,8 @@ type attemptCtx struct {
 	next     *attemptCtx    // finished after this one (see Keep)
 	pushback time.Duration  // see ReportPushback, when pushed
 	pushed   bool
+	holdCtx  context.Context // the context the result was held in
+	stop     func() bool     // removes the registration with holdCtx
 }
 
 func (a *attemptCtx) Value(key any) any {
@@ -264,13 +319,36 @@ type afterFuncer interface {
 	AfterFunc(func()) func() bool
 }
 
-func (a *attemptCtx) hold(discard func()) {
+func (a *attemptCtx) hold(ctx context.Context, discard func()) {
 	a.mu.Lock()
 	if a.state == stateOpen {
 		a.state = stateHeld
 		a.discard = discard
+		if ctx.Done() != nil {
+			// If ctx is already done, abandon runs at once on a goroutine
+			// of its own and waits for the lock.
+			a.holdCtx = ctx
+			if af, ok := ctx.(afterFuncer); ok {
+				// One registration with the context underneath, not a
+				// second layer on top of it.
+				a.stop = af.AfterFunc(a.abandon)
+			} else {
+				a.stop = context.AfterFunc(ctx, a.abandon)
+			}
+		}
 	}
 	a.mu.Unlock()
+}
+
+// abandon ends a held result whose context ended first; see Hold.
+func (a *attemptCtx) abandon() {
+	a.mu.Lock()
+	ctx := a.holdCtx
+	a.mu.Unlock()
+	if ctx == nil {
+		return // already done
+	}
+	a.finish(Mark(&abandonedError{cause: context.Cause(ctx)}, KindCanceled))
 }
 
 func (a *attemptCtx) finish(err error) {
@@ -281,9 +359,12 @@ func (a *attemptCtx) finish(err error) {
 	}
 	a.state = stateDone
 	a.err = err
-	rs, next := a.releases, a.next
-	a.releases, a.discard, a.child, a.next = nil, nil, nil, nil
+	rs, next, stop := a.releases, a.next, a.stop
+	a.releases, a.discard, a.child, a.next, a.stop, a.holdCtx = nil, nil, nil, nil, nil, nil
 	a.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	for _, r := range rs {
 		r(err)
 	}

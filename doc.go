@@ -46,6 +46,12 @@
 // returns, and the release runs at once when nothing is held, or when the
 // holder says it is done. Retry policies [Attempt.Discard] a failed attempt's
 // result (draining and closing it) before trying again, and
-// [Attempt.Keep] the one they return. A caller that never closes a response
-// body leaks exactly as it would with plain net/http.
+// [Attempt.Keep] the one they return. When the context the result was held
+// in ends first (the caller gave up, a total timeout fired), the result is
+// done at once, its outcome not counted ([ErrAbandoned]): a body the caller
+// never closes keeps its connection as with plain net/http until then, but
+// not a bulkhead slot or a breaker's probe beyond its call's deadline.
+//
+// Work that runs inside a call without being part of it, such as a
+// server's handler, takes [WithoutCall]: the calls it makes are its own.
 package resilience

@@ -45,7 +45,7 @@ func NewKeyed(opts ...Option) *Keyed {
 	k.key = k.c.key
 	k.c.tel.Name = k.c.name
 	tel := telemetry.New(telemetry.KindBreaker, k.c.tel)
-	if k.c.customKey {
+	if k.aggregate(tel) {
 		k.states = stateSets(tel, "")
 		k.reg = keyed.New(k.c.maxKeys, k.c.idle, func(key string) *Breaker { return newBreaker(&k.c, key, tel, nil) })
 	} else {
@@ -55,6 +55,15 @@ func NewKeyed(opts ...Option) *Keyed {
 	}
 	observeStates(tel, k, func(k *Keyed, o metric.Observer, g metric.Int64Observable) { k.observe(o, g) })
 	return k
+}
+
+// aggregate reports whether the keyed breakers' states are reported as
+// counts per state rather than one series per breaker: when keys are not
+// targets (no key may become an attribute value), or when server.address is
+// left off (WithoutServerAddress), which keeps the series bounded however
+// many hosts there are.
+func (k *Keyed) aggregate(tel *telemetry.Policy) bool {
+	return k.c.customKey || tel.ServerAddressOff()
 }
 
 // Do runs op under the breaker for the call's key; see [Breaker.Do].

@@ -6,7 +6,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/resilience-go/resilience/internal/telemetry"
 )
@@ -25,12 +24,7 @@ func stateSets(tel *telemetry.Policy, target string) *[3]attribute.Set {
 	var sets [3]attribute.Set
 	for s, name := range stateNames {
 		attrs := append([]attribute.KeyValue{telemetry.BreakerStateKey.String(name)}, tel.NameAttrs()...)
-		if target != "" {
-			attrs = append(attrs, semconv.ServerAddress(telemetry.ServerAddress(target)))
-			if port, ok := telemetry.ServerPort(target); ok {
-				attrs = append(attrs, semconv.ServerPort(port))
-			}
-		}
+		attrs = append(attrs, tel.ServerAttrs(target)...)
 		sets[s] = attribute.NewSet(attrs...)
 	}
 	return &sets
@@ -96,7 +90,7 @@ func (b *Breaker) rejected(ctx context.Context, st State, wait time.Duration) {
 func (k *Keyed) observe(o metric.Observer, g metric.Int64Observable) {
 	var bs []*Breaker
 	k.reg.Each(func(_ string, b *Breaker) { bs = append(bs, b) })
-	if !k.c.customKey {
+	if k.states == nil {
 		for _, b := range bs {
 			b.observe(o, g)
 		}

@@ -49,7 +49,7 @@ func TestTelemetryStateChangesAndRejections(t *testing.T) {
 		span.End()
 
 		ms = h.Collect(t)
-		const call = " http.request.method=GET server.address=db.internal resilience.name=db resilience.policy=breaker"
+		const call = " http.request.method=GET server.address=db.internal server.port=5432 resilience.name=db resilience.policy=breaker"
 		events := telemetrytest.Points(t, ms, "resilience.events", "{event}")
 		wantEvents := telemetrytest.Want(map[string]int64{
 			"resilience.event=opened" + call:      1,

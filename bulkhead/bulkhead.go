@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +20,11 @@ import (
 // and none came free within the maximum wait. Do returns it marked as
 // throttled (resilience.KindThrottled), without a requested delay: an
 // outer retry waits its own backoff. Match it with errors.Is.
-var ErrFull = errors.New("bulkhead: full")
+//
+// A bulkhead that stays full while its dependency is idle usually means
+// response bodies that were never closed: a body holds its slot until it is
+// read to the end or closed, or until its call's context ends.
+var ErrFull = errors.New("bulkhead: full (every slot taken; unclosed response bodies are a common cause)")
 
 var errFull = resilience.Mark(ErrFull, resilience.KindThrottled)
 
@@ -45,7 +50,10 @@ type Bulkhead struct {
 // panics if limit < 1 or an option's value is invalid.
 func New(limit int, opts ...Option) *Bulkhead {
 	c := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("bulkhead: New: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
 	c.validate("New", limit, false)
@@ -142,23 +150,26 @@ func (b *Bulkhead) acquire(ctx context.Context) error {
 // and a key with no slot taken for [WithIdleTimeout] is forgotten. A key
 // with a slot taken is never forgotten.
 type Keyed struct {
-	key       func(context.Context) string
-	reg       *keyed.Registry[*Bulkhead]
-	customKey bool
-	set       attribute.Set // for custom keys: the set of the sum over keys
+	key    func(context.Context) string
+	reg    *keyed.Registry[*Bulkhead]
+	summed bool          // report the sum over keys, not one series per key
+	set    attribute.Set // for summed: the set of the sum over keys
 }
 
 // NewKeyed returns a keyed bulkhead that lets at most limit calls per key
 // run at once. It panics if limit < 1 or an option's value is invalid.
 func NewKeyed(limit int, opts ...Option) *Keyed {
 	c := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("bulkhead: NewKeyed: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
 	c.validate("NewKeyed", limit, true)
 	tel := newTelemetry(&c)
-	k := &Keyed{key: c.key, customKey: c.customKey}
-	if c.customKey {
+	k := &Keyed{key: c.key, summed: c.customKey || c.tel.NoServerAddress}
+	if k.summed {
 		k.set = inFlightSet(tel, "")
 		k.reg = keyed.New(c.maxKeys, c.idle, func(string) *Bulkhead { return newBulkhead(limit, c.maxWait, tel, "") })
 	} else {

@@ -308,3 +308,63 @@ func BenchmarkKeyed(b *testing.B) {
 		k.Do(ctx, op)
 	}
 }
+
+func TestErrFullNamesCommonCause(t *testing.T) {
+	if !strings.Contains(bulkhead.ErrFull.Error(), "unclosed response bodies") {
+		t.Errorf("ErrFull = %q, want it to name unclosed response bodies as a common cause", bulkhead.ErrFull)
+	}
+}
+
+func TestNilOptionNamed(t *testing.T) {
+	for name, build := range map[string]func(){
+		"bulkhead: New: option 0 is nil":      func() { bulkhead.New(1, nil) },
+		"bulkhead: NewKeyed: option 0 is nil": func() { bulkhead.NewKeyed(1, nil) },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != name {
+					t.Errorf("panic %v, want %q", r, name)
+				}
+			}()
+			build()
+		}()
+	}
+}
+
+// After 1000 concurrent distinct hosts, a keyed bulkhead with
+// WithMaxKeys(10) shrinks back to 10 keys as their calls end.
+func TestKeyedShrinksBackAfterBurst(t *testing.T) {
+	k := bulkhead.NewKeyed(1, bulkhead.WithMaxKeys(10))
+	var (
+		wg      sync.WaitGroup
+		started sync.WaitGroup
+		release = make(chan struct{})
+	)
+	for i := range 1000 {
+		started.Add(1)
+		wg.Go(func() {
+			ctx := resilience.WithCall(context.Background(), resilience.Call{Target: fmt.Sprintf("h%d:443", i)})
+			k.Do(ctx, func(context.Context) error {
+				started.Done()
+				<-release
+				return nil
+			})
+		})
+	}
+	started.Wait()
+	if n := k.Len(); n != 1000 {
+		t.Fatalf("with 1000 calls in flight: Len = %d, want 1000", n)
+	}
+	close(release)
+	wg.Wait()
+	if n := k.Len(); n > 10 {
+		t.Fatalf("after the burst: Len = %d, want at most 10", n)
+	}
+	for i := range 2000 {
+		ctx := resilience.WithCall(context.Background(), resilience.Call{Target: fmt.Sprintf("again%d:443", i%20)})
+		k.Do(ctx, func(context.Context) error { return nil })
+	}
+	if n := k.Len(); n > 10 {
+		t.Fatalf("after 2000 more calls: Len = %d, want at most 10", n)
+	}
+}

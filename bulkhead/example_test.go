@@ -19,6 +19,6 @@ func Example() {
 	})
 	fmt.Println("outer call:", err)
 	// Output:
-	// nested call: bulkhead: full true
+	// nested call: bulkhead: full (every slot taken; unclosed response bodies are a common cause) true
 	// outer call: <nil>
 }

@@ -100,6 +100,16 @@ func (o meterProviderOption) apply(c *config) { c.tel.MeterProvider = o.mp }
 // turns metrics off.
 func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
 
+type noServerAddressOption struct{}
+
+func (noServerAddressOption) apply(c *config) { c.tel.NoServerAddress = true }
+
+// WithoutServerAddress leaves the server.address and server.port
+// attributes off the bulkhead's metrics, so that their series stay bounded
+// however many hosts it sees (the OpenTelemetry SDK keeps 2000 series per
+// instrument by default). Span events are not affected.
+func WithoutServerAddress() Option { return noServerAddressOption{} }
+
 type tracerProviderOption struct{ tp trace.TracerProvider }
 
 func (o tracerProviderOption) apply(c *config) { c.tel.TracerProvider = o.tp }

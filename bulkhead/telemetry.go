@@ -6,7 +6,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/resilience-go/resilience/internal/telemetry"
 )
@@ -26,12 +25,10 @@ func newTelemetry(c *config) *telemetryState {
 
 // inFlightSet returns the attribute set of resilience.bulkhead.in_flight
 // for one bulkhead: its name and, when keyed by target, the target's
-// server.address.
+// server.address and server.port (unless WithoutServerAddress).
 func inFlightSet(tel *telemetryState, target string) attribute.Set {
 	attrs := append([]attribute.KeyValue(nil), tel.NameAttrs()...)
-	if target != "" {
-		attrs = append(attrs, semconv.ServerAddress(telemetry.ServerAddress(target)))
-	}
+	attrs = append(attrs, tel.ServerAttrs(target)...)
 	return attribute.NewSet(attrs...)
 }
 
@@ -48,10 +45,10 @@ func observeInFlight[T any](tel *telemetryState, owner *T, f func(*T, metric.Obs
 }
 
 // observe reports the keyed bulkheads' calls in flight: per bulkhead when
-// keys are targets, summed otherwise, so that no key becomes an attribute
-// value. Evicted keys are not in the registry, so they are not reported.
+// keys are targets recorded as server.address, summed otherwise, so that
+// no key becomes an attribute value. Evicted keys are not in the registry, so they are not reported.
 func (k *Keyed) observe(o metric.Observer, g metric.Int64Observable) {
-	if k.customKey {
+	if k.summed {
 		var n int64
 		k.reg.Each(func(_ string, b *Bulkhead) { n += b.inFlight.Load() })
 		o.ObserveInt64(g, n, metric.WithAttributeSet(k.set))

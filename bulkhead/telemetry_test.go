@@ -53,7 +53,7 @@ func TestTelemetryInFlightWaitAndRejection(t *testing.T) {
 		span.End()
 
 		ms := h.Collect(t)
-		const callKV = " http.request.method=GET server.address=api.example.com resilience.name=pool"
+		const callKV = " http.request.method=GET server.address=api.example.com server.port=443 resilience.name=pool"
 		if got, want := telemetrytest.Points(t, ms, "resilience.bulkhead.in_flight", "{call}"), map[string]int64{"resilience.name=pool": 0}; !maps.Equal(got, want) {
 			t.Errorf("in flight at the end: got %v, want %v", got, want)
 		}
@@ -87,7 +87,7 @@ func TestTelemetryKeyedEvictionDropsInFlight(t *testing.T) {
 		})
 		k.Do(callTo("b.example:443"), func(context.Context) error { return nil })
 		got := telemetrytest.Points(t, h.Collect(t), "resilience.bulkhead.in_flight", "{call}")
-		want := map[string]int64{"server.address=a.example": 1, "server.address=b.example": 0}
+		want := map[string]int64{"server.address=a.example server.port=443": 1, "server.address=b.example server.port=443": 0}
 		if !maps.Equal(got, want) {
 			t.Errorf("before eviction: got %v, want %v", got, want)
 		}
@@ -95,7 +95,7 @@ func TestTelemetryKeyedEvictionDropsInFlight(t *testing.T) {
 		time.Sleep(2 * time.Minute)
 		k.Do(callTo("c.example:443"), func(context.Context) error { return nil })
 		got = telemetrytest.Points(t, h.Collect(t), "resilience.bulkhead.in_flight", "{call}")
-		want = map[string]int64{"server.address=c.example": 0}
+		want = map[string]int64{"server.address=c.example server.port=443": 0}
 		if !maps.Equal(got, want) {
 			t.Errorf("after eviction, evicted keys must not be reported: got %v, want %v", got, want)
 		}

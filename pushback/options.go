@@ -169,6 +169,16 @@ func (o tracerProviderOption) apply(c *config) { c.tel.TracerProvider = o.tp }
 // go.opentelemetry.io/otel/trace/noop turns the events off.
 func WithTracerProvider(tp trace.TracerProvider) Option { return tracerProviderOption{tp} }
 
+type noServerAddressOption struct{}
+
+func (noServerAddressOption) apply(c *config) { c.tel.NoServerAddress = true }
+
+// WithoutServerAddress leaves the server.address and server.port
+// attributes off the gate's metrics, so that their series stay bounded
+// however many hosts it sees (the OpenTelemetry SDK keeps 2000 series per
+// instrument by default). Span events are not affected.
+func WithoutServerAddress() Option { return noServerAddressOption{} }
+
 func (c *config) validate() {
 	switch {
 	case c.maxPushback <= 0:

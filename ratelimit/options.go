@@ -58,7 +58,7 @@ type maxWaitOption time.Duration
 func (o maxWaitOption) apply(c *config) { c.maxWait = time.Duration(o) }
 
 // WithMaxWait sets how long a call may wait for its turn. A call that would
-// have to wait longer fails at once with an [*LimitedError] saying how long
+// have to wait longer fails at once with a [*LimitedError] saying how long
 // it would have waited; it does not use up the rate. Zero, the default,
 // never waits. New panics if d < 0.
 func WithMaxWait(d time.Duration) Option { return maxWaitOption(d) }
@@ -113,6 +113,16 @@ func (o meterProviderOption) apply(c *config) { c.tel.MeterProvider = o.mp }
 // turns metrics off.
 func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
 
+type noServerAddressOption struct{}
+
+func (noServerAddressOption) apply(c *config) { c.tel.NoServerAddress = true }
+
+// WithoutServerAddress leaves the server.address and server.port
+// attributes off the limiter's metrics, so that their series stay bounded
+// however many hosts it sees (the OpenTelemetry SDK keeps 2000 series per
+// instrument by default). Span events are not affected.
+func WithoutServerAddress() Option { return noServerAddressOption{} }
+
 type tracerProviderOption struct{ tp trace.TracerProvider }
 
 func (o tracerProviderOption) apply(c *config) { c.tel.TracerProvider = o.tp }
@@ -138,7 +148,7 @@ func (c *config) setKeyedOnly(name string) {
 func (c *config) validate(fn string, r rate.Limit, burst int, keyed bool) {
 	switch {
 	case math.IsNaN(float64(r)) || r <= 0:
-		panic(fmt.Sprintf("ratelimit: %s: rate must be positive, got %v", fn, float64(r)))
+		panic(fmt.Sprintf("ratelimit: %s: rate must be positive, got %v (x/time/rate would deny every call; rate.Inf allows every call)", fn, float64(r)))
 	case burst < 1 && r != rate.Inf:
 		panic(fmt.Sprintf("ratelimit: %s: burst must be at least 1, got %d", fn, burst))
 	case c.serverOnly != "":

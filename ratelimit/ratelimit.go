@@ -28,7 +28,16 @@ type LimitedError struct {
 }
 
 func (e *LimitedError) Error() string {
-	return fmt.Sprintf("ratelimit: rate limit exceeded, next call allowed in %v", e.Wait)
+	return fmt.Sprintf("ratelimit: rate limit exceeded, next call allowed in %v", round(e.Wait))
+}
+
+// round rounds d for people to read: to the millisecond, or to the
+// microsecond below one millisecond.
+func round(d time.Duration) time.Duration {
+	if d >= time.Millisecond {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Microsecond)
 }
 
 // Is reports whether target is ErrLimited.
@@ -50,7 +59,10 @@ type Limiter struct {
 // rate.Inf), or if an option's value is invalid.
 func New(r rate.Limit, burst int, opts ...Option) *Limiter {
 	c := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("ratelimit: New: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
 	c.validate("New", r, burst, false)
@@ -65,7 +77,7 @@ func (l *Limiter) Burst() int { return l.lim.Burst() }
 
 // Do runs op when the rate allows it. A call that would have to wait longer
 // than the maximum wait ([WithMaxWait]), or past ctx's deadline, fails at
-// once with an [*LimitedError], marked as throttled with the wait it would
+// once with a [*LimitedError], marked as throttled with the wait it would
 // have needed (resilience.MarkRetryAfter); it does not use up the rate. If
 // ctx is done during the wait, Do returns ctx.Err() and gives the call's
 // turn back.
@@ -141,7 +153,10 @@ type Keyed struct {
 // burst of burst, as with [New]. It panics like New.
 func NewKeyed(r rate.Limit, burst int, opts ...Option) *Keyed {
 	c := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("ratelimit: NewKeyed: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
 	c.validate("NewKeyed", r, burst, true)

@@ -248,3 +248,31 @@ func BenchmarkKeyed(b *testing.B) {
 		}
 	}
 }
+
+func TestLimitedErrorRoundsWait(t *testing.T) {
+	for wait, want := range map[time.Duration]string{
+		998170674 * time.Nanosecond: "ratelimit: rate limit exceeded, next call allowed in 998ms",
+		1500 * time.Nanosecond:      "ratelimit: rate limit exceeded, next call allowed in 2µs",
+		3*time.Second + 4:           "ratelimit: rate limit exceeded, next call allowed in 3s",
+	} {
+		if got := (&ratelimit.LimitedError{Wait: wait}).Error(); got != want {
+			t.Errorf("Wait %v: got %q, want %q", int64(wait), got, want)
+		}
+	}
+}
+
+func TestNilOptionNamed(t *testing.T) {
+	for name, build := range map[string]func(){
+		"ratelimit: New: option 0 is nil":      func() { ratelimit.New(1, 1, nil) },
+		"ratelimit: NewKeyed: option 0 is nil": func() { ratelimit.NewKeyed(1, 1, nil) },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != name {
+					t.Errorf("panic %v, want %q", r, name)
+				}
+			}()
+			build()
+		}()
+	}
+}

@@ -38,7 +38,7 @@ func TestTelemetryWaitAndRejection(t *testing.T) {
 		span.End()
 
 		ms := h.Collect(t)
-		const callKV = "http.request.method=POST server.address=partner.example resilience.name=partner"
+		const callKV = "http.request.method=POST server.address=partner.example server.port=443 resilience.name=partner"
 		waits := telemetrytest.Counts(t, ms, "resilience.ratelimit.wait.duration", "s")
 		if want := telemetrytest.Want(map[string]uint64{callKV: 1}); !maps.Equal(waits, want) {
 			t.Errorf("resilience.ratelimit.wait.duration counts:\ngot  %v\nwant %v", waits, want)

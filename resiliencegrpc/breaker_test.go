@@ -95,7 +95,7 @@ func TestStandardOpenBreakerFailsFast(t *testing.T) {
 	wantCalls(t, s, 1)
 
 	// resiliencegrpc.Standard as it is, without idempotent methods.
-	c2, err := Standard(standard.WithBreaker(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(open)))
+	c2, err := Standard(WithPipeline(standard.WithBreaker(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(open))))
 	if err != nil {
 		t.Fatal(err)
 	}

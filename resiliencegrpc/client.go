@@ -71,11 +71,22 @@ type Client struct {
 // several policies. It panics, naming the option, if an option's value is
 // invalid.
 func NewClient(policy resilience.Policy, opts ...Option) *Client {
-	c := defaultConfig()
-	for _, o := range opts {
-		o.apply(&c)
+	c := newConfig(opts)
+	if c.hasPipeline {
+		panic("resiliencegrpc: NewClient: WithPipeline applies to Standard only")
 	}
 	return &Client{policy: policy, c: c}
+}
+
+func newConfig(opts []Option) config {
+	c := defaultConfig()
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("resiliencegrpc: option %d is nil", i))
+		}
+		o.apply(&c)
+	}
+	return c
 }
 
 // Standard returns a Client that runs every call under the standard
@@ -85,20 +96,34 @@ func NewClient(policy resilience.Policy, opts ...Option) *Client {
 // calls while the server's grpc-retry-pushback-ms lasts; turned away:
 // ResourceExhausted), a per-target circuit breaker (opens
 // at 50% failures over 30s once 20 calls were counted, for 5s), a
-// per-target bulkhead if configured, and a per-attempt timeout (10s). opts
-// change each part. It returns an error if the configuration is invalid.
+// per-target bulkhead if configured, and a per-attempt timeout (10s).
+// [WithPipeline] changes each part; the Client's own options say which
+// calls are idempotent, and so retried:
 //
-// The Client has no options: only calls that carry an [IdempotencyKey] are
-// retried. To declare idempotent methods, pass the pipeline to NewClient:
+//	c, err := resiliencegrpc.Standard(
+//		resiliencegrpc.WithIdempotentMethods("/pkg.Users/Get", "/pkg.Catalog/*"),
+//		resiliencegrpc.WithPipeline(standard.WithRetries(2)))
 //
-//	p, err := standard.New()
-//	c := resiliencegrpc.NewClient(p, resiliencegrpc.WithIdempotentMethods("/pkg.Users/*"))
-func Standard(opts ...standard.Option) (*Client, error) {
-	p, err := standard.New(opts...)
+// Calls that are not declared idempotent, nor carry an [IdempotencyKey],
+// are sent once. Standard returns an error, naming the option, if the
+// configuration is invalid. Build it once and share it: each Client has
+// its own breakers.
+func Standard(opts ...Option) (c *Client, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, ok := r.(string)
+			if !ok || !strings.HasPrefix(s, "resiliencegrpc: ") {
+				panic(r)
+			}
+			c, err = nil, errors.New(strings.Replace(s, "NewClient", "Standard", 1))
+		}
+	}()
+	cfg := newConfig(opts)
+	p, err := standard.New(cfg.pipeline...)
 	if err != nil {
 		return nil, err
 	}
-	return NewClient(p), nil
+	return &Client{policy: p, c: cfg}, nil
 }
 
 // UnaryClientInterceptor returns an interceptor that runs every unary call
@@ -289,7 +314,8 @@ func pushback(md metadata.MD) (d time.Duration, ok, stop bool) {
 		}
 		return 0, true, false // "-0"
 	}
-	const maxDigits = 9 // 999,999,999 ms, far above maxPushback
+	v = strings.TrimLeft(v, "0") // "0001" is 1 ms; "" once trimmed is 0
+	const maxDigits = 9          // 999,999,999 ms, far above maxPushback
 	if len(v) > maxDigits {
 		return maxPushback, true, false
 	}

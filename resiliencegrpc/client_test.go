@@ -371,6 +371,9 @@ func TestPushbackParse(t *testing.T) {
 		{[]string{" 5"}, 0, false, true},
 		{[]string{"5.0"}, 0, false, true},
 		{[]string{"1", "1"}, 0, false, true},
+		{[]string{"0000000001"}, time.Millisecond, true, false},
+		{[]string{"000"}, 0, true, false},
+		{[]string{"-000"}, 0, true, false},
 	}
 	for _, tt := range tests {
 		d, ok, stop := pushback(metadata.MD{PushbackTrailer: tt.values})
@@ -378,6 +381,25 @@ func TestPushbackParse(t *testing.T) {
 			t.Errorf("pushback(%q) = %v, %v, %v; want %v, %v, %v", tt.values, d, ok, stop, tt.d, tt.ok, tt.stop)
 		}
 	}
+}
+
+func FuzzPushback(f *testing.F) {
+	for _, s := range []string{"0", "1500", "-1", "-0", "", "0000000001", strings.Repeat("9", 12)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, ok, stop := pushback(metadata.MD{PushbackTrailer: {s}})
+		if d < 0 || d > maxPushback || ok && stop || !ok && d != 0 {
+			t.Fatalf("pushback(%q) = %v, %v, %v: out of range", s, d, ok, stop)
+		}
+		// Leading zeros never change a value.
+		if ok && s != "" && isDigits(s) {
+			d2, ok2, stop2 := pushback(metadata.MD{PushbackTrailer: {"0000000000" + s}})
+			if d2 != d || ok2 != ok || stop2 != stop {
+				t.Fatalf("pushback(%q) = %v, %v, %v; with leading zeros %v, %v, %v", s, d, ok, stop, d2, ok2, stop2)
+			}
+		}
+	})
 }
 
 func TestToStatus(t *testing.T) {

@@ -14,7 +14,8 @@
 //		grpc.WithChainStreamInterceptor(c.StreamInterceptor()))
 //
 // [Standard] builds a Client on the standard pipeline, the same as the HTTP
-// transport's. [UnaryClientInterceptor] and [StreamClientInterceptor] are
+// transport's, and takes the Client's options (WithIdempotentMethods, ...)
+// with the pipeline's ([WithPipeline]). [UnaryClientInterceptor] and [StreamClientInterceptor] are
 // shorthands for a Client without options. The options that describe the
 // calls (which are idempotent, how much of a stream to keep for replay)
 // are the Client's, not a policy's, hence the type.
@@ -137,7 +138,8 @@
 // "DEADLINE_EXCEEDED"); errors of the policies themselves, such as an open
 // breaker seen by a retry, keep theirs ("throttled"). To name the policies
 // of [Standard] or choose their providers, pass standard.WithName,
-// standard.WithMeterProvider and standard.WithTracerProvider.
+// standard.WithMeterProvider and standard.WithTracerProvider through
+// [WithPipeline].
 //
 // On a server the call's Target is the client's address, which no metric
 // records: the semantic conventions keep client.address to spans, and

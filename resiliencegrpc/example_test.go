@@ -24,6 +24,7 @@ import (
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/resiliencegrpc"
 	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/standard"
 	"github.com/resilience-go/resilience/timeout"
 )
 
@@ -70,6 +71,35 @@ func ExampleNewClient() {
 	), resiliencegrpc.WithIdempotentMethods("/grpc.testing.TestService/UnaryCall"))
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(c.UnaryInterceptor()),
+		grpc.WithChainStreamInterceptor(c.StreamInterceptor()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	resp, err := testgrpc.NewTestServiceClient(conn).UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("hello,", resp.Username)
+	// Output: hello, gopher
+}
+
+func ExampleStandard() {
+	addr, stop := serve()
+	defer stop()
+
+	// Built once and shared by every call on the connection.
+	c, err := resiliencegrpc.Standard(
+		resiliencegrpc.WithIdempotentMethods("/grpc.testing.TestService/*"),
+		resiliencegrpc.WithPipeline(standard.WithAttemptTimeout(time.Second)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDisableRetry(),
 		grpc.WithChainUnaryInterceptor(c.UnaryInterceptor()),
 		grpc.WithChainStreamInterceptor(c.StreamInterceptor()))
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/resilience-go/resilience/standard"
 )
 
 // DefaultMaxReplayBuffer is how many bytes of a stream's sent messages a
@@ -17,6 +19,8 @@ type config struct {
 	methods      map[string]bool // full methods, and "/service/*" for every method of a service
 	idempotentIf func(ctx context.Context, fullMethod string) bool
 	maxReplay    int
+	pipeline     []standard.Option // Standard only
+	hasPipeline  bool
 }
 
 func defaultConfig() config {
@@ -41,7 +45,7 @@ func (o idempotentMethodsOption) apply(c *config) {
 // full name ("/package.Service/Method"); "/package.Service/*" names every
 // method of a service. Only idempotent calls are retried: use with care,
 // since a retried call that is not idempotent can, for example, charge a
-// customer twice. NewClient panics if a name is malformed.
+// customer twice. NewClient panics, and Standard returns an error, if a name is malformed.
 func WithIdempotentMethods(fullMethods ...string) Option {
 	return idempotentMethodsOption(fullMethods)
 }
@@ -59,8 +63,8 @@ func (o idempotentIfOption) apply(c *config) {
 // function of the call's context (its outgoing metadata, for example) and
 // full method name. It adds to [WithIdempotentMethods]: a call is
 // idempotent if either says so. f runs once per call, on the calling
-// goroutine, and must be safe for concurrent use. NewClient panics if f is
-// nil.
+// goroutine, and must be safe for concurrent use. NewClient panics
+// (Standard returns an error) if f is nil.
 func WithIdempotentIf(f func(ctx context.Context, fullMethod string) bool) Option {
 	return idempotentIfOption(f)
 }
@@ -81,9 +85,22 @@ func (o maxReplayOption) apply(c *config) {
 // other type cannot be sized and exceeds every bound. A stream that sends
 // more than n bytes before committing is not retried. The default is
 // [DefaultMaxReplayBuffer] (1 MiB); 0 keeps nothing, so a stream is retried
-// only if it failed before its first message was sent. NewClient panics if
-// n is negative.
+// only if it failed before its first message was sent. NewClient panics
+// (Standard returns an error) if n is negative.
 func WithMaxReplayBuffer(n int) Option { return maxReplayOption(n) }
+
+type pipelineOption []standard.Option
+
+func (o pipelineOption) apply(c *config) {
+	c.pipeline = append(c.pipeline, o...)
+	c.hasPipeline = true
+}
+
+// WithPipeline passes options to the standard pipeline that [Standard]
+// builds (standard.New): timeouts, retries, breaker, bulkhead, rate
+// limit. Only for Standard: NewClient, which takes a policy of its own,
+// panics if it is given.
+func WithPipeline(opts ...standard.Option) Option { return pipelineOption(opts) }
 
 // validMethod reports whether m looks like "/service/method" or
 // "/service/*".

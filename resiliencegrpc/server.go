@@ -33,13 +33,16 @@ import (
 // An admitter that cannot decide (ratelimit.ErrUnavailable: its store is
 // down and it fails closed) turns the call away with Unavailable.
 //
-// The handler runs with a context that describes the call
+// The policies run with a context that describes the call
 // (resilience.CallFrom): its Target is the client's address without the
 // port, so that keyed policies keep one instance per client by default,
 // and its Method the full method name. To key by something else, such as
 // a tenant in the metadata, give the keyed policy a key function that
 // reads the context (ratelimit.WithKey); bound the length of any key taken
-// from metadata, which the client controls.
+// from metadata, which the client controls. The handler itself runs
+// outside that description (resilience.WithoutCall): the outbound calls it
+// makes are described by their own adapters, and a bare resilience.Do in
+// it runs as outside any call.
 //
 // A call that a policy turns away before the handler runs fails with the
 // status its error maps to (a rate limit: ResourceExhausted; a full
@@ -61,7 +64,7 @@ func UnaryServerInterceptor(policies ...resilience.Policy) grpc.UnaryServerInter
 		err := p.Do(serverCall(ctx, info.FullMethod, false), func(ctx context.Context) error {
 			ran = true
 			var err error
-			resp, err = handler(ctx, req)
+			resp, err = handler(handlerContext(ctx), req)
 			return classify(ctx, err, nil)
 		})
 		if err != nil && !ran {
@@ -88,7 +91,7 @@ func StreamServerInterceptor(policies ...resilience.Policy) grpc.StreamServerInt
 		// unknown-service handler: its method is the client's to choose.
 		err := p.Do(serverCall(ss.Context(), info.FullMethod, srv == nil), func(ctx context.Context) error {
 			ran = true
-			return classify(ctx, handler(srv, &serverStream{ServerStream: ss, ctx: ctx}), nil)
+			return classify(ctx, handler(srv, &serverStream{ServerStream: ss, ctx: handlerContext(ctx)}), nil)
 		})
 		if err != nil && !ran {
 			if md := pushbackTrailer(err); md != nil {
@@ -114,6 +117,12 @@ func (s *serverStream) Context() context.Context { return s.ctx }
 func serverCall(ctx context.Context, method string, otherMethod bool) context.Context {
 	ctx = telemetry.Incoming(ctx, otherMethod)
 	return resilience.WithCall(ctx, resilience.Call{Target: peerHost(ctx), Method: method})
+}
+
+// handlerContext is the context a handler runs with: the policies'
+// deadline and cancellation, without the incoming call's description.
+func handlerContext(ctx context.Context) context.Context {
+	return telemetry.Outgoing(resilience.WithoutCall(ctx))
 }
 
 // peerHost returns the client's address without its port.

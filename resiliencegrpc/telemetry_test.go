@@ -32,9 +32,12 @@ import (
 	"github.com/resilience-go/resilience/timeout"
 )
 
-// The call attributes of the test service's unary method called on the
-// loopback server.
-const unaryKV = "rpc.method=grpc.testing.TestService/UnaryCall server.address=127.0.0.1 "
+// unaryKV returns the call attributes of the test service's unary method
+// called on the loopback server at addr.
+func unaryKV(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return "rpc.method=grpc.testing.TestService/UnaryCall server.address=127.0.0.1 server.port=" + port + " "
+}
 
 // dialTraced connects to addr through c's interceptors, with otelgrpc's
 // client stats handler, wrapped in MarkAttempts, starting a span per RPC
@@ -122,16 +125,16 @@ func TestTelemetryUnaryRetries(t *testing.T) {
 	ms := h.Collect(t)
 	attempts := telemetrytest.Counts(t, ms, "resilience.attempt.duration", "s")
 	wantAttempts := telemetrytest.Want(map[string]uint64{
-		unaryKV + "resilience.name=users error.type=UNAVAILABLE resilience.attempt=1 resilience.outcome=transient": 1,
-		unaryKV + "resilience.name=users error.type=UNAVAILABLE resilience.attempt=2 resilience.outcome=transient": 1,
-		unaryKV + "resilience.name=users resilience.attempt=3 resilience.outcome=success":                          1,
+		unaryKV(addr) + "resilience.name=users error.type=UNAVAILABLE resilience.attempt=1 resilience.outcome=transient": 1,
+		unaryKV(addr) + "resilience.name=users error.type=UNAVAILABLE resilience.attempt=2 resilience.outcome=transient": 1,
+		unaryKV(addr) + "resilience.name=users resilience.attempt=3 resilience.outcome=success":                          1,
 	})
 	if !maps.Equal(attempts, wantAttempts) {
 		t.Errorf("resilience.attempt.duration counts:\ngot  %v\nwant %v", attempts, wantAttempts)
 	}
 	events := telemetrytest.Points(t, ms, "resilience.events", "{event}")
 	wantEvents := telemetrytest.Want(map[string]int64{
-		unaryKV + "resilience.name=users resilience.policy=retry resilience.event=scheduled": 2,
+		unaryKV(addr) + "resilience.name=users resilience.policy=retry resilience.event=scheduled": 2,
 	})
 	if !maps.Equal(events, wantEvents) {
 		t.Errorf("resilience.events:\ngot  %v\nwant %v", events, wantEvents)
@@ -194,7 +197,8 @@ func TestTelemetryBreakerRejection(t *testing.T) {
 	s := &server{unary: failing(100, errUnavailable)}
 	b := breaker.New(breaker.WithName("users"), breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(time.Hour),
 		breaker.WithMeterProvider(h.MeterProvider), breaker.WithTracerProvider(h.TracerProvider))
-	c := dial(t, start(t, s), NewClient(b))
+	addr := start(t, s)
+	c := dial(t, addr, NewClient(b))
 	_, err := c.UnaryCall(t.Context(), &testgrpc.SimpleRequest{})
 	wantCode(t, err, codes.Unavailable)
 
@@ -209,8 +213,8 @@ func TestTelemetryBreakerRejection(t *testing.T) {
 
 	events := telemetrytest.Points(t, h.Collect(t), "resilience.events", "{event}")
 	wantEvents := telemetrytest.Want(map[string]int64{
-		unaryKV + "resilience.name=users resilience.policy=breaker resilience.event=opened":   1,
-		unaryKV + "resilience.name=users resilience.policy=breaker resilience.event=rejected": 1,
+		unaryKV(addr) + "resilience.name=users resilience.policy=breaker resilience.event=opened":   1,
+		unaryKV(addr) + "resilience.name=users resilience.policy=breaker resilience.event=rejected": 1,
 	})
 	if !maps.Equal(events, wantEvents) {
 		t.Errorf("resilience.events:\ngot  %v\nwant %v", events, wantEvents)
@@ -237,7 +241,8 @@ func TestTelemetryAttemptTimeout(t *testing.T) {
 			retry.WithMeterProvider(h.MeterProvider), retry.WithTracerProvider(h.TracerProvider)),
 		timeout.New(d, timeout.WithName("users.attempt"),
 			timeout.WithMeterProvider(h.MeterProvider), timeout.WithTracerProvider(h.TracerProvider)))
-	c := dial(t, start(t, s), NewClient(p, WithIdempotentMethods(unaryMethod)))
+	addr := start(t, s)
+	c := dial(t, addr, NewClient(p, WithIdempotentMethods(unaryMethod)))
 	ctx, caller := h.Span(t.Context())
 	_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
 	caller.End()
@@ -259,8 +264,8 @@ func TestTelemetryAttemptTimeout(t *testing.T) {
 	}
 	attempts := telemetrytest.Counts(t, h.Collect(t), "resilience.attempt.duration", "s")
 	wantAttempts := telemetrytest.Want(map[string]uint64{
-		unaryKV + "resilience.name=users error.type=DEADLINE_EXCEEDED resilience.attempt=1 resilience.outcome=transient": 1,
-		unaryKV + "resilience.name=users error.type=DEADLINE_EXCEEDED resilience.attempt=2 resilience.outcome=transient": 1,
+		unaryKV(addr) + "resilience.name=users error.type=DEADLINE_EXCEEDED resilience.attempt=1 resilience.outcome=transient": 1,
+		unaryKV(addr) + "resilience.name=users error.type=DEADLINE_EXCEEDED resilience.attempt=2 resilience.outcome=transient": 1,
 	})
 	if !maps.Equal(attempts, wantAttempts) {
 		t.Errorf("resilience.attempt.duration counts:\ngot  %v\nwant %v", attempts, wantAttempts)

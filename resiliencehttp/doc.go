@@ -46,10 +46,12 @@
 // When retries run out on a failed response, the caller gets that last
 // response with a nil error, as it would without the transport, not a
 // synthetic error. Every response a policy discards is drained (up to
-// [MaxDrain] bytes) and closed, so its connection is reused. A call turned
-// away before it reached the host (a closed pushback gate, an open
-// breaker), or whose last response a policy had already drained (a retry
-// that found no time left for another attempt), gets the policy's error.
+// [MaxDrain] bytes and for at most [MaxDrainTime]) and closed, so its
+// connection is reused, and a body that stalls never delays the next attempt
+// by more than MaxDrainTime. A call turned away before it reached the host
+// (a closed pushback gate, an open breaker), or whose last response a
+// policy had already drained (a retry that found no time left for another
+// attempt), gets the policy's error.
 //
 // # Which requests are retried
 //

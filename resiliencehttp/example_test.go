@@ -89,7 +89,39 @@ func ExampleStandard() {
 	// Invalid combinations are errors when building, never at call time.
 	_, err = resiliencehttp.Standard(nil, standard.WithAttemptTimeout(time.Minute))
 	fmt.Println(err)
-	// Output: standard: attempt timeout 1m0s is above the total timeout 30s
+	// Output: standard: WithAttemptTimeout(1m0s) is above WithTotalTimeout(30s): lower the one or raise the other
+}
+
+func ExamplePolicyError() {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		http.Error(w, "try again", http.StatusServiceUnavailable)
+	}))
+	defer upstream.Close()
+
+	transport, err := resiliencehttp.Standard(nil, standard.WithRetry(retry.WithBackoff(time.Millisecond, time.Millisecond)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	transport.MaxBodyBuffer = 1 << 10
+	client := &http.Client{Transport: transport}
+
+	// A POST with an idempotency key may be retried, but not this one: its
+	// body, with no GetBody, is larger than MaxBodyBuffer.
+	req, _ := http.NewRequest(http.MethodPost, upstream.URL, io.MultiReader(strings.NewReader(strings.Repeat("x", 4<<10))))
+	req.Header.Set("Idempotency-Key", `"order-42"`)
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.Status)
+	fmt.Println(errors.Is(resiliencehttp.PolicyError(resp), resiliencehttp.ErrBodyNotReplayable))
+	// Output:
+	// 503 Service Unavailable
+	// true
 }
 
 // The standard pipeline's pushback gate: once a host answered 429 with

@@ -20,8 +20,9 @@ func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 		return 0, false
 	}
 	if isDigits(v) {
-		// Long digit strings overflow any parse; they are "a very long
-		// time" and get the cap.
+		// Leading zeros add nothing ("0001" is 1 s). Long digit strings
+		// overflow any parse; they are "a very long time" and get the cap.
+		v = trimZeros(v)
 		const maxDigits = 9 // 999,999,999 s, far above maxRetryAfter
 		if len(v) > maxDigits {
 			return maxRetryAfter, true
@@ -37,6 +38,15 @@ func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 		return 0, false
 	}
 	return min(max(t.Sub(now), 0), maxRetryAfter), true
+}
+
+// trimZeros drops the leading zeros of a string of digits, keeping one
+// digit ("000" → "0").
+func trimZeros(s string) string {
+	for len(s) > 1 && s[0] == '0' {
+		s = s[1:]
+	}
+	return s
 }
 
 func isDigits(s string) bool {

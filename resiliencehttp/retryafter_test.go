@@ -41,12 +41,32 @@ func FuzzParseRetryAfter(f *testing.F) {
 		f.Add(s)
 	}
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	f.Add("0000000001")
 	f.Fuzz(func(t *testing.T, s string) {
 		d, ok := parseRetryAfter(s, now)
 		if d < 0 || d > maxRetryAfter || !ok && d != 0 {
 			t.Fatalf("parseRetryAfter(%q) = %v, %v: out of range", s, d, ok)
 		}
+		// Leading zeros never change a delta-seconds value.
+		if ok && s != "" && isDigits(s) {
+			if d2, ok2 := parseRetryAfter("0000000000"+s, now); d2 != d || !ok2 {
+				t.Fatalf("parseRetryAfter(%q) = %v, %v; with leading zeros %v, %v", s, d, ok, d2, ok2)
+			}
+		}
 	})
+}
+
+func TestRetryAfterLeadingZeros(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"0000000001":   time.Second,
+		"00":           0,
+		"000000000120": 2 * time.Minute,
+	} {
+		if d, ok := parseRetryAfter(in, now); !ok || d != want {
+			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, true", in, d, ok, want)
+		}
+	}
 }
 
 func TestTargetMakesDefaultPortExplicit(t *testing.T) {

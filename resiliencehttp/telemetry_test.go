@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -89,7 +90,8 @@ func TestTelemetryAttemptSpans(t *testing.T) {
 		t.Errorf("caller's span events:\ngot  %v\nwant %v", evs, wantEvs)
 	}
 
-	const callKV = "http.request.method=GET server.address=127.0.0.1 resilience.name=users"
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	callKV := "http.request.method=GET server.address=127.0.0.1 server.port=" + port + " resilience.name=users"
 	attempts := telemetrytest.Counts(t, h.Collect(t), "resilience.attempt.duration", "s")
 	want := telemetrytest.Want(map[string]uint64{
 		callKV + " error.type=503 resilience.attempt=1 resilience.outcome=transient": 1,

@@ -28,6 +28,11 @@ const (
 	// before it is closed, so that its connection can be reused. A longer
 	// body is closed unread and its connection dropped.
 	MaxDrain = 16 << 10
+	// MaxDrainTime bounds how long draining a discarded response body may
+	// delay the next attempt. A body that has not reached its end by then
+	// (a server that stalls after a few bytes) is closed and its
+	// connection dropped.
+	MaxDrainTime = 50 * time.Millisecond
 )
 
 // Transport is an http.RoundTripper that runs each request under a
@@ -125,9 +130,42 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var se *StatusError
 	if rt.last != nil && errors.As(err, &se) && se.Response == rt.last && !discarded(rt.last) {
-		return rt.last, nil
+		return withPolicyError(rt.last, rt.req, err), nil
 	}
 	return nil, err
+}
+
+type policyErrorKey struct{}
+
+// withPolicyError records in resp, through its Request's context, the error
+// with which the policy ended the call, for PolicyError. It costs a copy of
+// the request, on the failure path only.
+func withPolicyError(resp *http.Response, req *http.Request, err error) *http.Response {
+	if resp.Request != nil {
+		req = resp.Request
+	}
+	resp.Request = req.WithContext(context.WithValue(req.Context(), policyErrorKey{}, err))
+	return resp
+}
+
+// PolicyError returns the error with which the transport's policy ended a
+// call whose last response RoundTrip returned, as net/http would have, with
+// a nil error: a failed response (a 503, a 429) that was not retried, or
+// retried until the policy gave up. It is nil for a response the policy
+// accepted, and for one that did not come from a Transport.
+//
+// It tells a caller why a failed response was not retried:
+// errors.Is(err, ErrBodyNotReplayable) for a request whose body could not
+// be replayed (no GetBody, larger than MaxBodyBuffer), errors.As with a
+// *retry.Error for the number of attempts and the reason
+// (retry.ErrExhausted, ...). The retry policy also records the reason on
+// the call's span, in its resilience.retry.exhausted event.
+func PolicyError(resp *http.Response) error {
+	if resp == nil || resp.Request == nil {
+		return nil
+	}
+	err, _ := resp.Request.Context().Value(policyErrorKey{}).(error)
+	return err
 }
 
 func (t *Transport) maxBodyBuffer() int64 {
@@ -173,6 +211,9 @@ func (rt *roundTrip) prepareReplay(limit int64, call *resilience.Call) error {
 		return nil
 	}
 	req.Body.Close()
+	if req.ContentLength > 0 && int64(len(buf)) != req.ContentLength {
+		return fmt.Errorf("resiliencehttp: Request.ContentLength is %d but the Body has %d bytes", req.ContentLength, len(buf))
+	}
 	rt.getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
 	rt.body, _ = rt.getBody()
 	return nil
@@ -256,22 +297,46 @@ func classifyError(err error) error {
 	if errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &hostname) {
 		return resilience.Mark(err, resilience.KindPermanent)
 	}
-	// net/http reports these with untyped errors.
-	msg := err.Error()
-	if strings.Contains(msg, "unsupported protocol scheme") || strings.HasPrefix(msg, "net/http: invalid") {
-		return resilience.Mark(err, resilience.KindPermanent)
+	// net/http reports these with untyped errors. A request it refuses
+	// to send is the caller's bug, not the dependency's failure: never
+	// retried, never counted by a breaker.
+	if callerBug(err.Error()) {
+		return resilience.Mark(err, resilience.KindRejected)
 	}
 	return err
 }
 
+// callerBug reports whether msg is the error of a request net/http refuses
+// to send as built: an unsupported scheme, an invalid method or header, a
+// body that does not match its ContentLength.
+func callerBug(msg string) bool {
+	for _, p := range [...]string{
+		"net/http: invalid",
+		"unsupported protocol scheme",
+		"http: nil Request.",
+		"http: ContentLength=",
+		"http: Request.ContentLength=",
+		"net/http: can't write control character",
+	} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // validate rejects a request that no attempt could send, with a clear
-// error, before any policy runs.
+// error, before any policy runs: a caller's bug never reaches a breaker.
 func validate(req *http.Request) error {
 	switch {
 	case req == nil:
 		return errors.New("resiliencehttp: nil Request")
 	case req.URL == nil:
 		return errors.New("resiliencehttp: nil Request.URL")
+	case req.Header == nil:
+		return errors.New("resiliencehttp: nil Request.Header (use http.NewRequest, or set Header to http.Header{})")
+	case req.ContentLength > 0 && (req.Body == nil || req.Body == http.NoBody):
+		return fmt.Errorf("resiliencehttp: Request.ContentLength is %d with no Body", req.ContentLength)
 	case req.URL.Host == "":
 		return fmt.Errorf("resiliencehttp: no host in request URL %q", req.URL.Redacted())
 	case req.Method != "" && !httpguts.ValidHeaderFieldName(req.Method):
@@ -351,9 +416,13 @@ func (b *heldBody) Close() error {
 }
 
 // discard drains a little of the body, so that its connection can be
-// reused, and closes it.
+// reused, and closes it. Draining stops after MaxDrain bytes or
+// MaxDrainTime, whichever comes first: closing the body ends a read in
+// progress, as net/http's response bodies allow.
 func (b *heldBody) discard() {
 	b.discarded.Store(true)
+	t := time.AfterFunc(MaxDrainTime, func() { b.rc.Close() })
 	io.CopyN(io.Discard, b.rc, MaxDrain)
+	t.Stop()
 	b.rc.Close()
 }

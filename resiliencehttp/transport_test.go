@@ -597,7 +597,7 @@ func TestTransportErrors(t *testing.T) {
 	}{
 		{"connection refused", refused, 3, resilience.KindTransient},
 		{"untrusted certificate", tlsServer.URL, 1, resilience.KindPermanent},
-		{"unsupported scheme", "ftp://example.com/file", 1, resilience.KindPermanent},
+		{"unsupported scheme (the caller's bug)", "ftp://example.com/file", 1, resilience.KindRejected},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,7 +37,7 @@ func Example_exhausted() {
 	fmt.Println(err)
 	// Output:
 	// true 2 true
-	// retry: gave up after 2 attempt(s) (retry: attempts exhausted): 503 Service Unavailable
+	// retry: gave up after 2 attempts (attempts exhausted): 503 Service Unavailable
 }
 
 func ExampleWithOnRetry() {

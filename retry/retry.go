@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -46,7 +47,16 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("retry: gave up after %d attempt(s) (%v): %v", e.Attempts, e.Reason, e.Err)
+	attempts := "attempts"
+	if e.Attempts == 1 {
+		attempts = "attempt"
+	}
+	// The reasons of this package already say "retry: ".
+	var reason string
+	if e.Reason != nil {
+		reason = strings.TrimPrefix(e.Reason.Error(), "retry: ")
+	}
+	return fmt.Sprintf("retry: gave up after %d %s (%s): %v", e.Attempts, attempts, reason, e.Err)
 }
 
 // Unwrap returns the last attempt's error and the reason, in that order, so
@@ -79,7 +89,10 @@ type Policy struct {
 // option, if an option's value is invalid.
 func New(opts ...Option) *Policy {
 	c := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("retry: New: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
 	c.validate()
@@ -94,6 +107,10 @@ func (p *Policy) MaxDelay() time.Duration { return p.c.maxDelay }
 // MinAttemptTime returns the least time before the deadline for which the
 // policy starts an attempt ([WithMinAttemptTime]).
 func (p *Policy) MinAttemptTime() time.Duration { return p.c.minAttempt }
+
+// MaxAttempts returns the most attempts the policy makes for one call, the
+// first one included.
+func (p *Policy) MaxAttempts() int { return p.c.maxAttempts }
 
 // Do runs op, and runs it again after a wait while it fails with a
 // retryable error and the policy's limits allow. See the package
@@ -115,7 +132,12 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	}
 	call, inCall := resilience.CallFrom(ctx)
 	if inCall && !call.Idempotent {
-		return op(ctx)
+		// Sent once, but still an attempt: what runs inside (a per-attempt
+		// timeout) treats it as one, so a held result is left to it.
+		actx, at := resilience.StartAttempt(ctx, 1)
+		err := op(actx)
+		at.Keep()
+		return err
 	}
 	var (
 		start = time.Now()

@@ -61,7 +61,7 @@ func TestExhaustedErrorWrapsLastCause(t *testing.T) {
 		if re.Attempts != 3 || calls != 3 || !errors.Is(err, retry.ErrExhausted) || !errors.Is(err, last) {
 			t.Fatalf("got %+v after %d calls, want 3 attempts, ErrExhausted, wrapping the last cause", re, calls)
 		}
-		if want := "retry: gave up after 3 attempt(s) (retry: attempts exhausted): last"; err.Error() != want {
+		if want := "retry: gave up after 3 attempts (attempts exhausted): last"; err.Error() != want {
 			t.Errorf("message %q, want %q", err.Error(), want)
 		}
 		if resilience.Classify(err) != resilience.KindTransient {
@@ -321,4 +321,48 @@ func TestOptionsAreComparable(t *testing.T) {
 	if retry.WithMaxAttempts(3) != retry.WithMaxAttempts(3) || retry.WithBackoff(1, 2) == retry.WithBackoff(1, 3) {
 		t.Fatal("value options must compare by value")
 	}
+}
+
+func TestErrorText(t *testing.T) {
+	last := errors.New("last")
+	tests := []struct {
+		e    *retry.Error
+		want string
+	}{
+		{&retry.Error{Attempts: 4, Reason: retry.ErrExhausted, Err: last}, "retry: gave up after 4 attempts (attempts exhausted): last"},
+		{&retry.Error{Attempts: 1, Reason: retry.ErrDeadline, Err: last}, "retry: gave up after 1 attempt (no time left before the deadline): last"},
+		{&retry.Error{Attempts: 1, Reason: errors.New("body cannot be replayed"), Err: last}, "retry: gave up after 1 attempt (body cannot be replayed): last"},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("got %q, want %q", got, tt.want)
+		}
+	}
+}
+
+// A call retry must not repeat is still an attempt to what runs inside.
+func TestNotIdempotentCallIsAnAttempt(t *testing.T) {
+	ctx := resilience.WithCall(t.Context(), resilience.Call{Method: "POST", Idempotent: false})
+	var inAttempt bool
+	calls := 0
+	err := retry.New().Do(ctx, func(ctx context.Context) error {
+		calls++
+		inAttempt = resilience.InAttempt(ctx)
+		return errors.New("transient")
+	})
+	if err == nil || calls != 1 {
+		t.Fatalf("got %v after %d calls, want the error after 1", err, calls)
+	}
+	if !inAttempt {
+		t.Error("the operation of a call sent once does not run in an attempt")
+	}
+}
+
+func TestNilOptionNamed(t *testing.T) {
+	defer func() {
+		if r := recover(); r != "retry: New: option 1 is nil" {
+			t.Errorf("panic %v, want one naming the nil option", r)
+		}
+	}()
+	retry.New(retry.WithMaxAttempts(2), nil)
 }

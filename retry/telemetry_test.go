@@ -14,7 +14,7 @@ import (
 	"github.com/resilience-go/resilience/retry"
 )
 
-const callAttrs = "http.request.method=GET server.address=api.example.com"
+const callAttrs = "http.request.method=GET server.address=api.example.com server.port=443"
 
 func telemetryCall() context.Context {
 	return resilience.WithCall(context.Background(), resilience.Call{Target: "api.example.com:443", Method: "GET", Idempotent: true})

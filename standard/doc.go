@@ -18,9 +18,13 @@
 //     counted, or at 20 failures in a row within the window, and stays
 //     open 5s before one probe. While it is open, calls fail at once with
 //     breaker.ErrOpen.
-//   - Attempt timeout 10s.
+//   - Attempt timeout 10s. It bounds the time to a response, never a
+//     response body or stream the caller is still reading, whether or not
+//     the call is retried (timeout.ScopeAttempt); the total timeout bounds
+//     those (timeout.ScopeCall).
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
-//     [WithRateLimit]); when configured they too are per host.
+//     [WithRateLimit]); when configured they too are per host. The rate
+//     limit paces calls: a call waits for its turn, within its deadline.
 //
 // The breaker's rule is chosen by evidence. A breaker is there to detect an
 // outage, not to punish a brownout that retries ride through: at the 10%
@@ -44,11 +48,21 @@
 //
 // # Validation
 //
-// New checks the whole configuration and returns an error rather than a
-// pipeline that cannot work: the attempt timeout must not exceed the total
-// timeout, and the breaker's window must be at least twice the attempt
-// timeout, or a slow dependency would never accumulate the outcomes the
-// breaker needs.
+// New checks the whole configuration and returns an error, naming the
+// option to change, rather than a pipeline that cannot work: the attempt
+// timeout must not exceed the total timeout, and the breaker's window must
+// be at least twice the attempt timeout, or a slow dependency would never
+// accumulate the outcomes the breaker needs.
+//
+// One rule holds for every value: a count, limit or rate that makes no
+// sense (a bulkhead of 0 slots, a rate of 0 calls per second, a negative
+// number of retries) is an error, never a silent "off". A part is left
+// out by name: [WithoutBreaker], [WithoutBulkhead], [WithoutRateLimit]. A
+// zero that is meaningful stays valid: WithRetries(0) retries nothing.
+//
+// Build the pipeline once, when the client is built, and share it between
+// calls: each pipeline has its own breakers, bulkheads and rate limits, so
+// one built per request would never see a second call.
 //
 // # Telemetry
 //

@@ -32,5 +32,5 @@ func Example() {
 func ExampleNew_invalid() {
 	_, err := standard.New(standard.WithTotalTimeout(5*time.Second), standard.WithAttemptTimeout(10*time.Second))
 	fmt.Println(err)
-	// Output: standard: attempt timeout 10s is above the total timeout 5s
+	// Output: standard: WithAttemptTimeout(10s) is above WithTotalTimeout(5s): lower the one or raise the other
 }

@@ -31,20 +31,24 @@ type Option interface{ apply(*config) }
 type config struct {
 	total, attempt time.Duration
 	retries        int
+	retriesSet     bool // WithRetries given
 	retryOpts      []retry.Option
 	noGate         bool
 	gateOpts       []pushback.Option
 	noBreaker      bool
 	breakerOpts    []breaker.Option
-	bulkhead       int // 0: none
+	hasBulkhead    bool
+	bulkhead       int
 	bulkheadOpts   []bulkhead.Option
-	rate           rate.Limit // 0: none
+	hasRate        bool
+	rate           rate.Limit
 	burst          int
 	rateOpts       []ratelimit.Option
 	key            func(context.Context) string
 	name           string
 	mp             metric.MeterProvider
 	tp             trace.TracerProvider
+	noServer       bool
 }
 
 type totalOption time.Duration
@@ -66,11 +70,12 @@ func WithAttemptTimeout(d time.Duration) Option { return attemptOption(d) }
 
 type retriesOption int
 
-func (o retriesOption) apply(c *config) { c.retries = int(o) }
+func (o retriesOption) apply(c *config) { c.retries, c.retriesSet = int(o), true }
 
 // WithRetries sets how many times a failed call is retried (default 3, so 4
-// attempts at most); 0 leaves retry out of the pipeline. It must not be
-// negative.
+// attempts at most); 0 retries nothing. It must not be negative, and it
+// conflicts with retry.WithMaxAttempts given to [WithRetry] unless both
+// say the same.
 func WithRetries(n int) Option { return retriesOption(n) }
 
 type retryOptions []retry.Option
@@ -80,7 +85,9 @@ func (o retryOptions) apply(c *config) { c.retryOpts = append(c.retryOpts, o...)
 // WithRetry adds options for the retry policy, applied after the preset's
 // (retry.WithMaxAttempts from [WithRetries], and retry's defaults:
 // exponential backoff from 100ms to 10s with jitter 0.5). Use it to change
-// the backoff, for example.
+// the backoff, for example. Give the number of attempts with either
+// WithRetries or retry.WithMaxAttempts: New rejects the two when they
+// disagree.
 func WithRetry(opts ...retry.Option) Option { return retryOptions(opts) }
 
 type gateOptions []pushback.Option
@@ -126,12 +133,24 @@ type bulkheadOption struct {
 	opts  []bulkhead.Option
 }
 
-func (o bulkheadOption) apply(c *config) { c.bulkhead, c.bulkheadOpts = o.limit, o.opts }
+func (o bulkheadOption) apply(c *config) {
+	c.hasBulkhead, c.bulkhead, c.bulkheadOpts = true, o.limit, o.opts
+}
 
 // WithBulkhead adds a per-host bulkhead (bulkhead.NewKeyed) that lets at
 // most limit attempts per host run at once, configured by opts. There is
-// none by default.
+// none by default. limit must be at least 1: a limit of 0 would let
+// nothing through, and New reports it as an error; leave the option out,
+// or use [WithoutBulkhead], for no bulkhead.
 func WithBulkhead(limit int, opts ...bulkhead.Option) Option { return bulkheadOption{limit, opts} }
+
+type noBulkheadOption struct{}
+
+func (noBulkheadOption) apply(c *config) { c.hasBulkhead, c.bulkhead, c.bulkheadOpts = false, 0, nil }
+
+// WithoutBulkhead leaves the bulkhead out of the pipeline, undoing an
+// earlier [WithBulkhead]. It is the default.
+func WithoutBulkhead() Option { return noBulkheadOption{} }
 
 type rateOption struct {
 	r     rate.Limit
@@ -139,15 +158,36 @@ type rateOption struct {
 	opts  []ratelimit.Option
 }
 
-func (o rateOption) apply(c *config) { c.rate, c.burst, c.rateOpts = o.r, o.burst, o.opts }
+func (o rateOption) apply(c *config) {
+	c.hasRate, c.rate, c.burst, c.rateOpts = true, o.r, o.burst, o.opts
+}
 
 // WithRateLimit adds a per-host client-side rate limit (ratelimit.NewKeyed)
 // of r calls per second with bursts of burst, configured by opts. It comes
 // first in the pipeline, so a call takes one turn however many attempts it
 // makes. There is none by default.
+//
+// A call that finds no token waits for its turn, as rate.Limiter.Wait
+// does: up to the total timeout, and never past the call's own deadline;
+// a call whose turn would come too late fails at once with a
+// ratelimit.LimitedError. So a burst above the limit is paced, not failed.
+// To fail at once instead, pass ratelimit.WithMaxWait(0) in opts.
+//
+// r must be positive (rate.Inf lets every call through) and burst at least
+// 1: x/time/rate reads a zero limit as "deny everything", so New reports
+// it as an error; leave the option out, or use [WithoutRateLimit], for no
+// rate limit.
 func WithRateLimit(r rate.Limit, burst int, opts ...ratelimit.Option) Option {
 	return rateOption{r, burst, opts}
 }
+
+type noRateOption struct{}
+
+func (noRateOption) apply(c *config) { c.hasRate, c.rate, c.burst, c.rateOpts = false, 0, 0, nil }
+
+// WithoutRateLimit leaves the rate limit out of the pipeline, undoing an
+// earlier [WithRateLimit]. It is the default.
+func WithoutRateLimit() Option { return noRateOption{} }
 
 type keyOption func(context.Context) string
 
@@ -185,6 +225,17 @@ func (o meterProviderOption) apply(c *config) { c.mp = o.mp }
 // and skip all telemetry work. Without an SDK installed, the global
 // providers cost about as little.
 func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
+
+type noServerAddressOption struct{}
+
+func (noServerAddressOption) apply(c *config) { c.noServer = true }
+
+// WithoutServerAddress leaves the server.address and server.port
+// attributes off every part's metrics, so that the number of series stays
+// bounded however many hosts the pipeline calls (see docs/telemetry.md):
+// use it for a client that talks to many hosts, or to hosts chosen by its
+// users. Span events are not affected.
+func WithoutServerAddress() Option { return noServerAddressOption{} }
 
 type tracerProviderOption struct{ tp trace.TracerProvider }
 

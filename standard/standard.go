@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
@@ -28,73 +30,98 @@ import (
 //	→ bulkhead (per host, if configured)
 //	→ per-attempt timeout
 //
-// It returns an error, and no policy, if the configuration is invalid: an
-// option's value out of range, an attempt timeout above the total timeout,
-// or a breaker window shorter than twice the attempt timeout.
+// It returns an error, and no policy, if the configuration is invalid: a
+// nil option, an option's value out of range, an attempt timeout above the
+// total timeout, a breaker window shorter than twice the attempt timeout,
+// or WithRetries and retry.WithMaxAttempts that disagree. The error names
+// the option to change. Build the pipeline once and share it: every
+// pipeline has its own breakers, bulkheads and rate limits.
 func New(opts ...Option) (resilience.Policy, error) {
 	c := config{
 		total:   DefaultTotalTimeout,
 		attempt: DefaultAttemptTimeout,
 		retries: DefaultRetries,
 	}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("standard: New: option %d is nil", i)
+		}
 		o.apply(&c)
 	}
-	switch {
-	case c.total <= 0:
-		return nil, fmt.Errorf("standard: WithTotalTimeout: must be positive, got %v", c.total)
-	case c.attempt <= 0:
-		return nil, fmt.Errorf("standard: WithAttemptTimeout: must be positive, got %v", c.attempt)
-	case c.attempt > c.total:
-		return nil, fmt.Errorf("standard: attempt timeout %v is above the total timeout %v", c.attempt, c.total)
-	case c.retries < 0:
-		return nil, fmt.Errorf("standard: WithRetries: must not be negative, got %d", c.retries)
-	case c.bulkhead < 0:
-		return nil, fmt.Errorf("standard: WithBulkhead: limit must be at least 1, got %d", c.bulkhead)
-	case c.rate < 0:
-		return nil, fmt.Errorf("standard: WithRateLimit: rate must be positive, got %v", float64(c.rate))
+	if err := c.validate(); err != nil {
+		return nil, err
 	}
 
 	var ps []resilience.Policy
 	err := build(func() {
-		if c.rate != 0 {
-			opts := telemetryOpts(&c, ratelimit.WithName, ratelimit.WithMeterProvider, ratelimit.WithTracerProvider)
+		if c.hasRate {
+			opts := telemetryOpts(&c, ratelimit.WithName, ratelimit.WithMeterProvider, ratelimit.WithTracerProvider, ratelimit.WithoutServerAddress)
+			// Pace a burst within the call's deadline, as rate.Limiter.Wait
+			// does; the user's ratelimit.WithMaxWait(0) fails fast instead.
+			opts = append(opts, ratelimit.WithMaxWait(c.total))
 			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, append(opts, prepend(c.key, ratelimit.WithKey, c.rateOpts)...)...))
 		}
-		ps = append(ps, timeout.New(c.total, timeoutOpts(&c, "total")...))
+		ps = append(ps, timeout.New(c.total, append(timeoutOpts(&c, "total"), timeout.WithScope(timeout.ScopeCall))...))
 		maxPushback, minAttempt := pushback.DefaultMaxPushback, pushback.DefaultMinAttemptTime
-		if c.retries > 0 {
-			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider)
+		if c.retries > 0 || len(c.retryOpts) > 0 {
+			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider, retry.WithoutServerAddress)
 			opts = append(opts, retry.WithMaxAttempts(c.retries+1))
 			r := retry.New(append(opts, c.retryOpts...)...)
+			if n := r.MaxAttempts(); c.retriesSet && n != c.retries+1 {
+				panic(fmt.Sprintf("standard: WithRetries(%d) conflicts with retry.WithMaxAttempts(%d) given to WithRetry: give the number of attempts once", c.retries, n))
+			}
 			maxPushback, minAttempt = r.MaxDelay(), r.MinAttemptTime()
 			ps = append(ps, r)
 		}
 		if !c.noGate {
 			// The gate holds no call longer than the retry would wait, and
 			// turns away the calls the retry would not wait for.
-			opts := telemetryOpts(&c, pushback.WithName, pushback.WithMeterProvider, pushback.WithTracerProvider)
+			opts := telemetryOpts(&c, pushback.WithName, pushback.WithMeterProvider, pushback.WithTracerProvider, pushback.WithoutServerAddress)
 			opts = append(opts, pushback.WithMaxPushback(maxPushback), pushback.WithMinAttemptTime(minAttempt))
 			ps = append(ps, pushback.New(append(opts, prepend(c.key, pushback.WithKey, c.gateOpts)...)...))
 		}
 		if !c.noBreaker {
-			opts := telemetryOpts(&c, breaker.WithName, breaker.WithMeterProvider, breaker.WithTracerProvider)
+			opts := telemetryOpts(&c, breaker.WithName, breaker.WithMeterProvider, breaker.WithTracerProvider, breaker.WithoutServerAddress)
 			b := breaker.NewKeyed(append(opts, prepend(c.key, breaker.WithKey, c.breakerOpts)...)...)
 			if w := b.Window(); w != 0 && w < 2*c.attempt {
-				panic(fmt.Sprintf("standard: breaker window %v is shorter than twice the attempt timeout %v", w, c.attempt))
+				panic(fmt.Sprintf("standard: WithAttemptTimeout(%v) is more than half the breaker's window (%v): lower it, or widen the window with WithBreaker(breaker.WithWindow(...))", c.attempt, w))
 			}
 			ps = append(ps, b)
 		}
-		if c.bulkhead != 0 {
-			opts := telemetryOpts(&c, bulkhead.WithName, bulkhead.WithMeterProvider, bulkhead.WithTracerProvider)
+		if c.hasBulkhead {
+			opts := telemetryOpts(&c, bulkhead.WithName, bulkhead.WithMeterProvider, bulkhead.WithTracerProvider, bulkhead.WithoutServerAddress)
 			ps = append(ps, bulkhead.NewKeyed(c.bulkhead, append(opts, prepend(c.key, bulkhead.WithKey, c.bulkheadOpts)...)...))
 		}
-		ps = append(ps, timeout.New(c.attempt, timeoutOpts(&c, "attempt")...))
+		// The attempt timeout bounds an attempt and never a held result,
+		// whether or not a retry started an attempt around it.
+		ps = append(ps, timeout.New(c.attempt, append(timeoutOpts(&c, "attempt"), timeout.WithScope(timeout.ScopeAttempt))...))
 	})
 	if err != nil {
 		return nil, err
 	}
 	return resilience.Chain(ps...), nil
+}
+
+// validate checks the pipeline's own options. The parts check theirs when
+// they are built.
+func (c *config) validate() error {
+	switch {
+	case c.total <= 0:
+		return fmt.Errorf("standard: WithTotalTimeout: must be positive, got %v", c.total)
+	case c.attempt <= 0:
+		return fmt.Errorf("standard: WithAttemptTimeout: must be positive, got %v", c.attempt)
+	case c.attempt > c.total:
+		return fmt.Errorf("standard: WithAttemptTimeout(%v) is above WithTotalTimeout(%v): lower the one or raise the other", c.attempt, c.total)
+	case c.retries < 0:
+		return fmt.Errorf("standard: WithRetries: must not be negative, got %d", c.retries)
+	case c.hasBulkhead && c.bulkhead < 1:
+		return fmt.Errorf("standard: WithBulkhead: limit must be at least 1, got %d (use WithoutBulkhead for no bulkhead)", c.bulkhead)
+	case c.hasRate && (math.IsNaN(float64(c.rate)) || c.rate <= 0):
+		return fmt.Errorf("standard: WithRateLimit: rate must be positive, got %v (use WithoutRateLimit for no rate limit)", float64(c.rate))
+	case c.hasRate && c.burst < 1 && c.rate != rate.Inf:
+		return fmt.Errorf("standard: WithRateLimit: burst must be at least 1, got %d", c.burst)
+	}
+	return nil
 }
 
 // prepend puts the pipeline's key option, if any, before a part's own
@@ -108,7 +135,7 @@ func prepend[O any](key func(context.Context) string, with func(func(context.Con
 
 // telemetryOpts returns the options that give a part the pipeline's name and
 // providers, to go before the part's own options so that those win.
-func telemetryOpts[O any](c *config, name func(string) O, mp func(metric.MeterProvider) O, tp func(trace.TracerProvider) O) []O {
+func telemetryOpts[O any](c *config, name func(string) O, mp func(metric.MeterProvider) O, tp func(trace.TracerProvider) O, noServer func() O) []O {
 	var opts []O
 	if c.name != "" {
 		opts = append(opts, name(c.name))
@@ -119,6 +146,9 @@ func telemetryOpts[O any](c *config, name func(string) O, mp func(metric.MeterPr
 	if c.tp != nil {
 		opts = append(opts, tp(c.tp))
 	}
+	if c.noServer {
+		opts = append(opts, noServer())
+	}
 	return opts
 }
 
@@ -128,7 +158,7 @@ func timeoutOpts(c *config, role string) []timeout.Option {
 	if c.name != "" {
 		name = c.name + "." + role
 	}
-	opts := telemetryOpts(c, timeout.WithName, timeout.WithMeterProvider, timeout.WithTracerProvider)
+	opts := telemetryOpts(c, timeout.WithName, timeout.WithMeterProvider, timeout.WithTracerProvider, timeout.WithoutServerAddress)
 	if c.name == "" {
 		opts = append(opts, timeout.WithName(name))
 	} else {

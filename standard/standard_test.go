@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
@@ -26,8 +27,8 @@ func TestInvalidConfiguration(t *testing.T) {
 		opts []standard.Option
 		want string
 	}{
-		{"attempt above total", []standard.Option{standard.WithTotalTimeout(5 * time.Second)}, "standard: attempt timeout 10s is above the total timeout 5s"},
-		{"window shorter than two attempts", []standard.Option{standard.WithBreaker(breaker.WithWindow(15*time.Second, 5*time.Second))}, "standard: breaker window 15s is shorter than twice the attempt timeout 10s"},
+		{"attempt above total", []standard.Option{standard.WithTotalTimeout(5 * time.Second)}, "standard: WithAttemptTimeout(10s) is above WithTotalTimeout(5s)"},
+		{"window shorter than two attempts", []standard.Option{standard.WithBreaker(breaker.WithWindow(15*time.Second, 5*time.Second))}, "standard: WithAttemptTimeout(10s) is more than half the breaker's window (15s): lower it, or widen the window with WithBreaker(breaker.WithWindow(...))"},
 		{"zero total", []standard.Option{standard.WithTotalTimeout(0)}, "standard: WithTotalTimeout"},
 		{"negative attempt", []standard.Option{standard.WithAttemptTimeout(-time.Second)}, "standard: WithAttemptTimeout"},
 		{"negative retries", []standard.Option{standard.WithRetries(-1)}, "standard: WithRetries"},
@@ -35,7 +36,13 @@ func TestInvalidConfiguration(t *testing.T) {
 		{"bad retry option", []standard.Option{standard.WithRetry(retry.WithJitter(3))}, "retry: WithJitter"},
 		{"bad bulkhead", []standard.Option{standard.WithBulkhead(-2)}, "standard: WithBulkhead"},
 		{"bad bulkhead option", []standard.Option{standard.WithBulkhead(2, bulkhead.WithMaxWait(-1))}, "bulkhead: WithMaxWait"},
-		{"bad rate limit", []standard.Option{standard.WithRateLimit(10, 0)}, "ratelimit: NewKeyed: burst"},
+		{"bad rate limit", []standard.Option{standard.WithRateLimit(10, 0)}, "standard: WithRateLimit: burst must be at least 1, got 0"},
+		{"zero rate", []standard.Option{standard.WithRateLimit(0, 10)}, "standard: WithRateLimit: rate must be positive, got 0 (use WithoutRateLimit for no rate limit)"},
+		{"negative rate", []standard.Option{standard.WithRateLimit(-1, 10)}, "standard: WithRateLimit: rate must be positive"},
+		{"zero bulkhead", []standard.Option{standard.WithBulkhead(0)}, "standard: WithBulkhead: limit must be at least 1, got 0 (use WithoutBulkhead for no bulkhead)"},
+		{"nil option", []standard.Option{standard.WithRetries(1), nil}, "standard: New: option 1 is nil"},
+		{"retries conflict", []standard.Option{standard.WithRetries(2), standard.WithRetry(retry.WithMaxAttempts(10))}, "standard: WithRetries(2) conflicts with retry.WithMaxAttempts(10) given to WithRetry"},
+		{"no retries conflict", []standard.Option{standard.WithRetries(0), standard.WithRetry(retry.WithMaxAttempts(3))}, "standard: WithRetries(0) conflicts with retry.WithMaxAttempts(3)"},
 		{"bad pushback gate option", []standard.Option{standard.WithPushbackGate(pushback.WithProbeTimeout(0))}, "pushback: WithProbeTimeout"},
 	}
 	for _, tt := range tests {
@@ -59,6 +66,11 @@ func TestValidConfigurations(t *testing.T) {
 		{standard.WithAttemptTimeout(time.Minute), standard.WithTotalTimeout(time.Hour), standard.WithoutBreaker()},
 		{standard.WithBreaker(breaker.WithConsecutiveFailures(5), breaker.WithWindow(20*time.Second, time.Second))},
 		{standard.WithRetries(0), standard.WithBulkhead(10), standard.WithRateLimit(100, 10)},
+		{standard.WithRetries(3), standard.WithRetry(retry.WithMaxAttempts(4))}, // they agree
+		{standard.WithRetry(retry.WithMaxAttempts(10))},                         // given once
+		{standard.WithBulkhead(0), standard.WithoutBulkhead(), standard.WithRateLimit(0, 0), standard.WithoutRateLimit()},
+		{standard.WithRateLimit(rate.Inf, 0)},
+		{standard.WithoutServerAddress()},
 	} {
 		if _, err := standard.New(opts...); err != nil {
 			t.Errorf("New: %v", err)

@@ -43,7 +43,7 @@ func TestTelemetryEveryPart(t *testing.T) {
 		}
 
 		ms := h.Collect(t)
-		const callKV = "http.request.method=GET server.address=api.example.com "
+		const callKV = "http.request.method=GET server.address=api.example.com server.port=443 "
 		events := telemetrytest.Points(t, ms, "resilience.events", "{event}")
 		wantEvents := telemetrytest.Want(map[string]int64{
 			callKV + "resilience.event=expired resilience.name=users.attempt resilience.policy=timeout": 1,
@@ -57,7 +57,7 @@ func TestTelemetryEveryPart(t *testing.T) {
 			t.Errorf("resilience.breaker.state: got %v, want one series, the breaker of api.example.com:443, closed", state)
 		}
 		inFlight := telemetrytest.Points(t, ms, "resilience.bulkhead.in_flight", "{call}")
-		if want := map[string]int64{"resilience.name=users server.address=api.example.com": 0}; !maps.Equal(inFlight, want) {
+		if want := map[string]int64{"resilience.name=users server.address=api.example.com server.port=443": 0}; !maps.Equal(inFlight, want) {
 			t.Errorf("resilience.bulkhead.in_flight: got %v, want %v", inFlight, want)
 		}
 		attempts := telemetrytest.Counts(t, ms, "resilience.attempt.duration", "s")

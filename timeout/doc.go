@@ -4,7 +4,8 @@
 // the caller's deadline if that comes sooner (then no timer is armed at
 // all). Where it sits in a chain decides what it bounds: outside a retry
 // policy it bounds the whole call, every attempt and wait included; inside
-// it bounds one attempt.
+// it bounds one attempt. [WithScope] says it outright instead, so that a
+// per-attempt timeout stays one whether or not a retry runs around it.
 //
 // The timeout is cooperative, as everything built on context is: the
 // operation must return when its context is done. No goroutine is started
@@ -17,8 +18,10 @@
 //
 // A result that outlives the operation, such as an HTTP response body read
 // after RoundTrip returns or a gRPC stream, keeps its context until it is
-// done (see resilience.Hold). What bounds it depends, again, on where the
-// policy sits:
+// done (see resilience.Hold). What bounds it is the policy's scope
+// ([WithScope]). [ScopeAttempt] and [ScopeCall] say it outright, and a
+// pipeline that depends on the answer should say it: the standard presets
+// do. By default ([ScopeAuto]) it depends, again, on where the policy sits:
 //
 //   - Inside an attempt (resilience.InAttempt: under a retry policy), the
 //     policy bounds the time until the result arrives. When the operation

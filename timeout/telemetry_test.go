@@ -26,7 +26,7 @@ func TestTelemetryExpiry(t *testing.T) {
 
 		events := telemetrytest.Points(t, h.Collect(t), "resilience.events", "{event}")
 		want := telemetrytest.Want(map[string]int64{
-			"resilience.event=expired resilience.name=attempt resilience.policy=timeout rpc.method=pkg.Service/Get server.address=::1": 1,
+			"resilience.event=expired resilience.name=attempt resilience.policy=timeout rpc.method=pkg.Service/Get server.address=::1 server.port=8443": 1,
 		})
 		if !maps.Equal(events, want) {
 			t.Errorf("resilience.events:\ngot  %v\nwant %v", events, want)

@@ -56,8 +56,9 @@ func (e *Error) Timeout() bool { return true }
 // it with [New]; it is safe for concurrent use. The zero Policy is not
 // usable.
 type Policy struct {
-	d   time.Duration
-	tel *telemetry.Policy
+	d     time.Duration
+	scope Scope
+	tel   *telemetry.Policy
 }
 
 // New returns a policy that gives each operation at most d, configured by
@@ -71,10 +72,16 @@ func New(d time.Duration, opts ...Option) *Policy {
 		panic(fmt.Sprintf("timeout: New: duration must be positive, got %v", d))
 	}
 	var c config
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("timeout: New: option %d is nil", i))
+		}
 		o.apply(&c)
 	}
-	return &Policy{d: d, tel: telemetry.New(telemetry.KindTimeout, c.tel)}
+	if c.scope > ScopeAttempt {
+		panic(fmt.Sprintf("timeout: WithScope: unknown scope %d", c.scope))
+	}
+	return &Policy{d: d, scope: c.scope, tel: telemetry.New(telemetry.KindTimeout, c.tel)}
 }
 
 // Timeout returns the policy's duration.
@@ -92,12 +99,12 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	c := newTimerCtx(ctx, p.d, deadline)
 	err := op(c)
 	// A result held past op (a response body, a stream) keeps the context
-	// alive until it is done. Inside an attempt, the policy bounds the time
+	// alive until it is done. With ScopeAttempt, the policy bounds the time
 	// to that result and stops its timer: the outer deadline bounds the
-	// rest. Outside any attempt, it bounds the whole call, held result
+	// rest. With ScopeCall, it bounds the whole call, held result
 	// included, as http.Client.Timeout bounds reading the body.
 	held := resilience.Held(c)
-	whole := held && !resilience.InAttempt(ctx)
+	whole := held && p.bounds(ctx) == ScopeCall
 	var fired bool
 	if whole {
 		fired = c.hasFired()
@@ -116,6 +123,17 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		c.cancel()
 	}
 	return err
+}
+
+// bounds returns the policy's scope for a call in ctx.
+func (p *Policy) bounds(ctx context.Context) Scope {
+	if p.scope != ScopeAuto {
+		return p.scope
+	}
+	if resilience.InAttempt(ctx) {
+		return ScopeAttempt
+	}
+	return ScopeCall
 }
 
 // expired reports that the policy's deadline cut the operation short.

@@ -3,6 +3,7 @@ package timeout_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -259,4 +260,62 @@ func TestNewPanicsOnInvalidDuration(t *testing.T) {
 			timeout.New(d)
 		}()
 	}
+}
+
+// An explicit scope decides what the policy bounds, wherever it runs.
+func TestScopeIsExplicit(t *testing.T) {
+	for _, tt := range []struct {
+		scope     timeout.Scope
+		inAttempt bool
+		wantCut   bool
+	}{
+		{timeout.ScopeAttempt, false, false},
+		{timeout.ScopeAttempt, true, false},
+		{timeout.ScopeCall, false, true},
+		{timeout.ScopeCall, true, true},
+		{timeout.ScopeAuto, false, true},
+		{timeout.ScopeAuto, true, false},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			p := timeout.New(time.Second, timeout.WithScope(tt.scope))
+			ctx := resilience.WithCall(t.Context(), resilience.Call{})
+			var at resilience.Attempt
+			if tt.inAttempt {
+				ctx, at = resilience.StartAttempt(ctx, 1)
+			}
+			var held context.Context
+			var done func(error)
+			if err := p.Do(ctx, func(ctx context.Context) error {
+				held = ctx
+				done = resilience.Hold(ctx, nil)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Second) // past the timeout, the result still held
+			if cut := held.Err() != nil; cut != tt.wantCut {
+				t.Errorf("scope %d, in attempt %v: held result cut %v, want %v", tt.scope, tt.inAttempt, cut, tt.wantCut)
+			}
+			done(nil)
+			at.Keep()
+		})
+	}
+}
+
+func TestScopeInvalid(t *testing.T) {
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "WithScope") {
+			t.Errorf("panic %v, want one naming WithScope", r)
+		}
+	}()
+	timeout.New(time.Second, timeout.WithScope(42))
+}
+
+func TestNilOptionNamed(t *testing.T) {
+	defer func() {
+		if r := recover(); r != "timeout: New: option 0 is nil" {
+			t.Errorf("panic %v, want one naming the nil option", r)
+		}
+	}()
+	timeout.New(time.Second, nil)
 }

@@ -1,6 +1,7 @@
 // Command quickstart calls a flaky in-process HTTP server through the
-// resilience transport and prints, for each call, how many attempts it
-// took, how long the transport waited between them, and the final status.
+// standard pipeline (resiliencehttp.Standard) and prints, for each call, how
+// many attempts it took, how long the transport waited between them, and
+// the final status.
 //
 //	go run ./examples/quickstart
 package main
@@ -16,25 +17,29 @@ import (
 	"sync"
 	"time"
 
-	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/resiliencehttp"
 	"github.com/resilience-go/resilience/retry"
-	"github.com/resilience-go/resilience/timeout"
+	"github.com/resilience-go/resilience/standard"
 )
 
 func main() {
 	upstream := httptest.NewServer(newFlakyHandler())
 	defer upstream.Close()
 
-	client := &http.Client{Transport: resiliencehttp.NewTransport(nil,
-		timeout.New(10*time.Second), // the whole call, retries included
-		retry.New(
+	// Build the transport once and share it: its breakers and limits are
+	// per host, across every call made through it.
+	transport, err := resiliencehttp.Standard(countAttempts{http.DefaultTransport},
+		standard.WithTotalTimeout(10*time.Second),         // the whole call, retries included
+		standard.WithAttemptTimeout(300*time.Millisecond), // each attempt
+		standard.WithRetry(
 			retry.WithBackoff(100*time.Millisecond, 2*time.Second),
 			retry.WithOnRetry(func(ctx context.Context, e retry.Event) { logFrom(ctx).waits = append(logFrom(ctx).waits, e.Wait) }),
 		),
-		resilience.PolicyFunc(countAttempts),
-		timeout.New(300*time.Millisecond), // each attempt
-	)}
+	)
+	if err != nil {
+		log.Fatal(err) // an invalid configuration is reported here, never at call time
+	}
+	client := &http.Client{Transport: transport}
 
 	calls := []struct{ method, path, key string }{
 		{"GET", "/stable", ""},
@@ -99,10 +104,12 @@ func logFrom(ctx context.Context) *callLog {
 	return &callLog{}
 }
 
-// countAttempts is a policy that counts the attempts that reach it.
-func countAttempts(ctx context.Context, op func(context.Context) error) error {
-	logFrom(ctx).attempts++
-	return op(ctx)
+// countAttempts is the base transport: it sends each attempt and counts it.
+type countAttempts struct{ base http.RoundTripper }
+
+func (c countAttempts) RoundTrip(r *http.Request) (*http.Response, error) {
+	logFrom(r.Context()).attempts++
+	return c.base.RoundTrip(r)
 }
 
 // newFlakyHandler misbehaves in a different way on each path.

@@ -43,6 +43,59 @@ func TestBoundedUnderManyKeys(t *testing.T) {
 	}
 }
 
+func TestShrinksBackAfterBurst(t *testing.T) {
+	r, c, _ := newTest(10, time.Hour)
+	// 1000 distinct keys in use at once: the registry must grow past its
+	// bound, since keys in use are never evicted.
+	es := make([]*Entry[int], 1000)
+	for i := range es {
+		es[i] = r.Acquire(fmt.Sprint("host-", i))
+	}
+	if n := r.Len(); n != 1000 {
+		t.Fatalf("with 1000 keys in use: Len = %d, want 1000", n)
+	}
+	for _, e := range es {
+		c.t = c.t.Add(time.Millisecond)
+		r.Release(e)
+	}
+	if n := r.Len(); n > 10 {
+		t.Fatalf("after every key was released: Len = %d, want <= 10", n)
+	}
+	// The most recently released keys are the ones kept.
+	if _, ok := r.Peek("host-999"); !ok {
+		t.Error("most recently released key was evicted")
+	}
+	for i := range 2000 {
+		r.Release(r.Acquire(fmt.Sprint("again-", i%20)))
+		if n := r.Len(); n > 10 {
+			t.Fatalf("after %d more calls: Len = %d, want <= 10", i+1, n)
+		}
+	}
+}
+
+func TestShrinksBackAfterConcurrentBurst(t *testing.T) {
+	r := New(10, time.Hour, func(string) int { return 0 })
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	held := make(chan struct{}, 1000)
+	for i := range 1000 {
+		wg.Go(func() {
+			e := r.Acquire(fmt.Sprint("host-", i))
+			held <- struct{}{}
+			<-start
+			r.Release(e)
+		})
+	}
+	for range 1000 {
+		<-held
+	}
+	close(start)
+	wg.Wait()
+	if n := r.Len(); n > 10 {
+		t.Fatalf("after 1000 concurrent keys ended: Len = %d, want <= 10", n)
+	}
+}
+
 func TestLongKeysAreStoredBounded(t *testing.T) {
 	r, _, made := newTest(10, time.Hour)
 	long := strings.Repeat("t", 1<<20) // a client-chosen key of 1 MiB
@@ -139,30 +192,5 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if n := r.Len(); n > 50 {
 		t.Fatalf("Len = %d, want <= 50", n)
-	}
-}
-
-// A burst of keys in use at once grows the registry past its maximum; as
-// they are released it shrinks back to the maximum, with no later call
-// needed to trigger it.
-func TestShrinksBackAfterBurst(t *testing.T) {
-	r, c, _ := newTest(10, time.Hour)
-	held := make([]*Entry[int], 1000)
-	for i := range held {
-		held[i] = r.Acquire(fmt.Sprint("burst-", i))
-	}
-	if n := r.Len(); n != 1000 {
-		t.Fatalf("during the burst: Len = %d, want 1000 (entries in use are kept)", n)
-	}
-	for _, e := range held {
-		c.t = c.t.Add(time.Millisecond)
-		r.Release(e)
-	}
-	if n := r.Len(); n > 10 {
-		t.Fatalf("after the burst: Len = %d, want <= 10", n)
-	}
-	// The most recently released are the ones kept.
-	if _, ok := r.Peek("burst-999"); !ok {
-		t.Error("the last key released was evicted")
 	}
 }

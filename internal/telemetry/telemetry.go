@@ -109,16 +109,21 @@ type Config struct {
 	Name           string
 	MeterProvider  metric.MeterProvider // nil: otel.GetMeterProvider()
 	TracerProvider trace.TracerProvider // nil: otel.GetTracerProvider()
+	// NoServerAddress leaves server.address and server.port off the
+	// instance's metrics, so that their series do not grow with the
+	// number of hosts (see docs/telemetry.md).
+	NoServerAddress bool
 }
 
 // Policy is the telemetry of one policy instance. A nil *Policy is valid and
 // does nothing, so that values built without telemetry (a keyed policy's
 // per-key values) share the code paths.
 type Policy struct {
-	kind    string
-	name    string
-	metrics bool // false: no instrument is used
-	spans   bool // false: no span event is added
+	kind     string
+	name     string
+	metrics  bool // false: no instrument is used
+	spans    bool // false: no span event is added
+	noServer bool // leave server.address and server.port off metrics
 
 	meter  metric.Meter
 	tracer trace.Tracer
@@ -139,7 +144,7 @@ func New(kind string, c Config) *Policy {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	p := &Policy{kind: kind, name: c.Name}
+	p := &Policy{kind: kind, name: c.Name, noServer: c.NoServerAddress}
 	if c.Name != "" {
 		p.nameAttrs = []attribute.KeyValue{NameKey.String(c.Name)}
 	}
@@ -201,7 +206,7 @@ func (p *Policy) Count(ctx context.Context, ev string) {
 	attrs := make([]attribute.KeyValue, 0, len(p.baseAttrs)+4)
 	attrs = append(attrs, p.baseAttrs...)
 	attrs = append(attrs, EventKey.String(ev))
-	attrs = CallAttrs(ctx, attrs)
+	attrs = callAttrs(ctx, attrs, !p.noServer)
 	p.events.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(attrs...)))
 }
 
@@ -271,13 +276,13 @@ func (r AttemptRecorder) Record(ctx context.Context, n int, d time.Duration, err
 	if !r.Active(ctx) {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, len(r.p.nameAttrs)+6)
+	attrs := make([]attribute.KeyValue, 0, len(r.p.nameAttrs)+7)
 	attrs = append(attrs, r.p.nameAttrs...)
 	attrs = append(attrs, AttemptKey.Int(n), OutcomeKey.String(Outcome(ctx, err).String()))
 	if err != nil {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(ErrorType(err)))
 	}
-	attrs = CallAttrs(ctx, attrs)
+	attrs = callAttrs(ctx, attrs, !r.p.noServer)
 	r.h.Record(ctx, d.Seconds(), metric.WithAttributeSet(attribute.NewSet(attrs...)))
 }
 
@@ -309,9 +314,9 @@ func (r WaitRecorder) Record(ctx context.Context, d time.Duration) {
 	if r.h == nil || !r.h.Enabled(ctx) {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, len(r.p.nameAttrs)+2)
+	attrs := make([]attribute.KeyValue, 0, len(r.p.nameAttrs)+3)
 	attrs = append(attrs, r.p.nameAttrs...)
-	attrs = CallAttrs(ctx, attrs)
+	attrs = callAttrs(ctx, attrs, !r.p.noServer)
 	r.h.Record(ctx, d.Seconds(), metric.WithAttributeSet(attribute.NewSet(attrs...)))
 }
 
@@ -352,20 +357,25 @@ func ErrorType(err error) string {
 }
 
 // CallAttrs appends to attrs the semantic-convention attributes of the call
-// described in ctx (resilience.CallFrom): server.address from its target,
-// and http.request.method for an HTTP method or rpc.method for a gRPC full
+// described in ctx (resilience.CallFrom): server.address and server.port
+// from its target, and http.request.method for an HTTP method or rpc.method for a gRPC full
 // method ("/pkg.Service/Method", recorded without the leading slash).
 // Unknown HTTP methods are recorded as "_OTHER", so every value is bounded.
 // Outside any call it appends nothing. For a call a server received
 // ([Incoming]) it leaves out the target.
 func CallAttrs(ctx context.Context, attrs []attribute.KeyValue) []attribute.KeyValue {
+	return callAttrs(ctx, attrs, true)
+}
+
+// callAttrs is CallAttrs, with the server's attributes only if server.
+func callAttrs(ctx context.Context, attrs []attribute.KeyValue, server bool) []attribute.KeyValue {
 	c, ok := resilience.CallFrom(ctx)
 	if !ok {
 		return attrs
 	}
-	in, incoming := ctx.Value(incomingKey{}).(incomingCall)
-	if c.Target != "" && !incoming {
-		attrs = append(attrs, semconv.ServerAddress(ServerAddress(c.Target)))
+	in, _ := ctx.Value(incomingKey{}).(incomingCall)
+	if server && c.Target != "" && !in.incoming {
+		attrs = appendServer(attrs, c.Target)
 	}
 	switch {
 	case strings.HasPrefix(c.Method, "/") && in.otherMethod:
@@ -380,7 +390,7 @@ func CallAttrs(ctx context.Context, attrs []attribute.KeyValue) []attribute.KeyV
 
 type incomingKey struct{}
 
-type incomingCall struct{ otherMethod bool }
+type incomingCall struct{ incoming, otherMethod bool }
 
 // Incoming returns ctx marked, for [CallAttrs], as the context of a call a
 // server received (a gRPC server interceptor's). The call's target there
@@ -392,7 +402,54 @@ type incomingCall struct{ otherMethod bool }
 // so it is unbounded and CallAttrs records rpc.method as "_OTHER", as the
 // conventions ask for methods the instrumentation does not know.
 func Incoming(ctx context.Context, otherMethod bool) context.Context {
-	return context.WithValue(ctx, incomingKey{}, incomingCall{otherMethod})
+	return context.WithValue(ctx, incomingKey{}, incomingCall{incoming: true, otherMethod: otherMethod})
+}
+
+// Outgoing undoes [Incoming] for the work a server's handler does: the
+// calls it makes are its own, with their own targets.
+func Outgoing(ctx context.Context) context.Context {
+	if in, _ := ctx.Value(incomingKey{}).(incomingCall); !in.incoming {
+		return ctx
+	}
+	return context.WithValue(ctx, incomingKey{}, incomingCall{})
+}
+
+// ServerAttrs returns the attributes that name target's server
+// (server.address and, when the target has one, server.port) for an
+// observable instrument of the instance, or nil when the instance leaves
+// them off ([Config].NoServerAddress) or target is empty.
+func (p *Policy) ServerAttrs(target string) []attribute.KeyValue {
+	if p == nil || p.noServer || target == "" {
+		return nil
+	}
+	return appendServer(nil, target)
+}
+
+// ServerAddressOff reports whether the instance leaves server.address and
+// server.port off its metrics.
+func (p *Policy) ServerAddressOff() bool { return p != nil && p.noServer }
+
+// appendServer appends server.address and, if target has one, server.port.
+func appendServer(attrs []attribute.KeyValue, target string) []attribute.KeyValue {
+	attrs = append(attrs, semconv.ServerAddress(ServerAddress(target)))
+	if port, ok := ServerPort(target); ok {
+		attrs = append(attrs, semconv.ServerPort(port))
+	}
+	return attrs
+}
+
+// ServerPort returns the port of a target ("api.example.com:443" → 443);
+// ok is false when it has none.
+func ServerPort(target string) (port int, ok bool) {
+	i := strings.LastIndexByte(target, ':')
+	if i < 0 || strings.Contains(target[i:], "]") {
+		return 0, false
+	}
+	p, err := strconv.Atoi(target[i+1:])
+	if err != nil || p < 0 || p > 65535 {
+		return 0, false
+	}
+	return p, true
 }
 
 // ServerAddress returns the host of a target ("api.example.com:443" →
@@ -404,20 +461,6 @@ func ServerAddress(target string) string {
 		}
 	}
 	return strings.TrimSuffix(strings.TrimPrefix(target, "["), "]")
-}
-
-// ServerPort returns the port of a target ("api.example.com:443" → 443), as
-// server.port wants it; ok is false when the target has none.
-func ServerPort(target string) (port int, ok bool) {
-	i := strings.LastIndexByte(target, ':')
-	if i < 0 || strings.Contains(target[i:], "]") {
-		return 0, false
-	}
-	p, err := strconv.Atoi(target[i+1:])
-	if err != nil || p < 0 || p > 65535 {
-		return 0, false
-	}
-	return p, true
 }
 
 func httpMethod(m string) string {

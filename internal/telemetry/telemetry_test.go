@@ -108,10 +108,10 @@ func TestCallAttrs(t *testing.T) {
 		call resilience.Call
 		want string
 	}{
-		{resilience.Call{Target: "api.example.com:443", Method: "GET"}, "http.request.method=GET server.address=api.example.com"},
+		{resilience.Call{Target: "api.example.com:443", Method: "GET"}, "http.request.method=GET server.address=api.example.com server.port=443"},
 		{resilience.Call{Target: "api.example.com", Method: "FROB"}, "http.request.method=_OTHER server.address=api.example.com"},
-		{resilience.Call{Target: "[2001:db8::1]:80", Method: "PUT"}, "http.request.method=PUT server.address=2001:db8::1"},
-		{resilience.Call{Target: "users.internal:50051", Method: "/users.v1.Users/Get"}, "rpc.method=users.v1.Users/Get server.address=users.internal"},
+		{resilience.Call{Target: "[2001:db8::1]:80", Method: "PUT"}, "http.request.method=PUT server.address=2001:db8::1 server.port=80"},
+		{resilience.Call{Target: "users.internal:50051", Method: "/users.v1.Users/Get"}, "rpc.method=users.v1.Users/Get server.address=users.internal server.port=50051"},
 		{resilience.Call{}, ""},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,101 @@
+package standard_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/telemetry"
+	"github.com/resilience-go/resilience/internal/telemetry/telemetrytest"
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/standard"
+)
+
+// series returns the number of series of each instrument and whether the
+// SDK overflowed it (its 2000-series default cardinality limit).
+func series(ms map[string]metricdata.Metrics) (n map[string]int, overflow map[string]bool) {
+	n, overflow = map[string]int{}, map[string]bool{}
+	count := func(name string, sets []attribute.Set) {
+		n[name] = len(sets)
+		for _, s := range sets {
+			if v, ok := s.Value("otel.metric.overflow"); ok && v.AsBool() {
+				overflow[name] = true
+			}
+		}
+	}
+	for name, m := range ms {
+		var sets []attribute.Set
+		switch d := m.Data.(type) {
+		case metricdata.Sum[int64]:
+			for _, p := range d.DataPoints {
+				sets = append(sets, p.Attributes)
+			}
+		case metricdata.Gauge[int64]:
+			for _, p := range d.DataPoints {
+				sets = append(sets, p.Attributes)
+			}
+		case metricdata.Histogram[float64]:
+			for _, p := range d.DataPoints {
+				sets = append(sets, p.Attributes)
+			}
+		}
+		count(name, sets)
+	}
+	return n, overflow
+}
+
+// TestSeriesBoundedWithoutServerAddress: 5000 hosts through Standard stay
+// under the SDK's default of 2000 series per instrument once
+// WithoutServerAddress is given; without it they overflow.
+func TestSeriesBoundedWithoutServerAddress(t *testing.T) {
+	run := func(t *testing.T, hosts int, opts ...standard.Option) (map[string]int, map[string]bool) {
+		h := telemetrytest.New(t)
+		opts = append([]standard.Option{standard.WithMeterProvider(h.MeterProvider),
+			standard.WithRetry(retry.WithBackoff(time.Microsecond, time.Microsecond)),
+			standard.WithBulkhead(4)}, opts...)
+		p, err := standard.New(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range hosts {
+			ctx := resilience.WithCall(context.Background(), resilience.Call{
+				Target: fmt.Sprintf("h%d.example:%d", i, 8000+i%3), Method: "GET", Idempotent: true})
+			n := 0
+			if err := p.Do(ctx, func(context.Context) error {
+				if n++; n == 1 {
+					return errors.New("transient") // a retry event per host
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return series(h.Collect(t))
+	}
+	// The breaker's state gauge has its own bound (one series per host and
+	// state, or fewer); the instruments below are the per-call ones.
+	perCall := []string{telemetry.AttemptDurationName, telemetry.EventsName, telemetry.BulkheadInFlightName}
+
+	n, overflow := run(t, 5000, standard.WithoutServerAddress())
+	for _, name := range perCall {
+		if n[name] == 0 || n[name] > 2000 || overflow[name] {
+			t.Errorf("with WithoutServerAddress: %s has %d series (overflow %v), want 1 to 2000", name, n[name], overflow[name])
+		}
+	}
+	t.Logf("with WithoutServerAddress: %v", n)
+
+	// Without it, a few more hosts than the SDK's limit overflow it.
+	n, overflow = run(t, 2100)
+	for _, name := range perCall {
+		if !overflow[name] {
+			t.Errorf("without the option: %s has %d series and no overflow; the test no longer shows the bound", name, n[name])
+		}
+	}
+	t.Logf("without: %v, overflow %v", n, overflow)
+}
