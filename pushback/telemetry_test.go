@@ -13,7 +13,7 @@ import (
 	"github.com/resilience-go/resilience/pushback"
 )
 
-const callAttrs = "http.request.method=GET server.address=a"
+const callAttrs = "http.request.method=GET server.address=a server.port=443"
 
 func TestTelemetry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
