@@ -9,6 +9,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience/breaker"
+	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/bulkhead"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/retry"
@@ -31,6 +32,8 @@ type config struct {
 	total, attempt time.Duration
 	retries        int
 	retryOpts      []retry.Option
+	noBudget       bool
+	budgetOpts     []budget.Option
 	noBreaker      bool
 	breakerOpts    []breaker.Option
 	bulkhead       int // 0: none
@@ -79,6 +82,29 @@ func (o retryOptions) apply(c *config) { c.retryOpts = append(c.retryOpts, o...)
 // exponential backoff from 100ms to 10s with jitter 0.5). Use it to change
 // the backoff, for example.
 func WithRetry(opts ...retry.Option) Option { return retryOptions(opts) }
+
+type budgetOptions []budget.Option
+
+func (o budgetOptions) apply(c *config) { c.budgetOpts = append(c.budgetOpts, o...) }
+
+// WithRetryBudget adds options for the pipeline's retry budget
+// (budget.New), applied after the preset's. The budget is on by default:
+// every retry costs 5 tokens of a quota of 500 that each successful call
+// refills by 1, and a retry that succeeds is refunded, so that during an
+// outage retries stop once the quota is spent while a brownout keeps every
+// retry it needs. The budget is shared by every call through the pipeline,
+// whatever their host.
+func WithRetryBudget(opts ...budget.Option) Option { return budgetOptions(opts) }
+
+type noBudgetOption struct{}
+
+func (noBudgetOption) apply(c *config) { c.noBudget = true }
+
+// WithoutRetryBudget leaves the retry budget out: every failed call is
+// retried as often as the retry policy allows (use with care: during an
+// outage that multiplies the load by the number of attempts until the
+// breaker opens).
+func WithoutRetryBudget() Option { return noBudgetOption{} }
 
 type breakerOptions []breaker.Option
 

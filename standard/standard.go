@@ -11,6 +11,7 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
+	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/bulkhead"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/retry"
@@ -60,9 +61,14 @@ func New(opts ...Option) (resilience.Policy, error) {
 			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, append(opts, prepend(c.key, ratelimit.WithKey, c.rateOpts)...)...))
 		}
 		ps = append(ps, timeout.New(c.total, timeoutOpts(&c, "total")...))
+		var b *budget.Budget
+		if !c.noBudget {
+			opts := telemetryOpts(&c, budget.WithName, budget.WithMeterProvider, nil)
+			b = budget.New(append(opts, c.budgetOpts...)...)
+		}
 		if c.retries > 0 {
 			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider)
-			opts = append(opts, retry.WithMaxAttempts(c.retries+1))
+			opts = append(opts, retry.WithMaxAttempts(c.retries+1), retry.WithBudget(b))
 			ps = append(ps, retry.New(append(opts, c.retryOpts...)...))
 		}
 		if !c.noBreaker {
@@ -104,7 +110,7 @@ func telemetryOpts[O any](c *config, name func(string) O, mp func(metric.MeterPr
 	if c.mp != nil {
 		opts = append(opts, mp(c.mp))
 	}
-	if c.tp != nil {
+	if c.tp != nil && tp != nil {
 		opts = append(opts, tp(c.tp))
 	}
 	return opts
@@ -143,7 +149,7 @@ func build(f func()) (err error) {
 }
 
 func isConfigPanic(s string) bool {
-	for _, p := range []string{"standard: ", "ratelimit: ", "timeout: ", "retry: ", "breaker: ", "bulkhead: "} {
+	for _, p := range []string{"standard: ", "ratelimit: ", "timeout: ", "retry: ", "breaker: ", "bulkhead: ", "budget: ", "hedge: "} {
 		if strings.HasPrefix(s, p) {
 			return true
 		}
