@@ -72,9 +72,18 @@ func (c chain) Do(ctx context.Context, op func(context.Context) error) error {
 // retry turned away by a breaker on its second attempt, the value of the
 // earlier run is still returned alongside p's error: as usual in Go, do not
 // use the value when the error is not nil unless op's contract says so.
+// When p runs op in parallel attempts (hedging), the value is that of the
+// attempt p kept, the one whose error it returns.
 func Do[T any](ctx context.Context, p Policy, op func(context.Context) (T, error)) (T, error) {
 	var v T
 	err := p.Do(ctx, func(ctx context.Context) error {
+		if Parallel(ctx) {
+			// Attempts overlap (hedging): only the kept one's value is
+			// the call's.
+			w, err := op(ctx)
+			OnKeep(ctx, func() { v = w })
+			return err
+		}
 		var err error
 		v, err = op(ctx)
 		return err
