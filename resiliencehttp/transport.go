@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -112,7 +113,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	err := t.Policy.Do(resilience.WithCall(req.Context(), call), rt.attempt)
-	if !rt.bodySent && rt.body != nil {
+	if !rt.bodySent.Load() && rt.body != nil {
 		rt.body.Close()
 	}
 	if err == nil {
@@ -141,9 +142,9 @@ type roundTrip struct {
 	base     http.RoundTripper
 	req      *http.Request
 	body     io.ReadCloser                 // for the first attempt to send
-	bodySent bool                          // body was handed to base, which closes it
+	bodySent atomic.Bool                   // body was handed to base, which closes it
 	getBody  func() (io.ReadCloser, error) // for later attempts
-	last     *http.Response                // the latest attempt's response
+	last     *http.Response                // the latest attempt's response, or the kept one's when attempts run in parallel
 }
 
 // prepareReplay arranges for the request body to be sent on every attempt,
@@ -182,9 +183,8 @@ func (rt *roundTrip) prepareReplay(limit int64, call *resilience.Call) error {
 func (rt *roundTrip) attempt(ctx context.Context) error {
 	r := rt.req.WithContext(ctx)
 	switch {
-	case !rt.bodySent:
+	case !rt.bodySent.Swap(true):
 		r.Body = rt.body
-		rt.bodySent = true
 	case rt.getBody != nil:
 		body, err := rt.getBody()
 		if err != nil {
@@ -195,7 +195,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	r.GetBody = rt.getBody
 	resp, err := rt.base.RoundTrip(r)
 	if err != nil {
-		rt.last = nil
+		rt.setLast(ctx, nil)
 		return classifyError(err)
 	}
 	if resp.Body != nil && resp.Body != http.NoBody {
@@ -203,7 +203,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		hb.done = resilience.Hold(ctx, hb.discard)
 		resp.Body = hb
 	}
-	rt.last = resp
+	rt.setLast(ctx, resp)
 	kind := classifyStatus(resp.StatusCode)
 	if kind == resilience.KindSuccess {
 		return nil
@@ -215,6 +215,16 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		}
 	}
 	return resilience.Mark(se, kind)
+}
+
+// setLast records the response of the attempt in ctx as the call's. When
+// attempts run in parallel (hedging), only the one the policy keeps is.
+func (rt *roundTrip) setLast(ctx context.Context, resp *http.Response) {
+	if resilience.Parallel(ctx) {
+		resilience.OnKeep(ctx, func() { rt.last = resp })
+		return
+	}
+	rt.last = resp
 }
 
 // classifyStatus maps a response status to its outcome; see the package
