@@ -84,6 +84,7 @@ func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 		return streamer(ctx, desc, cc, method, opts...)
 	}
 	call := c.call(ctx, cc, method, opts)
+	call.Sequential = true // the caller sends on one attempt at a time: never hedged
 	s := &clientStream{
 		ctx:      ctx,
 		desc:     desc,
