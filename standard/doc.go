@@ -1,7 +1,7 @@
 // Package standard builds the recommended pipeline of resilience policies,
 // with safe defaults, in the order the best-tested stacks use:
 //
-//	rate limit → total timeout → retry → circuit breaker → bulkhead → attempt timeout
+//	rate limit → total timeout → retry (or hedging) → circuit breaker → bulkhead → attempt timeout
 //
 // [New] returns it as one resilience.Policy. The adapters wrap it:
 // resiliencehttp.Standard for HTTP clients, and the gRPC adapter likewise,
@@ -24,6 +24,9 @@
 //     calls counted over a rolling 30s window failed, once 20 were
 //     counted, or when the last 20 all failed, and stays open 5s before
 //     one probe.
+//   - No hedging unless configured ([WithHedging]): it then takes the
+//     retry policy's place, shares the retry budget, and gives a call still
+//     running after 50ms another attempt beside it.
 //   - Attempt timeout 10s.
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
 //     [WithRateLimit]); when configured they too are per host.

@@ -11,6 +11,7 @@ import (
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/hedge"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/retry"
 )
@@ -32,6 +33,8 @@ type config struct {
 	total, attempt time.Duration
 	retries        int
 	retryOpts      []retry.Option
+	hedging        bool
+	hedgeOpts      []hedge.Option
 	noBudget       bool
 	budgetOpts     []budget.Option
 	noBreaker      bool
@@ -82,6 +85,20 @@ func (o retryOptions) apply(c *config) { c.retryOpts = append(c.retryOpts, o...)
 // exponential backoff from 100ms to 10s with jitter 0.5). Use it to change
 // the backoff, for example.
 func WithRetry(opts ...retry.Option) Option { return retryOptions(opts) }
+
+type hedgingOption []hedge.Option
+
+func (o hedgingOption) apply(c *config) { c.hedging, c.hedgeOpts = true, append(c.hedgeOpts, o...) }
+
+// WithHedging puts a hedging policy (package hedge) in the retry policy's
+// place: an idempotent call still running after the hedge delay (50ms by
+// default) gets another attempt beside it, and the first acceptable result
+// wins. A failed attempt is followed at once by the next one. The preset
+// allows as many extra attempts as retries ([WithRetries]: 3 by default,
+// hedge.WithMaxHedges), all paid for from the retry budget; opts are
+// applied after the preset's. It is off by default; options given with
+// [WithRetry] are then unused.
+func WithHedging(opts ...hedge.Option) Option { return hedgingOption(opts) }
 
 type budgetOptions []budget.Option
 

@@ -13,6 +13,7 @@ import (
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/hedge"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/timeout"
@@ -22,7 +23,7 @@ import (
 //
 //	rate limit (per host, if configured)
 //	→ total timeout
-//	→ retry
+//	→ retry, or hedging with [WithHedging]
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host, if configured)
 //	→ per-attempt timeout
@@ -66,7 +67,15 @@ func New(opts ...Option) (resilience.Policy, error) {
 			opts := telemetryOpts(&c, budget.WithName, budget.WithMeterProvider, nil)
 			b = budget.New(append(opts, c.budgetOpts...)...)
 		}
-		if c.retries > 0 {
+		switch {
+		case c.hedging:
+			opts := telemetryOpts(&c, hedge.WithName, hedge.WithMeterProvider, hedge.WithTracerProvider)
+			if c.retries > 0 {
+				opts = append(opts, hedge.WithMaxHedges(c.retries))
+			}
+			opts = append(opts, hedge.WithBudget(b))
+			ps = append(ps, hedge.New(append(opts, c.hedgeOpts...)...))
+		case c.retries > 0:
 			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider)
 			opts = append(opts, retry.WithMaxAttempts(c.retries+1), retry.WithBudget(b))
 			ps = append(ps, retry.New(append(opts, c.retryOpts...)...))

@@ -1,0 +1,68 @@
+package standard_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/budget"
+	"github.com/resilience-go/resilience/hedge"
+	"github.com/resilience-go/resilience/standard"
+)
+
+func TestWithHedging(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := standard.New(standard.WithHedging(hedge.WithDelay(50*time.Millisecond)), standard.WithBulkhead(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "api:443", Idempotent: true})
+		for i := range 10 {
+			start := time.Now()
+			v, err := resilience.Do(ctx, p, func(ctx context.Context) (int, error) {
+				n := resilience.AttemptNumber(ctx)
+				if n == 1 {
+					select {
+					case <-time.After(2 * time.Second):
+					case <-ctx.Done():
+						return 0, ctx.Err()
+					}
+				} else {
+					time.Sleep(10 * time.Millisecond)
+				}
+				return n, nil
+			})
+			// Each call through the per-host bulkhead of 2: a loser's
+			// slot must be back before the next call.
+			if err != nil || v != 2 || time.Since(start) != 60*time.Millisecond {
+				t.Fatalf("call %d: got %d, %v after %v; want the hedge's 2 after 60ms", i, v, err, time.Since(start))
+			}
+		}
+	})
+}
+
+func TestWithHedgingOutageBoundedByBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := standard.New(standard.WithHedging(), standard.WithoutBreaker())
+		if err != nil {
+			t.Fatal(err)
+		}
+		attempts, refused := outage(t, p, 1000)
+		if want := 1000 + budget.DefaultCapacity/budget.DefaultCost; attempts != want {
+			t.Fatalf("1000 hedged calls to a dead host made %d attempts, want %d", attempts, want)
+		}
+		if refused < 900 {
+			t.Fatalf("only %d calls say the budget stopped them", refused)
+		}
+	})
+}
+
+func TestWithHedgingInvalid(t *testing.T) {
+	_, err := standard.New(standard.WithHedging(hedge.WithMaxHedges(0)))
+	if err == nil || !strings.HasPrefix(err.Error(), "hedge: WithMaxHedges") {
+		t.Fatalf("got %v, want the hedge's configuration error", err)
+	}
+}
