@@ -26,7 +26,7 @@
 //     one probe.
 //   - No hedging unless configured ([WithHedging]): it then takes the
 //     retry policy's place, shares the retry budget, and gives a call still
-//     running after 50ms another attempt beside it.
+//     running after 30ms another attempt beside it.
 //   - Attempt timeout 10s.
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
 //     [WithRateLimit]); when configured they too are per host.

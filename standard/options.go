@@ -91,7 +91,7 @@ type hedgingOption []hedge.Option
 func (o hedgingOption) apply(c *config) { c.hedging, c.hedgeOpts = true, append(c.hedgeOpts, o...) }
 
 // WithHedging puts a hedging policy (package hedge) in the retry policy's
-// place: an idempotent call still running after the hedge delay (50ms by
+// place: an idempotent call still running after the hedge delay (30ms by
 // default) gets another attempt beside it, and the first acceptable result
 // wins. A failed attempt is followed at once by the next one. The preset
 // allows as many extra attempts as retries ([WithRetries]: 3 by default,
