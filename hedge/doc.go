@@ -6,8 +6,11 @@
 // after a delay (fixed, [WithDelay], or a quantile of the latencies it
 // observed, [WithDelayQuantile]), it starts a hedge beside it, and so on up
 // to [WithMaxHedges] extra attempts. An attempt that fails in a way another
-// attempt may fix (resilience.Kind.Retryable) starts the next hedge at
-// once instead of waiting. The first attempt to succeed, or to fail in a
+// attempt may fix (a transient failure) starts the next hedge at once
+// instead of waiting. Pushback is not answered that way: an attempt turned
+// away (an open breaker, a full bulkhead, an HTTP 429) is not replaced,
+// and when no other attempt runs its error is returned as it is, so that
+// an open breaker fails fast. Hedging does not wait out a Retry-After. The first attempt to succeed, or to fail in a
 // way no other attempt would fix (an HTTP 404), wins:
 //
 //   - the others are cancelled; Do waits for them to return, discards

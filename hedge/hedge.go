@@ -187,7 +187,11 @@ func (r *run) exec(a *attempt) {
 		losers = r.runningLocked()
 	default:
 		r.last = a
-		next = r.nextLocked()
+		if resilience.Classify(err) != resilience.KindThrottled {
+			// Pushback (an open breaker, a full bulkhead, a 429) is not
+			// answered with another attempt at once.
+			next = r.nextLocked()
+		}
 	}
 	if r.running == 0 && next == nil {
 		r.closeLocked()
@@ -318,6 +322,11 @@ func (r *run) wait() error {
 		if keep.n > 1 {
 			r.p.event(r.ctx, telemetry.EventHedgeWon, keep.n, "")
 		}
+		return keep.err
+	}
+	if resilience.Classify(keep.err) == resilience.KindThrottled && len(r.hedges) < r.p.c.maxHedges {
+		// Turned away, and not replaced: returned as it is, so that an
+		// open breaker fails fast.
 		return keep.err
 	}
 	e := &Error{Attempts: 1 + len(r.hedges), Reason: ErrExhausted, Err: keep.err}

@@ -370,3 +370,29 @@ func TestInvalidOptionsPanic(t *testing.T) {
 		}()
 	}
 }
+
+// An attempt turned away (an open breaker) is not replaced: the call fails
+// fast with the rejection, and the budget is untouched.
+func TestPushbackIsNotReplaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := budget.New()
+		open := resilience.MarkRetryAfter(errors.New("breaker: circuit open"), resilience.KindThrottled, 5*time.Second)
+		calls := 0
+		err := hedge.New(hedge.WithBudget(b), hedge.WithMaxHedges(3)).Do(idempotent(), func(context.Context) error {
+			calls++
+			return open
+		})
+		if err != open || calls != 1 || b.Tokens() != budget.DefaultCapacity {
+			t.Fatalf("got %v after %d attempts, %d tokens; want the rejection unchanged after 1, budget full", err, calls, b.Tokens())
+		}
+		// A hedge turned away while the first attempt runs drops out.
+		r := newRecorder(map[int]step{1: {after: time.Second}, 2: {err: open}, 3: {after: 10 * ms}})
+		err = hedge.New(hedge.WithDelay(50*ms), hedge.WithMaxHedges(2)).Do(idempotent(), r.op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []time.Duration{0, 50 * ms, 100 * ms}; !slices.Equal(r.startedAt(), want) {
+			t.Fatalf("attempts started at %v, want %v: the rejected hedge replaced only when the delay passed", r.startedAt(), want)
+		}
+	})
+}
