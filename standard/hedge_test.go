@@ -7,6 +7,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/hedge"
@@ -64,5 +67,32 @@ func TestWithHedgingInvalid(t *testing.T) {
 	_, err := standard.New(standard.WithHedging(hedge.WithMaxHedges(0)))
 	if err == nil || !strings.HasPrefix(err.Error(), "hedge: WithMaxHedges") {
 		t.Fatalf("got %v, want the hedge's configuration error", err)
+	}
+}
+
+// BenchmarkHedging compares the standard pipeline's success path, where no
+// hedge fires, with hedging and with retry (the default), telemetry off.
+func BenchmarkHedging(b *testing.B) {
+	ctx := resilience.WithCall(context.Background(), resilience.Call{Target: "api.example.com:443", Method: "GET", Idempotent: true})
+	op := func(context.Context) error { return nil }
+	off := []standard.Option{standard.WithMeterProvider(metricnoop.NewMeterProvider()), standard.WithTracerProvider(tracenoop.NewTracerProvider())}
+	for _, bm := range []struct {
+		name string
+		opts []standard.Option
+	}{
+		{"retry", nil},
+		{"retry-nobudget", []standard.Option{standard.WithoutRetryBudget()}},
+		{"hedging", []standard.Option{standard.WithHedging()}},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			p, err := standard.New(append(bm.opts, off...)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				p.Do(ctx, op)
+			}
+		})
 	}
 }
