@@ -2,6 +2,7 @@ package standard_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -11,6 +12,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/hedge"
 	"github.com/resilience-go/resilience/standard"
@@ -95,4 +97,28 @@ func BenchmarkHedging(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Hedges pass the per-host breaker like any attempt: they count towards
+// opening it, and once it is open a call fails fast, without hedges.
+func TestWithHedgingPassesTheBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := standard.New(standard.WithHedging(), standard.WithBreaker(breaker.WithConsecutiveFailures(2)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "db:5432", Idempotent: true})
+		calls := 0
+		down := func(context.Context) error { calls++; return errors.New("connection refused") }
+		// The first attempt and the hedge it triggers fail and open the
+		// breaker; the next hedge is turned away.
+		if err := p.Do(ctx, down); !errors.Is(err, breaker.ErrOpen) || calls != 2 {
+			t.Fatalf("got %v after %d attempts, want breaker.ErrOpen after 2", err, calls)
+		}
+		calls = 0
+		start := time.Now()
+		if err := p.Do(ctx, down); !errors.Is(err, breaker.ErrOpen) || calls != 0 || time.Since(start) != 0 {
+			t.Fatalf("got %v after %d attempts and %v, want breaker.ErrOpen at once", err, calls, time.Since(start))
+		}
+	})
 }
