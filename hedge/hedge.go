@@ -82,6 +82,11 @@ func New(opts ...Option) *Policy {
 // are cancelled, Do waits for them to return and discards their results,
 // and returns the winner's error. See the package documentation for the
 // rules.
+//
+// The first attempt runs on the calling goroutine, hedges on goroutines of
+// their own. An op that panics is not recovered: in the first attempt the
+// panic unwinds through Do, leaving any hedge it started to finish on its
+// own; in a hedge it ends the program, as any goroutine's panic does.
 func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	call, inCall := resilience.CallFrom(ctx)
 	if inCall && (!call.Idempotent || call.NoRetry != nil) {
