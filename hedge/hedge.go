@@ -118,6 +118,19 @@ func (p *Policy) delay() time.Duration {
 // that another attempt would not fix.
 func acceptable(err error) bool { return !resilience.Classify(err).Retryable() }
 
+// turnedAway reports whether err turned the attempt away instead of
+// answering it: pushback (resilience.KindThrottled), or a refusal by a
+// local policy, which is any kind that is neither the dependency's answer
+// nor the caller's own doing.
+func turnedAway(err error) bool {
+	switch resilience.Classify(err) {
+	case resilience.KindSuccess, resilience.KindTransient, resilience.KindPermanent,
+		resilience.KindRejected, resilience.KindCanceled:
+		return false
+	}
+	return true
+}
+
 // attempt is one attempt of a call.
 type attempt struct {
 	n      int
@@ -184,6 +197,11 @@ func (r *run) exec(a *attempt) {
 		// a lost, and was cancelled.
 	case err != nil && r.ctx.Err() != nil:
 		// The caller gave up: the other attempts end with its context.
+	case turnedAway(err):
+		// Pushback or a local refusal (an open breaker, a full bulkhead,
+		// a 429) is not an answer: the attempt drops out, and is not
+		// replaced at once.
+		r.last = a
 	case acceptable(err):
 		r.winner = a
 		if r.timer != nil {
@@ -192,11 +210,7 @@ func (r *run) exec(a *attempt) {
 		losers = r.runningLocked()
 	default:
 		r.last = a
-		if resilience.Classify(err) != resilience.KindThrottled {
-			// Pushback (an open breaker, a full bulkhead, a 429) is not
-			// answered with another attempt at once.
-			next = r.nextLocked()
-		}
+		next = r.nextLocked()
 	}
 	if r.running == 0 && next == nil {
 		r.closeLocked()
@@ -329,7 +343,7 @@ func (r *run) wait() error {
 		}
 		return keep.err
 	}
-	if resilience.Classify(keep.err) == resilience.KindThrottled && len(r.hedges) < r.p.c.maxHedges {
+	if turnedAway(keep.err) && len(r.hedges) < r.p.c.maxHedges {
 		// Turned away, and not replaced: returned as it is, so that an
 		// open breaker fails fast.
 		return keep.err
