@@ -122,3 +122,34 @@ func TestWithHedgingPassesTheBreaker(t *testing.T) {
 		}
 	})
 }
+
+// A losing hedge that was a half-open breaker's probe gives its probe back:
+// the breaker does not stay stuck with its probes taken.
+func TestWithHedgingLoserReleasesProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := standard.New(
+			standard.WithHedging(hedge.WithDelay(50*time.Millisecond), hedge.WithMaxHedges(1)),
+			standard.WithBreaker(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(time.Second), breaker.WithHalfOpenProbes(2)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "db:5432", Idempotent: true})
+		p.Do(ctx, func(context.Context) error { return errors.New("connection refused") }) // opens it
+		time.Sleep(2 * time.Second)                                                        // half-open: two probes
+		err = p.Do(ctx, func(ctx context.Context) error {
+			if resilience.AttemptNumber(ctx) == 1 {
+				<-ctx.Done() // a slow probe, cancelled when the hedge wins
+				return ctx.Err()
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("hedged call through the half-open breaker: %v", err)
+		}
+		for i := range 3 {
+			if err := p.Do(ctx, func(context.Context) error { return nil }); err != nil {
+				t.Fatalf("call %d after the hedged one: %v (the loser's probe was not given back)", i, err)
+			}
+		}
+	})
+}
