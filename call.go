@@ -35,6 +35,11 @@ type Call struct {
 	// status, at its headers, and a body read afterwards does not change
 	// it. Adapters set it before running the policies.
 	OutcomeAtEnd bool
+	// Sequential says that the call's attempts must not overlap, for
+	// example a gRPC stream, whose caller sends on one attempt at a time. A
+	// hedging policy then starts an attempt only once the previous one
+	// failed, as a retry would.
+	Sequential bool
 }
 
 // WithCall returns a context that describes call c and holds the result of
@@ -119,12 +124,54 @@ type Attempt struct{ a *attemptCtx }
 // operation with the returned context, so that its result and the resources
 // held for it ([Hold], [Defer]) belong to this attempt.
 func StartAttempt(ctx context.Context, n int) (context.Context, Attempt) {
+	return startAttempt(ctx, n, false)
+}
+
+// StartParallelAttempt is [StartAttempt] for an attempt that may run at the
+// same time as other attempts of the same call, as a hedging policy's do.
+// [Parallel] reports it to the operation, which must then keep the
+// attempt's result apart from the others' and publish it only when the
+// attempt is kept ([OnKeep]). Attempts started inside a parallel attempt
+// are parallel too.
+func StartParallelAttempt(ctx context.Context, n int) (context.Context, Attempt) {
+	return startAttempt(ctx, n, true)
+}
+
+func startAttempt(ctx context.Context, n int, parallel bool) (context.Context, Attempt) {
 	parent := attemptFrom(ctx)
-	a := &attemptCtx{Context: ctx, n: n, parent: parent, attempt: true}
+	a := &attemptCtx{Context: ctx, n: n, parent: parent, attempt: true, parallel: parallel}
 	if parent != nil {
 		a.call = parent.call
+		a.parallel = parallel || parent.parallel
 	}
 	return a, Attempt{a}
+}
+
+// Parallel reports whether the attempt running in ctx may run at the same
+// time as other attempts of its call ([StartParallelAttempt]). An adapter
+// that writes an attempt's result into memory the caller shares (a gRPC
+// reply) must then write into memory of the attempt's own and copy it to
+// the caller's in a function given to [OnKeep].
+func Parallel(ctx context.Context) bool {
+	a := attemptFrom(ctx)
+	return a != nil && a.parallel
+}
+
+// OnKeep arranges for publish to run when the result of the attempt in ctx
+// becomes the call's: when the attempt, and every parallel attempt
+// enclosing it, is kept ([Attempt.Keep]). It runs on the goroutine that
+// keeps the outermost parallel attempt, before the policy that kept it
+// returns; it never runs for an attempt that is discarded or not kept.
+// Outside any parallel attempt ([Parallel] is false) publish runs at once.
+func OnKeep(ctx context.Context, publish func()) {
+	a := attemptFrom(ctx)
+	if a == nil || !a.parallel {
+		publish()
+		return
+	}
+	a.mu.Lock()
+	a.keeps = append(a.keeps, publish)
+	a.mu.Unlock()
 }
 
 // Keep hands the attempt's result to the enclosing attempt or call: what is
@@ -132,16 +179,23 @@ func StartAttempt(ctx context.Context, n int) (context.Context, Attempt) {
 // the attempt whose result is returned.
 func (at Attempt) Keep() {
 	a := at.a
-	if a == nil || a.parent == nil {
+	if a == nil {
 		return
 	}
 	a.mu.Lock()
-	if a.state != stateHeld {
-		a.mu.Unlock()
+	keeps := a.keeps
+	a.keeps = nil
+	held := a.state == stateHeld && a.parent != nil
+	if held {
+		a.next = a.parent
+	}
+	a.mu.Unlock()
+	if keeps != nil {
+		a.publish(keeps)
+	}
+	if !held {
 		return
 	}
-	a.next = a.parent
-	a.mu.Unlock()
 	// If a finished in between, it already finished the parent and this
 	// hold is ignored.
 	a.parent.mu.Lock()
@@ -163,6 +217,7 @@ func (at Attempt) Discard() {
 		return
 	}
 	a.mu.Lock()
+	a.keeps = nil
 	if a.state != stateHeld {
 		a.mu.Unlock()
 		return
@@ -277,11 +332,12 @@ const (
 // attemptCtx is the context of one attempt and the cell for its result.
 type attemptCtx struct {
 	context.Context
-	call    *Call // the call's description, shared by its attempts
-	callVal Call  // where call points, in the call's own context
-	n       int
-	parent  *attemptCtx
-	attempt bool // started by StartAttempt, not WithCall
+	call     *Call // the call's description, shared by its attempts
+	callVal  Call  // where call points, in the call's own context
+	n        int
+	parent   *attemptCtx
+	attempt  bool // started by StartAttempt, not WithCall
+	parallel bool // may overlap other attempts of the call
 
 	mu       sync.Mutex // guards the fields below
 	state    uint8
@@ -295,6 +351,7 @@ type attemptCtx struct {
 	pushed   bool
 	holdCtx  context.Context // the context the result was held in
 	stop     func() bool     // removes the registration with holdCtx
+	keeps    []func()        // see OnKeep
 }
 
 func (a *attemptCtx) Value(key any) any {
@@ -317,6 +374,21 @@ func (a *attemptCtx) AfterFunc(f func()) (stop func() bool) {
 // context package's own look for.
 type afterFuncer interface {
 	AfterFunc(func()) func() bool
+}
+
+// publish runs the functions given to OnKeep for a kept attempt, or hands
+// them to its parent when that is parallel too, so that they run only when
+// the outermost parallel attempt is kept.
+func (a *attemptCtx) publish(keeps []func()) {
+	if p := a.parent; p != nil && p.parallel {
+		p.mu.Lock()
+		p.keeps = append(p.keeps, keeps...)
+		p.mu.Unlock()
+		return
+	}
+	for _, f := range keeps {
+		f()
+	}
 }
 
 func (a *attemptCtx) hold(ctx context.Context, discard func()) {

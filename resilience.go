@@ -133,6 +133,8 @@ func (f *chainCtx) AfterFunc(fn func()) (stop func() bool) {
 // retry turned away by a breaker on its second attempt, the value of the
 // earlier run is still returned alongside p's error: as usual in Go, do not
 // use the value when the error is not nil unless op's contract says so.
+// When p runs op in parallel attempts (hedging), the value is that of the
+// attempt p kept, the one whose error it returns.
 func Do[T any](ctx context.Context, p Policy, op func(context.Context) (T, error)) (T, error) {
 	if c, ok := p.(*chain); ok {
 		// One allocation for the whole call: the frame is the chain's
@@ -144,6 +146,13 @@ func Do[T any](ctx context.Context, p Policy, op func(context.Context) (T, error
 	}
 	var v T
 	err := p.Do(ctx, func(ctx context.Context) error {
+		if Parallel(ctx) {
+			// Attempts overlap (hedging): only the kept one's value is
+			// the call's.
+			w, err := op(ctx)
+			OnKeep(ctx, func() { v = w })
+			return err
+		}
 		var err error
 		v, err = op(ctx)
 		return err
@@ -159,6 +168,13 @@ type doFrame[T any] struct {
 }
 
 func (f *doFrame[T]) runOp(ctx context.Context) error {
+	if Parallel(ctx) {
+		// Attempts overlap (hedging): only the kept one's value is the
+		// call's.
+		w, err := f.fn(ctx)
+		OnKeep(ctx, func() { f.v = w })
+		return err
+	}
 	var err error
 	f.v, err = f.fn(ctx)
 	return err

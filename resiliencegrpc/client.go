@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
@@ -163,10 +165,38 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 	n := len(opts)
 	err := c.policy.Do(resilience.WithCall(ctx, c.call(ctx, cc, method, opts)), func(actx context.Context) error {
 		var trailer metadata.MD
-		err := invoker(actx, method, req, reply, cc, append(opts[:n:n], grpc.Trailer(&trailer))...)
+		out := reply
+		if resilience.Parallel(actx) {
+			// Attempts overlap (hedging): each decodes into a reply of
+			// its own, and only the kept one's is copied to the caller's.
+			out = ownReply(actx, reply)
+		}
+		err := invoker(actx, method, req, out, cc, append(opts[:n:n], grpc.Trailer(&trailer))...)
 		return classify(ctx, err, trailer)
 	})
 	return toStatus(err)
+}
+
+// ownReply returns a new, empty reply of the same type as reply, and
+// arranges for it to be copied into reply if the attempt in ctx is kept.
+// A reply that is neither a proto.Message nor a pointer cannot be decoded
+// into anyway; it is returned as it is.
+func ownReply(ctx context.Context, reply any) any {
+	if m, ok := reply.(proto.Message); ok {
+		own := m.ProtoReflect().New().Interface()
+		resilience.OnKeep(ctx, func() {
+			proto.Reset(m)
+			proto.Merge(m, own)
+		})
+		return own
+	}
+	v := reflect.ValueOf(reply)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return reply
+	}
+	own := reflect.New(v.Type().Elem())
+	resilience.OnKeep(ctx, func() { v.Elem().Set(own.Elem()) })
+	return own.Interface()
 }
 
 // call describes a call for the policies.

@@ -119,6 +119,17 @@
 // A policy that panics while a stream's attempts run panics on the
 // interceptor's goroutine, which ends the program.
 //
+// # Hedging
+//
+// Under a hedging policy (package hedge, or standard.WithHedging), an
+// idempotent unary call may run several attempts at once: each decodes
+// into a reply of its own, and only the winner's is copied into the
+// caller's reply (proto.Reset, then proto.Merge; a reply that is not a
+// proto.Message but a pointer is copied by value). Streams are never
+// hedged: the adapter describes them as sequential
+// (resilience.Call.Sequential), so a hedging policy starts a stream's next
+// attempt only once the previous one failed before committing.
+//
 // # Servers
 //
 // [UnaryServerInterceptor] and [StreamServerInterceptor] run handlers under

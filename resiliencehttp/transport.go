@@ -118,7 +118,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	err := t.Policy.Do(resilience.WithCall(req.Context(), call), rt.attempt)
-	if !rt.bodySent && rt.body != nil {
+	if !rt.bodySent.Load() && rt.body != nil {
 		rt.body.Close()
 	}
 	if err == nil {
@@ -180,9 +180,9 @@ type roundTrip struct {
 	base     http.RoundTripper
 	req      *http.Request
 	body     io.ReadCloser                 // for the first attempt to send
-	bodySent bool                          // body was handed to base, which closes it
+	bodySent atomic.Bool                   // body was handed to base, which closes it
 	getBody  func() (io.ReadCloser, error) // for later attempts
-	last     *http.Response                // the latest attempt's response
+	last     *http.Response                // the latest attempt's response, or the kept one's when attempts run in parallel
 }
 
 // prepareReplay arranges for the request body to be sent on every attempt,
@@ -224,9 +224,8 @@ func (rt *roundTrip) prepareReplay(limit int64, call *resilience.Call) error {
 func (rt *roundTrip) attempt(ctx context.Context) error {
 	r := rt.req.WithContext(ctx)
 	switch {
-	case !rt.bodySent:
+	case !rt.bodySent.Swap(true):
 		r.Body = rt.body
-		rt.bodySent = true
 	case rt.getBody != nil:
 		body, err := rt.getBody()
 		if err != nil {
@@ -237,7 +236,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	r.GetBody = rt.getBody
 	resp, err := rt.base.RoundTrip(r)
 	if err != nil {
-		rt.last = nil
+		rt.setLast(ctx, nil)
 		return classifyError(err)
 	}
 	if resp.Body != nil && resp.Body != http.NoBody {
@@ -245,7 +244,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		hb.done = resilience.Hold(ctx, hb.discard)
 		resp.Body = hb
 	}
-	rt.last = resp
+	rt.setLast(ctx, resp)
 	if d, ok := rateLimitPause(resp.Header); ok && d > 0 {
 		// No quota left: whatever this answer, the next calls to the
 		// host would be refused until d passes.
@@ -262,6 +261,16 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		}
 	}
 	return resilience.Mark(se, kind)
+}
+
+// setLast records the response of the attempt in ctx as the call's. When
+// attempts run in parallel (hedging), only the one the policy keeps is.
+func (rt *roundTrip) setLast(ctx context.Context, resp *http.Response) {
+	if resilience.Parallel(ctx) {
+		resilience.OnKeep(ctx, func() { rt.last = resp })
+		return
+	}
+	rt.last = resp
 }
 
 // classifyStatus maps a response status to its outcome; see the package

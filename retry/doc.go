@@ -31,6 +31,9 @@
 //     the last result ([ErrTooLate]).
 //   - A failed attempt's result is discarded (a response body drained and
 //     closed) before the wait, so its connection is reused.
+//   - With a retry budget ([WithBudget], package budget), every retry pays
+//     for itself from a token quota that successful calls refill, so that
+//     retries cannot multiply the load on a dependency that is down.
 //
 // When it gives up on a retryable failure, Do returns an [*Error] that says
 // how many attempts were made and why it stopped, and wraps the last
@@ -44,8 +47,9 @@
 // Every attempt's duration is recorded in resilience.attempt.duration, with
 // its number and outcome; each retry scheduled and each failure given up on
 // is counted in resilience.events and added as a span event
-// (resilience.retry.scheduled, resilience.retry.exhausted; its reason is
-// exhausted, max_elapsed, deadline, too_late or no_retry) to the recording
+// (resilience.retry.scheduled, resilience.retry.exhausted, whose reason is
+// exhausted, max_elapsed, deadline, too_late, budget or no_retry, and
+// resilience.retry.budget_exhausted when the budget refused a retry) to the recording
 // span in the call's context. [WithName] names the policy;
 // [WithMeterProvider] and [WithTracerProvider] replace the global
 // providers. The module's docs/telemetry.md lists every instrument.

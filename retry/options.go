@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
@@ -41,6 +42,7 @@ type config struct {
 	minAttempt  time.Duration
 	retryIf     func(error) bool
 	onRetry     func(context.Context, Event)
+	budget      *budget.Budget // nil: no limit
 	tel         telemetry.Config
 }
 
@@ -139,6 +141,19 @@ func (o onRetryOption) apply(c *config) { c.onRetry = o }
 // the call and what is about to happen. It runs on the calling goroutine,
 // outside any lock; a slow f delays the retry.
 func WithOnRetry(f func(ctx context.Context, e Event)) Option { return onRetryOption(f) }
+
+type budgetOption struct{ b *budget.Budget }
+
+func (o budgetOption) apply(c *config) { c.budget = o.b }
+
+// WithBudget makes every retry pay for itself from b, a retry budget that
+// may be shared with other policies (see package budget): before each
+// retry the policy takes the retry's cost from b, and when b has too few
+// tokens left it gives up with an [*Error] whose reason is [ErrBudget]. A
+// successful call credits b, and a success on a retry gets that retry's
+// cost back. Nil, the default, sets no budget. Calls that are not
+// idempotent are never retried and neither earn nor spend.
+func WithBudget(b *budget.Budget) Option { return budgetOption{b} }
 
 type nameOption string
 

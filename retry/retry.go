@@ -13,6 +13,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
@@ -32,6 +33,9 @@ var (
 	// not started. It happens when the process was starved or the wait
 	// overran (a paused process, an overloaded machine).
 	ErrTooLate = errors.New("retry: too late to start another attempt")
+	// ErrBudget: the retry budget ([WithBudget]) had too few tokens left.
+	// It is budget.ErrExhausted, which the hedge policy reports too.
+	ErrBudget = budget.ErrExhausted
 )
 
 // Error reports that a [Policy] stopped retrying a retryable failure.
@@ -40,7 +44,7 @@ type Error struct {
 	// Attempts is the number of attempts made, the first one included.
 	Attempts int
 	// Reason is why the policy stopped: ErrExhausted, ErrMaxElapsed,
-	// ErrDeadline, ErrTooLate, or the call's resilience.Call.NoRetry.
+	// ErrDeadline, ErrTooLate, ErrBudget, or the call's resilience.Call.NoRetry.
 	Reason error
 	// Err is the last attempt's error.
 	Err error
@@ -156,6 +160,7 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 			p.attempts.Record(ctx, n, time.Since(began), err)
 		}
 		if err == nil {
+			p.earn(n)
 			at.Keep()
 			return nil
 		}
@@ -206,6 +211,10 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 			at.Keep()
 			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrDeadline, Err: err})
 		}
+		if !p.c.budget.TryWithdraw() {
+			at.Keep()
+			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrBudget, Err: err})
+		}
 		at.Discard()
 		p.scheduled(ctx, n, err, wait, pushback)
 		if p.c.onRetry != nil {
@@ -255,11 +264,24 @@ func (p *Policy) scheduled(ctx context.Context, n int, err error, wait time.Dura
 	}
 }
 
+// earn credits the budget, if any, with a successful call; a success on a
+// retry also gets that retry's cost back.
+func (p *Policy) earn(n int) {
+	p.c.budget.Deposit()
+	if n > 1 {
+		p.c.budget.Refund()
+	}
+}
+
 // giveUp reports that the policy stopped retrying, and returns e.
 func (p *Policy) giveUp(ctx context.Context, e *Error) error {
-	p.tel.Count(ctx, telemetry.EventRetryExhausted)
+	ev := telemetry.EventRetryExhausted
+	if e.Reason == ErrBudget {
+		ev = telemetry.EventBudgetExhausted
+	}
+	p.tel.Count(ctx, ev)
 	if s := p.tel.Span(ctx); s != nil {
-		p.tel.AddEvent(s, telemetry.EventRetryExhausted,
+		p.tel.AddEvent(s, ev,
 			telemetry.AttemptKey.Int(e.Attempts),
 			telemetry.ReasonKey.String(reason(e.Reason)),
 			telemetry.OutcomeKey.String(resilience.Classify(e.Err).String()),
@@ -279,6 +301,8 @@ func reason(err error) string {
 		return "deadline"
 	case ErrTooLate:
 		return "too_late"
+	case ErrBudget:
+		return "budget"
 	}
 	return "no_retry"
 }

@@ -1,7 +1,7 @@
 // Package standard builds the recommended pipeline of resilience policies,
 // with safe defaults, in the order the best-tested stacks use:
 //
-//	rate limit → total timeout → retry → circuit breaker → bulkhead → attempt timeout
+//	rate limit → total timeout → retry (or hedging) → circuit breaker → bulkhead → attempt timeout
 //
 // [New] returns it as one resilience.Policy. The adapters wrap it:
 // resiliencehttp.Standard for HTTP clients, and the gRPC adapter likewise,
@@ -13,11 +13,21 @@
 //   - 3 retries (4 attempts at most), exponential backoff from 100ms with
 //     jitter, honouring the server's Retry-After up to 10s; only
 //     idempotent calls are retried (see package retry).
+//   - A retry budget shared by every call through the pipeline (package
+//     budget): each retry costs 5 tokens of a quota of 500, each
+//     successful call earns 1, and a retry that succeeds is refunded. A
+//     dependency that is down gets one attempt per call once the quota is
+//     spent, even before the breaker opens; one that fails 30% of its
+//     requests still gets every retry it needs. [WithRetryBudget] changes
+//     it, [WithoutRetryBudget] leaves it out.
 //   - A circuit breaker per host that opens when at least half of the
 //     calls counted over a rolling 30s window failed, once 100 were
 //     counted, or at 20 failures in a row within the window, and stays
 //     open 5s before one probe. While it is open, calls fail at once with
 //     breaker.ErrOpen.
+//   - No hedging unless configured ([WithHedging]): it then takes the
+//     retry policy's place, shares the retry budget, and gives a call still
+//     running after 30ms another attempt beside it.
 //   - Attempt timeout 10s. It bounds the time to a response, never a
 //     response body or stream the caller is still reading, whether or not
 //     the call is retried (timeout.ScopeAttempt); the total timeout bounds

@@ -9,7 +9,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience/breaker"
+	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/bulkhead"
+	"github.com/resilience-go/resilience/hedge"
 	"github.com/resilience-go/resilience/pushback"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/retry"
@@ -35,6 +37,10 @@ type config struct {
 	retryOpts      []retry.Option
 	noGate         bool
 	gateOpts       []pushback.Option
+	hedging        bool
+	hedgeOpts      []hedge.Option
+	noBudget       bool
+	budgetOpts     []budget.Option
 	noBreaker      bool
 	breakerOpts    []breaker.Option
 	hasBulkhead    bool
@@ -110,6 +116,43 @@ func (noGateOption) apply(c *config) { c.noGate = true }
 // WithoutPushbackGate leaves the pushback gate out of the pipeline: each
 // call then learns of a host's pushback for itself.
 func WithoutPushbackGate() Option { return noGateOption{} }
+
+type hedgingOption []hedge.Option
+
+func (o hedgingOption) apply(c *config) { c.hedging, c.hedgeOpts = true, append(c.hedgeOpts, o...) }
+
+// WithHedging puts a hedging policy (package hedge) in the retry policy's
+// place: an idempotent call still running after the hedge delay (30ms by
+// default) gets another attempt beside it, and the first acceptable result
+// wins. A failed attempt is followed at once by the next one. The preset
+// allows as many extra attempts as retries ([WithRetries]: 3 by default,
+// hedge.WithMaxHedges), all paid for from the retry budget; opts are
+// applied after the preset's. It is off by default; options given with
+// [WithRetry] are then unused.
+func WithHedging(opts ...hedge.Option) Option { return hedgingOption(opts) }
+
+type budgetOptions []budget.Option
+
+func (o budgetOptions) apply(c *config) { c.budgetOpts = append(c.budgetOpts, o...) }
+
+// WithRetryBudget adds options for the pipeline's retry budget
+// (budget.New), applied after the preset's. The budget is on by default:
+// every retry costs 5 tokens of a quota of 500 that each successful call
+// refills by 1, and a retry that succeeds is refunded, so that during an
+// outage retries stop once the quota is spent while a brownout keeps every
+// retry it needs. The budget is shared by every call through the pipeline,
+// whatever their host.
+func WithRetryBudget(opts ...budget.Option) Option { return budgetOptions(opts) }
+
+type noBudgetOption struct{}
+
+func (noBudgetOption) apply(c *config) { c.noBudget = true }
+
+// WithoutRetryBudget leaves the retry budget out: every failed call is
+// retried as often as the retry policy allows (use with care: during an
+// outage that multiplies the load by the number of attempts until the
+// breaker opens).
+func WithoutRetryBudget() Option { return noBudgetOption{} }
 
 type breakerOptions []breaker.Option
 

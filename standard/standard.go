@@ -13,8 +13,10 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
+	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/bulkhead"
 	"github.com/resilience-go/resilience/pushback"
+	"github.com/resilience-go/resilience/hedge"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/timeout"
@@ -24,7 +26,7 @@ import (
 //
 //	rate limit (per host, if configured)
 //	→ total timeout
-//	→ retry
+//	→ retry, or hedging with [WithHedging]
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host, if configured)
@@ -62,10 +64,23 @@ func New(opts ...Option) (resilience.Policy, error) {
 			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, append(opts, prepend(c.key, ratelimit.WithKey, c.rateOpts)...)...))
 		}
 		ps = append(ps, timeout.New(c.total, append(timeoutOpts(&c, "total"), timeout.WithScope(timeout.ScopeCall))...))
+		var b *budget.Budget
+		if !c.noBudget {
+			opts := telemetryOpts(&c, budget.WithName, budget.WithMeterProvider, nil, nil)
+			b = budget.New(append(opts, c.budgetOpts...)...)
+		}
 		maxPushback, minAttempt := pushback.DefaultMaxPushback, pushback.DefaultMinAttemptTime
-		if c.retries > 0 || len(c.retryOpts) > 0 {
+		switch {
+		case c.hedging:
+			opts := telemetryOpts(&c, hedge.WithName, hedge.WithMeterProvider, hedge.WithTracerProvider, nil)
+			if c.retries > 0 {
+				opts = append(opts, hedge.WithMaxHedges(c.retries))
+			}
+			opts = append(opts, hedge.WithBudget(b))
+			ps = append(ps, hedge.New(append(opts, c.hedgeOpts...)...))
+		case c.retries > 0 || len(c.retryOpts) > 0:
 			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider, retry.WithoutServerAddress)
-			opts = append(opts, retry.WithMaxAttempts(c.retries+1))
+			opts = append(opts, retry.WithMaxAttempts(c.retries+1), retry.WithBudget(b))
 			r := retry.New(append(opts, c.retryOpts...)...)
 			if n := r.MaxAttempts(); c.retriesSet && n != c.retries+1 {
 				panic(fmt.Sprintf("standard: WithRetries(%d) conflicts with retry.WithMaxAttempts(%d) given to WithRetry: give the number of attempts once", c.retries, n))
@@ -143,7 +158,7 @@ func telemetryOpts[O any](c *config, name func(string) O, mp func(metric.MeterPr
 	if c.mp != nil {
 		opts = append(opts, mp(c.mp))
 	}
-	if c.tp != nil {
+	if c.tp != nil && tp != nil {
 		opts = append(opts, tp(c.tp))
 	}
 	if c.noServer {
@@ -185,7 +200,7 @@ func build(f func()) (err error) {
 }
 
 func isConfigPanic(s string) bool {
-	for _, p := range []string{"standard: ", "ratelimit: ", "timeout: ", "retry: ", "pushback: ", "breaker: ", "bulkhead: "} {
+	for _, p := range []string{"standard: ", "ratelimit: ", "timeout: ", "retry: ", "pushback: ", "breaker: ", "bulkhead: ", "budget: ", "hedge: "} {
 		if strings.HasPrefix(s, p) {
 			return true
 		}

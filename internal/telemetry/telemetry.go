@@ -50,6 +50,7 @@ const (
 	BulkheadInFlightName = "resilience.bulkhead.in_flight"
 	BulkheadWaitName     = "resilience.bulkhead.wait.duration"
 	RateLimitWaitName    = "resilience.ratelimit.wait.duration"
+	BudgetTokensName     = "resilience.budget.tokens"
 )
 
 // Attribute keys of the module's own (non-semconv) attributes.
@@ -80,6 +81,8 @@ const (
 	KindBulkhead    = "bulkhead"
 	KindRateLimit   = "ratelimit"
 	KindIdempotency = "idempotency"
+	KindHedge       = "hedge"
+	KindBudget      = "budget"
 )
 
 // Events, the values of resilience.event. The span event for event e of a
@@ -96,6 +99,11 @@ const (
 	EventDegraded       = "degraded"    // ratelimit (shared): store unreachable, deciding locally
 	EventRecovered      = "recovered"   // ratelimit (shared): store reachable again
 	EventStoreError     = "store_error" // ratelimit (shared): a store call failed
+
+	EventBudgetExhausted = "budget_exhausted" // retry, hedge: a retry or hedge was not sent, the retry budget being empty
+	EventHedgeSent       = "sent"             // hedge: an extra attempt was started
+	EventHedgeWon        = "won"              // hedge: an extra attempt's result was returned
+	EventHedgeCancelled  = "cancelled"        // hedge: an attempt was cancelled because another one won
 
 	// The idempotency policy (not written yet) reports these, with
 	// KindIdempotency.

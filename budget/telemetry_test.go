@@ -1,0 +1,26 @@
+package budget_test
+
+import (
+	"maps"
+	"testing"
+
+	"github.com/resilience-go/resilience/budget"
+	"github.com/resilience-go/resilience/internal/telemetry/telemetrytest"
+)
+
+func TestTelemetryLevelGauge(t *testing.T) {
+	h := telemetrytest.New(t)
+	b := budget.New(budget.WithName("api"), budget.WithCapacity(20), budget.WithMeterProvider(h.MeterProvider))
+	b.TryWithdraw()
+	b.TryWithdraw()
+	b.Deposit()
+	got := telemetrytest.Points(t, h.Collect(t), "resilience.budget.tokens", "{token}")
+	if want := map[string]int64{"resilience.name=api": 11}; !maps.Equal(got, want) {
+		t.Fatalf("resilience.budget.tokens: got %v, want %v", got, want)
+	}
+	b.Refund()
+	got = telemetrytest.Points(t, h.Collect(t), "resilience.budget.tokens", "{token}")
+	if want := map[string]int64{"resilience.name=api": 16}; !maps.Equal(got, want) {
+		t.Fatalf("after a refund: got %v, want %v", got, want)
+	}
+}
