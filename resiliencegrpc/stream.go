@@ -85,7 +85,7 @@ func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 	}
 	call := c.call(ctx, cc, method, opts)
 	call.OutcomeAtEnd = true // a stream's outcome is its final status
-	call.Sequential = true // the caller sends on one attempt at a time: never hedged
+	call.Sequential = true   // the caller sends on one attempt at a time: never hedged
 	s := &clientStream{
 		ctx:      ctx,
 		desc:     desc,
