@@ -68,3 +68,25 @@ func TestHeldResultDoneInTime(t *testing.T) {
 		}
 	})
 }
+
+// A result abandoned (its context ended) before a policy discarded it is
+// still freed when the policy discards it: a hedge's losing body is closed.
+func TestAbandonedResultDiscardedLater(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		parent, cancel := context.WithCancel(t.Context())
+		ctx := resilience.WithCall(parent, resilience.Call{Idempotent: true})
+		actx, at := resilience.StartAttempt(ctx, 1)
+		discards := 0
+		resilience.Hold(actx, func() { discards++ })
+		cancel()
+		synctest.Wait()
+		if discards != 0 {
+			t.Fatalf("discard ran %d times on abandonment, want 0 (the context's end frees the result)", discards)
+		}
+		at.Discard()
+		at.Discard()
+		if discards != 1 {
+			t.Fatalf("discard ran %d times after Discard, want 1", discards)
+		}
+	})
+}

@@ -219,7 +219,12 @@ func (at Attempt) Discard() {
 	a.mu.Lock()
 	a.keeps = nil
 	if a.state != stateHeld {
+		late := a.lateDiscard
+		a.lateDiscard = nil
 		a.mu.Unlock()
+		if late != nil {
+			late() // abandoned before it was discarded: free it now
+		}
 		return
 	}
 	discard, child := a.discard, a.child
@@ -351,7 +356,10 @@ type attemptCtx struct {
 	pushed   bool
 	holdCtx  context.Context // the context the result was held in
 	stop     func() bool     // removes the registration with holdCtx
-	keeps    []func()        // see OnKeep
+	// lateDiscard is the discard of a result abandoned (its context ended)
+	// before any policy discarded it: Discard still runs it.
+	lateDiscard func()
+	keeps       []func() // see OnKeep
 }
 
 func (a *attemptCtx) Value(key any) any {
@@ -415,12 +423,19 @@ func (a *attemptCtx) hold(ctx context.Context, discard func()) {
 // abandon ends a held result whose context ended first; see Hold.
 func (a *attemptCtx) abandon() {
 	a.mu.Lock()
-	ctx := a.holdCtx
+	ctx, discard := a.holdCtx, a.discard
 	a.mu.Unlock()
 	if ctx == nil {
 		return // already done
 	}
 	a.finish(Mark(&abandonedError{cause: context.Cause(ctx)}, KindCanceled))
+	// The context's end frees the result in its own way (net/http and gRPC
+	// end a body or stream whose context ended); a policy that still
+	// discards it (a hedge's losing attempt) gets discard run then, so that
+	// a body is closed all the same.
+	a.mu.Lock()
+	a.lateDiscard = discard
+	a.mu.Unlock()
 }
 
 func (a *attemptCtx) finish(err error) {

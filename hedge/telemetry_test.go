@@ -14,7 +14,7 @@ import (
 	"github.com/resilience-go/resilience/internal/telemetry/telemetrytest"
 )
 
-const callAttrs = "http.request.method=GET server.address=api"
+const callAttrs = "http.request.method=GET server.address=api server.port=443"
 
 func TestTelemetrySentWonCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -42,10 +42,9 @@ func TestBudgetBoundsRetries(t *testing.T) {
 		if want := []int{3, 1, 1}; !slices.Equal(attempts, want) {
 			t.Fatalf("attempts per call %v, want %v", attempts, want)
 		}
-		if want := "retry: gave up after 1 attempt(s) (budget: retry budget exhausted): flaky"; func() string {
-			return p.Do(context.Background(), outcomes(new(int), errFlaky)).Error()
-		}() != want {
-			t.Errorf("message, want %q", want)
+		want := "retry: gave up after 1 attempt (budget: retry budget exhausted): flaky"
+		if got := p.Do(context.Background(), outcomes(new(int), errFlaky)).Error(); got != want {
+			t.Errorf("message %q, want %q", got, want)
 		}
 	})
 }

@@ -161,7 +161,7 @@ func telemetryOpts[O any](c *config, name func(string) O, mp func(metric.MeterPr
 	if c.tp != nil && tp != nil {
 		opts = append(opts, tp(c.tp))
 	}
-	if c.noServer {
+	if c.noServer && noServer != nil {
 		opts = append(opts, noServer())
 	}
 	return opts
