@@ -90,10 +90,13 @@ const (
 	EventRejected       = "rejected"    // breaker, bulkhead, ratelimit: call turned away
 	EventExpired        = "expired"     // timeout: the policy's deadline cut the operation short
 
-	// The idempotency policy (not written yet) reports these, with
-	// KindIdempotency.
-	EventReplayed = "replayed" // a stored response was returned for a repeated key
-	EventConflict = "conflict" // a key was reused with a different request, or while in flight
+	// Package idempotency reports these, with KindIdempotency.
+	EventStamped    = "stamped"     // client: a key was given to an unsafe call
+	EventReplayed   = "replayed"    // server: a recorded response was returned for a repeated key
+	EventConflict   = "conflict"    // server: a repeat arrived while the key's first request was in flight
+	EventMismatch   = "mismatch"    // server: a key was reused for a different request
+	EventStoreError = "store_error" // server: the store failed (resilience.reason: the operation)
+	EventReleased   = "released"    // server: a key was freed, not recorded (resilience.reason: why)
 )
 
 // Config selects a policy instance's name and providers. The zero Config
@@ -188,12 +191,19 @@ func (p *Policy) NameAttrs() []attribute.KeyValue { return p.nameAttrs }
 // attributes ([CallAttrs]) from ctx. It does nothing, without allocating,
 // when no SDK reads the counter.
 func (p *Policy) Count(ctx context.Context, ev string) {
+	p.CountWith(ctx, ev)
+}
+
+// CountWith is [Policy.Count] with extra attributes, each from a small
+// fixed set of values.
+func (p *Policy) CountWith(ctx context.Context, ev string, extra ...attribute.KeyValue) {
 	if p == nil || !p.metrics || !p.events.Enabled(ctx) {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, len(p.baseAttrs)+4)
+	attrs := make([]attribute.KeyValue, 0, len(p.baseAttrs)+4+len(extra))
 	attrs = append(attrs, p.baseAttrs...)
 	attrs = append(attrs, EventKey.String(ev))
+	attrs = append(attrs, extra...)
 	attrs = CallAttrs(ctx, attrs)
 	p.events.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(attrs...)))
 }
