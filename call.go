@@ -277,8 +277,8 @@ type attemptCtx struct {
 	discard  func()
 	child    *attemptCtx // the kept attempt whose result this one holds
 	releases []func(error)
-	err      error       // final error, once done
-	next     *attemptCtx // finished after this one (see Keep)
+	err      error         // final error, once done
+	next     *attemptCtx   // finished after this one (see Keep)
 	pushback time.Duration // see ReportPushback, when pushed
 	pushed   bool
 }
