@@ -135,7 +135,7 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 	n := len(opts)
 	err := c.policy.Do(resilience.WithCall(ctx, c.call(ctx, cc, method, opts)), func(actx context.Context) error {
 		var trailer metadata.MD
-		err := invoker(actx, method, req, reply, cc, append(opts[:n:n], grpc.Trailer(&trailer))...)
+		err := invoker(outgoingKey(actx), method, req, reply, cc, append(opts[:n:n], grpc.Trailer(&trailer))...)
 		return classify(ctx, err, trailer)
 	})
 	return toStatus(err)

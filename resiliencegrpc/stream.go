@@ -84,6 +84,7 @@ func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 		return streamer(ctx, desc, cc, method, opts...)
 	}
 	call := c.call(ctx, cc, method, opts)
+	streamNoReplay(&call) // see idempotency_client.go
 	s := &clientStream{
 		ctx:      ctx,
 		desc:     desc,
@@ -140,7 +141,7 @@ func (s *clientStream) attempt(actx context.Context) error {
 	}
 	s.mu.Unlock()
 
-	sctx, cancel := context.WithCancel(streamCtx{Context: actx, caller: s.ctx})
+	sctx, cancel := context.WithCancel(streamCtx{Context: outgoingKey(actx), caller: s.ctx})
 	a := &attempt{cancel: cancel, ctx: s.ctx, ended: make(chan struct{})}
 	n := len(s.opts)
 	s.sendMu.Lock()

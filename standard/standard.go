@@ -20,6 +20,7 @@ import (
 // New builds the standard pipeline, outermost first:
 //
 //	rate limit (per host, if configured)
+//	→ idempotency keys (if configured, WithIdempotencyKeys)
 //	→ total timeout
 //	→ retry
 //	→ circuit breaker (per host)
@@ -58,6 +59,9 @@ func New(opts ...Option) (resilience.Policy, error) {
 		if c.rate != 0 {
 			opts := telemetryOpts(&c, ratelimit.WithName, ratelimit.WithMeterProvider, ratelimit.WithTracerProvider)
 			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, append(opts, prepend(c.key, ratelimit.WithKey, c.rateOpts)...)...))
+		}
+		if k := keyer(&c); k != nil {
+			ps = append(ps, k)
 		}
 		ps = append(ps, timeout.New(c.total, timeoutOpts(&c, "total")...))
 		if c.retries > 0 {
@@ -143,7 +147,7 @@ func build(f func()) (err error) {
 }
 
 func isConfigPanic(s string) bool {
-	for _, p := range []string{"standard: ", "ratelimit: ", "timeout: ", "retry: ", "breaker: ", "bulkhead: "} {
+	for _, p := range []string{"standard: ", "idempotency: ", "ratelimit: ", "timeout: ", "retry: ", "breaker: ", "bulkhead: "} {
 		if strings.HasPrefix(s, p) {
 			return true
 		}
