@@ -304,4 +304,3 @@ func (s *droppingServer) close() {
 	s.ln.Close()
 	s.wg.Wait()
 }
-
