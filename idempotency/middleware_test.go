@@ -395,3 +395,16 @@ func TestMiddlewarePanicsOnMisuse(t *testing.T) {
 		})
 	}
 }
+
+// httpHandler answers the body f returns for its nth run; runs is only
+// touched by one request at a time in the tests that use it.
+func httpHandler(f func(n int) string, runs *int) http.Handler {
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		*runs++
+		n := *runs
+		mu.Unlock()
+		io.WriteString(w, f(n))
+	})
+}
