@@ -1,0 +1,14 @@
+package idempotency_test
+
+import (
+	"testing"
+
+	"github.com/resilience-go/resilience/idempotency"
+	"github.com/resilience-go/resilience/internal/storetest"
+)
+
+// BenchmarkMiddleware measures what the middleware adds to a request with
+// the in-memory store; see storetest.BenchMiddleware.
+func BenchmarkMiddleware(b *testing.B) {
+	storetest.BenchMiddleware(b, idempotency.NewMemoryStore())
+}
