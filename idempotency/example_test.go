@@ -57,4 +57,3 @@ func ExampleParseKey() {
 	// 8e03978e-40d5-43e8-bc93-6894a57f9324 <nil>
 	// true
 }
-
