@@ -81,9 +81,6 @@ func (g *Guard) Principal(ctx context.Context) (p string, ok bool) {
 	return g.c.ctxPrincipal(ctx), true
 }
 
-// BareKeys reports whether WithBareKeys was given.
-func (g *Guard) BareKeys() bool { return g.c.bare }
-
 // A Result is what [Guard.Run] did with a request.
 type Result struct {
 	// Response is the response to send: the one run returned, or the

@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -28,7 +29,8 @@ const entryOverhead = 128
 // MemoryStore is a [Store] in the process's memory, for a service that runs
 // as one instance (or for tests). It is bounded in entries and bytes, drops
 // expired entries lazily as it is used (no goroutine, no timer per entry),
-// and is safe for concurrent use. Build it with [NewMemoryStore].
+// and is safe for concurrent use. Build it with [NewMemoryStore]; the zero
+// value is an empty store with the default bounds.
 type MemoryStore struct {
 	maxEntries int
 	maxBytes   int
@@ -99,13 +101,16 @@ func (s *MemoryStore) Reserve(ctx context.Context, key, fingerprint string, leas
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.entries == nil {
+		s.entries = make(map[string]*memEntry)
+	}
 	s.sweepLocked(now)
 	if e, ok := s.entries[key]; ok {
 		// Live: sweepLocked dropped the expired ones.
 		return copyEntry(e.Entry), false, nil
 	}
 	size := entryOverhead + len(key) + len(fingerprint)
-	if len(s.entries) >= s.maxEntries || s.bytes+size > s.maxBytes {
+	if len(s.entries) >= cmp.Or(s.maxEntries, DefaultMaxEntries) || s.bytes+size > cmp.Or(s.maxBytes, DefaultMaxBytes) {
 		return Entry{}, false, ErrStoreFull
 	}
 	s.token++
@@ -129,7 +134,7 @@ func (s *MemoryStore) Complete(ctx context.Context, key string, token uint64, re
 		return err
 	}
 	size := entryOverhead + len(key) + len(e.Fingerprint) + len(response)
-	if s.bytes-e.size+size > s.maxBytes {
+	if s.bytes-e.size+size > cmp.Or(s.maxBytes, DefaultMaxBytes) {
 		s.removeLocked(e)
 		return ErrStoreFull
 	}

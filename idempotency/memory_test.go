@@ -93,3 +93,18 @@ func TestMemoryStoreContention(t *testing.T) {
 		t.Errorf("reservations: got %d, want one per key (50)", got)
 	}
 }
+
+func TestMemoryStoreZeroValue(t *testing.T) {
+	var s idempotency.MemoryStore
+	ctx := context.Background()
+	if _, ok, err := s.Get(ctx, "k"); ok || err != nil {
+		t.Fatalf("Get: %v, %v", ok, err)
+	}
+	e, ok, err := s.Reserve(ctx, "k", "fp", time.Minute)
+	if !ok || err != nil {
+		t.Fatalf("Reserve: %v, %v", ok, err)
+	}
+	if err := s.Complete(ctx, "k", e.Token, []byte("r"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+}

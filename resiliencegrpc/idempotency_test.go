@@ -16,6 +16,8 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/idempotency"
+	"github.com/resilience-go/resilience/retry"
+	"github.com/resilience-go/resilience/standard"
 )
 
 func withKey(ctx context.Context, kv ...string) context.Context {
@@ -173,6 +175,36 @@ func TestKeyerStampsMetadata(t *testing.T) {
 				case !tt.stamped && tt.callerKy == "" && k != "":
 					t.Errorf("key %q, want none", k)
 				}
+			}
+		})
+	}
+}
+
+// TestStandardRetriesOnlyWithKeys checks that through Standard a call to a
+// method not declared idempotent is retried only with WithIdempotencyKeys.
+func TestStandardRetriesOnlyWithKeys(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts []standard.Option
+		want int
+	}{
+		{"without keys", nil, 1},
+		{"with keys", []standard.Option{standard.WithIdempotencyKeys(unaryMethod)}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, keys, mu := keyLogServer(t)
+			c, err := Standard(append([]standard.Option{standard.WithRetry(retry.WithBackoff(time.Millisecond, time.Millisecond))}, tt.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = dial(t, start(t, s), c).UnaryCall(t.Context(), &testgrpc.SimpleRequest{})
+			mu.Lock()
+			defer mu.Unlock()
+			if len(*keys) != tt.want {
+				t.Fatalf("attempts: got %d (%q, %v), want %d", len(*keys), *keys, err, tt.want)
+			}
+			if tt.want == 2 && (err != nil || (*keys)[0] == "" || (*keys)[0] != (*keys)[1]) {
+				t.Errorf("got %v with keys %q, want success with one key on both attempts", err, *keys)
 			}
 		})
 	}
