@@ -12,7 +12,7 @@ import (
 
 // Defaults of a [MemoryStore].
 const (
-	DefaultMaxEntries = 100_000
+	DefaultMaxEntries = 1_000_000
 	DefaultMaxBytes   = 256 << 20
 )
 
@@ -57,7 +57,10 @@ type maxEntriesOption int
 
 func (o maxEntriesOption) applyMemory(s *MemoryStore) { s.maxEntries = int(o) }
 
-// WithMaxEntries bounds how many keys the store holds (default 100,000).
+// WithMaxEntries bounds how many keys the store holds (default 1,000,000).
+// Size it, and the byte bound, for the keyed requests a TTL holds: at 100
+// keyed requests a second, records kept 24 hours are 8.64 million entries;
+// a shorter TTL (WithTTL) holds fewer.
 // NewMemoryStore panics if n < 1.
 func WithMaxEntries(n int) MemoryOption { return maxEntriesOption(n) }
 
