@@ -13,7 +13,7 @@ const (
 	eventConflict   = telemetry.EventConflict
 	eventMismatch   = telemetry.EventMismatch
 	eventRejected   = telemetry.EventRejected
-	eventStoreError = telemetry.EventStoreError
+	eventStoreError = "store_error" // as ratelimit's shared store reports it
 	eventReleased   = telemetry.EventReleased
 )
 

@@ -95,7 +95,6 @@ const (
 	EventReplayed   = "replayed"    // server: a recorded response was returned for a repeated key
 	EventConflict   = "conflict"    // server: a repeat arrived while the key's first request was in flight
 	EventMismatch   = "mismatch"    // server: a key was reused for a different request
-	EventStoreError = "store_error" // server: the store failed (resilience.reason: the operation)
 	EventReleased   = "released"    // server: a key was freed, not recorded (resilience.reason: why)
 )
 
@@ -191,19 +190,12 @@ func (p *Policy) NameAttrs() []attribute.KeyValue { return p.nameAttrs }
 // attributes ([CallAttrs]) from ctx. It does nothing, without allocating,
 // when no SDK reads the counter.
 func (p *Policy) Count(ctx context.Context, ev string) {
-	p.CountWith(ctx, ev)
-}
-
-// CountWith is [Policy.Count] with extra attributes, each from a small
-// fixed set of values.
-func (p *Policy) CountWith(ctx context.Context, ev string, extra ...attribute.KeyValue) {
 	if p == nil || !p.metrics || !p.events.Enabled(ctx) {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, len(p.baseAttrs)+4+len(extra))
+	attrs := make([]attribute.KeyValue, 0, len(p.baseAttrs)+4)
 	attrs = append(attrs, p.baseAttrs...)
 	attrs = append(attrs, EventKey.String(ev))
-	attrs = append(attrs, extra...)
 	attrs = CallAttrs(ctx, attrs)
 	p.events.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(attrs...)))
 }
@@ -237,6 +229,20 @@ func (p *Policy) Event(ctx context.Context, ev string) {
 	if s := p.Span(ctx); s != nil {
 		p.AddEvent(s, ev)
 	}
+}
+
+// CountWith is [Policy.Count] with extra attributes, each from a small
+// fixed set of values (the idempotency events' resilience.reason).
+func (p *Policy) CountWith(ctx context.Context, ev string, extra ...attribute.KeyValue) {
+	if p == nil || !p.metrics || !p.events.Enabled(ctx) {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, len(p.baseAttrs)+4+len(extra))
+	attrs = append(attrs, p.baseAttrs...)
+	attrs = append(attrs, EventKey.String(ev))
+	attrs = append(attrs, extra...)
+	attrs = CallAttrs(ctx, attrs)
+	p.events.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(attrs...)))
 }
 
 // AttemptRecorder records resilience.attempt.duration.
