@@ -91,11 +91,11 @@ const (
 	EventExpired        = "expired"     // timeout: the policy's deadline cut the operation short
 
 	// Package idempotency reports these, with KindIdempotency.
-	EventStamped    = "stamped"     // client: a key was given to an unsafe call
-	EventReplayed   = "replayed"    // server: a recorded response was returned for a repeated key
-	EventConflict   = "conflict"    // server: a repeat arrived while the key's first request was in flight
-	EventMismatch   = "mismatch"    // server: a key was reused for a different request
-	EventReleased   = "released"    // server: a key was freed, not recorded (resilience.reason: why)
+	EventStamped  = "stamped"  // client: a key was given to an unsafe call
+	EventReplayed = "replayed" // server: a recorded response was returned for a repeated key
+	EventConflict = "conflict" // server: a repeat arrived while the key's first request was in flight
+	EventMismatch = "mismatch" // server: a key was reused for a different request
+	EventReleased = "released" // server: a key was freed, not recorded (resilience.reason: why)
 )
 
 // Config selects a policy instance's name and providers. The zero Config
