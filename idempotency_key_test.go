@@ -2,6 +2,7 @@ package resilience_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/resilience-go/resilience"
@@ -48,4 +49,26 @@ func TestWithIdempotencyKey(t *testing.T) {
 	defer dcancel()
 	cancel()
 	<-dctx.Done()
+}
+
+// TestIdempotencyKeyInParallelAttempts starts attempts at once, as hedging
+// does: each sees the key, and none races with another (-race).
+func TestIdempotencyKeyInParallelAttempts(t *testing.T) {
+	ctx := resilience.WithIdempotencyKey(resilience.WithCall(context.Background(), resilience.Call{Method: "POST"}), "k")
+	var wg sync.WaitGroup
+	keys := make([]string, 8)
+	for i := range keys {
+		wg.Go(func() {
+			actx, at := resilience.StartAttempt(ctx, i+1)
+			defer at.Discard()
+			c, _ := resilience.CallFrom(actx)
+			keys[i] = c.IdempotencyKey
+		})
+	}
+	wg.Wait()
+	for i, k := range keys {
+		if k != "k" {
+			t.Errorf("attempt %d: key %q, want k", i+1, k)
+		}
+	}
 }

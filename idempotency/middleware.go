@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 )
@@ -178,11 +180,12 @@ func writeProblem(w http.ResponseWriter, status int, detail string) {
 // bytes of body.
 type recorder struct {
 	http.ResponseWriter
-	max    int
-	status int
-	header http.Header // as it was when the status was written
-	body   bytes.Buffer
-	over   bool
+	max      int
+	status   int
+	header   http.Header // as it was when the status was written
+	body     bytes.Buffer
+	over     bool
+	hijacked bool
 }
 
 func (rec *recorder) WriteHeader(code int) {
@@ -223,6 +226,13 @@ func (rec *recorder) Flush() {
 	http.NewResponseController(rec.ResponseWriter).Flush()
 }
 
+// Hijack hands the connection to the handler; what it writes there cannot
+// be recorded, so the key is released.
+func (rec *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	rec.hijacked = true
+	return http.NewResponseController(rec.ResponseWriter).Hijack()
+}
+
 // Unwrap gives http.ResponseController the underlying writer.
 func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 
@@ -233,7 +243,7 @@ func (rec *recorder) result() ([]byte, Outcome) {
 		rec.header = rec.ResponseWriter.Header().Clone()
 	}
 	switch {
-	case rec.status >= 500:
+	case rec.status >= 500, rec.hijacked:
 		return nil, Release
 	case rec.over:
 		return nil, TooLarge

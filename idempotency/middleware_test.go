@@ -408,3 +408,39 @@ func httpHandler(f func(n int) string, runs *int) http.Handler {
 		io.WriteString(w, f(n))
 	})
 }
+
+func TestHijackReleases(t *testing.T) {
+	var runs atomic.Int64
+	srv := httptest.NewServer(idempotency.Middleware(idempotency.NewMemoryStore())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if runs.Add(1) == 1 {
+			conn, buf, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+			buf.Flush()
+			conn.Close()
+			return
+		}
+		io.WriteString(w, "served")
+	})))
+	defer srv.Close()
+	c := srv.Client()
+	defer c.CloseIdleConnections()
+	var bodies []string
+	for range 2 {
+		req, _ := http.NewRequest("POST", srv.URL, strings.NewReader("{}"))
+		req.Header.Set("Idempotency-Key", key1)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		bodies = append(bodies, string(b))
+	}
+	if runs.Load() != 2 || bodies[0] != "hijacked" || bodies[1] != "served" {
+		t.Errorf("got %q after %d runs, want the hijacked answer, then a new run", bodies, runs.Load())
+	}
+}
