@@ -304,3 +304,23 @@ func (s *droppingServer) close() {
 	s.ln.Close()
 	s.wg.Wait()
 }
+
+func TestBareKeys(t *testing.T) {
+	var l keyLog
+	srv := httptest.NewServer(&l)
+	t.Cleanup(srv.Close)
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(base.CloseIdleConnections)
+	tr := resiliencehttp.NewTransport(base,
+		idempotency.NewKeyer([]string{"*"}, idempotency.WithBareKeys()),
+		retry.New(retry.WithBackoff(time.Millisecond, time.Millisecond)))
+	resp, err := (&http.Client{Transport: tr}).Post(srv.URL, "text/plain", strings.NewReader("pay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	keys, _ := l.reset()
+	if len(keys) != 2 || keys[0] != keys[1] || strings.Contains(keys[0], `"`) || len(keys[0]) != 36 {
+		t.Errorf("keys %q, want one bare UUID on both attempts", keys)
+	}
+}
