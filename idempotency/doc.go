@@ -49,6 +49,10 @@
 // What it does not guarantee: a handler that performs its side effect and
 // then fails with a 5xx, or panics, is run again by a retry. Make such a
 // side effect idempotent itself, or answer with a 4xx, which is recorded.
+// And a response that could not be recorded because the store failed (or,
+// for the memory store, was full) just after the handler ran is counted
+// (store_error, reason complete): its key stays reserved until the lease
+// runs out, and a retry after that runs the request again.
 //
 // # Telemetry
 //
