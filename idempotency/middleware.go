@@ -90,6 +90,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, "Invalid Idempotency-Key header: "+err.Error()+".")
 		return
 	}
+	if r.ContentLength > g.c.maxBody {
+		g.tel.event(r.Context(), eventRejected, "body_too_large")
+		writeProblem(w, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("A request with an Idempotency-Key may have a body of at most %d bytes.", g.c.maxBody))
+		return
+	}
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
 		body, err = io.ReadAll(io.LimitReader(r.Body, g.c.maxBody+1))

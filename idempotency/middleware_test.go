@@ -204,6 +204,19 @@ func TestPrincipalScoping(t *testing.T) {
 	if got := c2.runs.Load(); got != 2 {
 		t.Errorf("WithPrincipal: %d runs, want 2", got)
 	}
+
+	type userKey struct{}
+	var c3 counter
+	byUser := idempotency.Middleware(idempotency.NewMemoryStore(),
+		idempotency.WithContextPrincipal(func(ctx context.Context) string { s, _ := ctx.Value(userKey{}).(string); return s }))(&c3)
+	for _, u := range []string{"ann", "ben", "ben"} {
+		r := httptest.NewRequest("POST", "/", strings.NewReader("{}"))
+		r.Header.Set("Idempotency-Key", key1)
+		byUser.ServeHTTP(httptest.NewRecorder(), r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
+	}
+	if got := c3.runs.Load(); got != 2 {
+		t.Errorf("WithContextPrincipal: %d runs, want 2", got)
+	}
 }
 
 func TestServerErrorReleases(t *testing.T) {
