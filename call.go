@@ -40,6 +40,13 @@ type Call struct {
 	// hedging policy then starts an attempt only once the previous one
 	// failed, as a retry would.
 	Sequential bool
+	// IdempotencyKey is the key the call carries so that the server can
+	// deduplicate it, set by a policy with [WithIdempotencyKey] (the
+	// idempotency package's Keyer). Adapters send it: resiliencehttp as the
+	// Idempotency-Key header, resiliencegrpc as idempotency-key metadata.
+	// Empty when the policies set none; a key the caller put on the request
+	// itself is not copied here.
+	IdempotencyKey string
 }
 
 // WithCall returns a context that describes call c and holds the result of
@@ -68,7 +75,7 @@ func WithoutCall(ctx context.Context) context.Context {
 type noCallCtx struct{ context.Context }
 
 func (c noCallCtx) Value(key any) any {
-	if key == (ctxKey{}) {
+	if key == (ctxKey{}) || key == (callKey{}) {
 		return nil
 	}
 	return c.Context.Value(key)
@@ -86,10 +93,56 @@ func (c noCallCtx) AfterFunc(f func()) (stop func() bool) {
 // CallFrom returns the call described in ctx by [WithCall]. ok is false
 // outside any call.
 func CallFrom(ctx context.Context) (c Call, ok bool) {
-	if a := attemptFrom(ctx); a != nil && a.call != nil {
-		return *a.call, true
+	if p := callFrom(ctx); p != nil {
+		return *p, true
 	}
 	return Call{}, false
+}
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *Call {
+	p, _ := ctx.Value(callKey{}).(*Call)
+	return p
+}
+
+// WithIdempotencyKey returns a context for the rest of the call described in
+// ctx in which the call carries key ([Call.IdempotencyKey]) and is
+// idempotent: the policies inside it (retry, hedging) may send it more than
+// once, and the adapter sends key with every attempt, so that the server
+// can run it once. A policy that stamps keys calls it before any policy
+// that makes attempts. Outside any call it returns ctx unchanged.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	p := callFrom(ctx)
+	if p == nil {
+		return ctx
+	}
+	k := &keyCtx{Context: ctx, call: *p}
+	k.call.IdempotencyKey = key
+	k.call.Idempotent = true
+	return k
+}
+
+// keyCtx overrides the call's description for the contexts derived from it.
+type keyCtx struct {
+	context.Context
+	call Call
+}
+
+func (k *keyCtx) Value(key any) any {
+	if key == (callKey{}) {
+		return &k.call
+	}
+	return k.Context.Value(key)
+}
+
+// AfterFunc lets derived contexts follow cancellation without a goroutine,
+// as attemptCtx does.
+func (k *keyCtx) AfterFunc(f func()) (stop func() bool) {
+	if af, ok := k.Context.(afterFuncer); ok {
+		return af.AfterFunc(f)
+	}
+	return context.AfterFunc(k.Context, f)
 }
 
 // AttemptNumber returns the number of the attempt running in ctx: 1 for the
@@ -141,7 +194,7 @@ func startAttempt(ctx context.Context, n int, parallel bool) (context.Context, A
 	parent := attemptFrom(ctx)
 	a := &attemptCtx{Context: ctx, n: n, parent: parent, attempt: true, parallel: parallel}
 	if parent != nil {
-		a.call = parent.call
+		a.call = callFrom(ctx) // the parent's, or one a policy overrode
 		a.parallel = parallel || parent.parallel
 	}
 	return a, Attempt{a}
@@ -363,8 +416,13 @@ type attemptCtx struct {
 }
 
 func (a *attemptCtx) Value(key any) any {
-	if key == (ctxKey{}) {
+	switch key {
+	case ctxKey{}:
 		return a
+	case callKey{}:
+		if a.call != nil {
+			return a.call
+		}
 	}
 	return a.Context.Value(key)
 }

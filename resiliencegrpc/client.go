@@ -171,7 +171,7 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 			// its own, and only the kept one's is copied to the caller's.
 			out = ownReply(actx, reply)
 		}
-		err := invoker(actx, method, req, out, cc, append(opts[:n:n], grpc.Trailer(&trailer))...)
+		err := invoker(outgoingKey(actx), method, req, out, cc, append(opts[:n:n], grpc.Trailer(&trailer))...)
 		return classify(ctx, err, trailer)
 	})
 	return toStatus(err)

@@ -71,7 +71,12 @@
 // ([WithIdempotentMethods], [WithIdempotentIf]), or it carries an
 // idempotency key in its outgoing metadata ([IdempotencyKey]), which the
 // server is expected to deduplicate by. Other calls are sent once; the
-// other policies (timeouts, breaker, bulkhead) still apply to them.
+// other policies (timeouts, breaker, bulkhead) still apply to them. An
+// idempotency.Keyer among the policies (standard.WithIdempotencyKeys) gives
+// the unary calls in its scope a key of their own, sent as [IdempotencyKey]
+// on every attempt, which makes them retryable; a stream that was not
+// idempotent when it started is still sent once. The server side is
+// [IdempotencyServerInterceptor].
 //
 // # Errors
 //

@@ -86,6 +86,7 @@ func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 	call := c.call(ctx, cc, method, opts)
 	call.OutcomeAtEnd = true // a stream's outcome is its final status
 	call.Sequential = true   // the caller sends on one attempt at a time: never hedged
+	streamNoReplay(&call)    // see idempotency_client.go
 	s := &clientStream{
 		ctx:      ctx,
 		desc:     desc,
@@ -142,7 +143,7 @@ func (s *clientStream) attempt(actx context.Context) error {
 	}
 	s.mu.Unlock()
 
-	sctx, cancel := context.WithCancel(streamCtx{Context: actx, caller: s.ctx})
+	sctx, cancel := context.WithCancel(streamCtx{Context: outgoingKey(actx), caller: s.ctx})
 	a := &attempt{cancel: cancel, ctx: s.ctx, ended: make(chan struct{})}
 	n := len(s.opts)
 	s.sendMu.Lock()

@@ -58,7 +58,11 @@
 // GET, HEAD, OPTIONS, TRACE, PUT and DELETE are idempotent. POST, PATCH and
 // any other method are idempotent only when the request carries an
 // Idempotency-Key (or X-Idempotency-Key) header; otherwise the retry policy
-// sends them once.
+// sends them once. An idempotency.Keyer among the policies
+// (standard.WithIdempotencyKeys) gives such a request in its scope a key of
+// its own, sent as Idempotency-Key on every attempt, which makes it
+// retryable when its body has GetBody (http.NewRequest sets it for
+// in-memory bodies); the caller's request is not modified.
 //
 // A request body is replayed on each attempt through Request.GetBody. A body
 // without GetBody is read into memory, up to [Transport.MaxBodyBuffer]

@@ -116,6 +116,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err := rt.prepareReplay(t.maxBodyBuffer(), &call); err != nil {
 			return nil, err
 		}
+	} else {
+		noReplay(req, &call) // see idempotency.go
 	}
 	err := t.Policy.Do(resilience.WithCall(req.Context(), call), rt.attempt)
 	if !rt.bodySent.Load() && rt.body != nil {
@@ -234,6 +236,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		r.Body = body
 	}
 	r.GetBody = rt.getBody
+	stampKey(ctx, r)
 	resp, err := rt.base.RoundTrip(r)
 	if err != nil {
 		rt.setLast(ctx, nil)

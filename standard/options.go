@@ -51,6 +51,7 @@ type config struct {
 	burst          int
 	rateOpts       []ratelimit.Option
 	key            func(context.Context) string
+	idemScope      []string // nil: no idempotency.Keyer (see idempotency.go)
 	name           string
 	mp             metric.MeterProvider
 	tp             trace.TracerProvider

@@ -25,6 +25,7 @@ import (
 // New builds the standard pipeline, outermost first:
 //
 //	rate limit (per host, if configured)
+//	→ idempotency keys (if configured, WithIdempotencyKeys)
 //	→ total timeout
 //	→ retry, or hedging with [WithHedging]
 //	→ pushback gate (per host)
@@ -62,6 +63,9 @@ func New(opts ...Option) (resilience.Policy, error) {
 			// does; the user's ratelimit.WithMaxWait(0) fails fast instead.
 			opts = append(opts, ratelimit.WithMaxWait(c.total))
 			ps = append(ps, ratelimit.NewKeyed(c.rate, c.burst, append(opts, prepend(c.key, ratelimit.WithKey, c.rateOpts)...)...))
+		}
+		if k := keyer(&c); k != nil {
+			ps = append(ps, k)
 		}
 		ps = append(ps, timeout.New(c.total, append(timeoutOpts(&c, "total"), timeout.WithScope(timeout.ScopeCall))...))
 		var b *budget.Budget
@@ -200,7 +204,7 @@ func build(f func()) (err error) {
 }
 
 func isConfigPanic(s string) bool {
-	for _, p := range []string{"standard: ", "ratelimit: ", "timeout: ", "retry: ", "pushback: ", "breaker: ", "bulkhead: ", "budget: ", "hedge: "} {
+	for _, p := range []string{"standard: ", "idempotency: ", "ratelimit: ", "timeout: ", "retry: ", "pushback: ", "breaker: ", "bulkhead: ", "budget: ", "hedge: "} {
 		if strings.HasPrefix(s, p) {
 			return true
 		}

@@ -105,10 +105,12 @@ const (
 	EventHedgeWon        = "won"              // hedge: an extra attempt's result was returned
 	EventHedgeCancelled  = "cancelled"        // hedge: an attempt was cancelled because another one won
 
-	// The idempotency policy (not written yet) reports these, with
-	// KindIdempotency.
-	EventReplayed = "replayed" // a stored response was returned for a repeated key
-	EventConflict = "conflict" // a key was reused with a different request, or while in flight
+	// Package idempotency reports these, with KindIdempotency.
+	EventStamped  = "stamped"  // client: a key was given to an unsafe call
+	EventReplayed = "replayed" // server: a recorded response was returned for a repeated key
+	EventConflict = "conflict" // server: a repeat arrived while the key's first request was in flight
+	EventMismatch = "mismatch" // server: a key was reused for a different request
+	EventReleased = "released" // server: a key was freed, not recorded (resilience.reason: why)
 )
 
 // Config selects a policy instance's name and providers. The zero Config
@@ -247,6 +249,20 @@ func (p *Policy) Event(ctx context.Context, ev string) {
 	if s := p.Span(ctx); s != nil {
 		p.AddEvent(s, ev)
 	}
+}
+
+// CountWith is [Policy.Count] with extra attributes, each from a small
+// fixed set of values (the idempotency events' resilience.reason).
+func (p *Policy) CountWith(ctx context.Context, ev string, extra ...attribute.KeyValue) {
+	if p == nil || !p.metrics || !p.events.Enabled(ctx) {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, len(p.baseAttrs)+4+len(extra))
+	attrs = append(attrs, p.baseAttrs...)
+	attrs = append(attrs, EventKey.String(ev))
+	attrs = append(attrs, extra...)
+	attrs = callAttrs(ctx, attrs, !p.noServer)
+	p.events.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(attrs...)))
 }
 
 // AttemptRecorder records resilience.attempt.duration.
