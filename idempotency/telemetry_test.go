@@ -65,7 +65,7 @@ func TestTelemetry(t *testing.T) {
 		base + "resilience.event=released resilience.reason=too_large":                            1,
 		base + "resilience.event=store_error resilience.reason=reserve":                           1,
 		base + "resilience.event=rejected resilience.reason=malformed":                            1,
-		base + "resilience.event=stamped http.request.method=POST server.address=api.example.com": 1,
+		base + "resilience.event=stamped http.request.method=POST server.address=api.example.com server.port=443": 1,
 	})
 	if !maps.Equal(got, want) {
 		t.Errorf("resilience.events:\ngot  %v\nwant %v", got, want)
