@@ -58,13 +58,13 @@ func TestTelemetry(t *testing.T) {
 	const base = "resilience.name=pay resilience.policy=idempotency "
 	got := telemetrytest.Points(t, h.Collect(t), "resilience.events", "{event}")
 	want := telemetrytest.Want(map[string]int64{
-		base + "resilience.event=replayed":                                                        1,
-		base + "resilience.event=mismatch":                                                        1,
-		base + "resilience.event=conflict":                                                        1,
-		base + "resilience.event=released resilience.reason=server_error":                         1,
-		base + "resilience.event=released resilience.reason=too_large":                            1,
-		base + "resilience.event=store_error resilience.reason=reserve":                           1,
-		base + "resilience.event=rejected resilience.reason=malformed":                            1,
+		base + "resilience.event=replayed":                                                                        1,
+		base + "resilience.event=mismatch":                                                                        1,
+		base + "resilience.event=conflict":                                                                        1,
+		base + "resilience.event=released resilience.reason=server_error":                                         1,
+		base + "resilience.event=released resilience.reason=too_large":                                            1,
+		base + "resilience.event=store_error resilience.reason=reserve":                                           1,
+		base + "resilience.event=rejected resilience.reason=malformed":                                            1,
 		base + "resilience.event=stamped http.request.method=POST server.address=api.example.com server.port=443": 1,
 	})
 	if !maps.Equal(got, want) {
