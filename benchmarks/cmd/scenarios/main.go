@@ -28,7 +28,7 @@ func run(args []string) error {
 	root := repoRoot()
 	fs := flag.NewFlagSet("scenarios", flag.ContinueOnError)
 	var (
-		stackList = fs.String("stacks", defaultStacks(), "comma-separated stacks to run: "+defaultStacks())
+		stackList = fs.String("stacks", defaultStacks(), "comma-separated stacks to run (default all but the extra variants): "+allStacks())
 		scenList  = fs.String("scenarios", "all", "comma-separated scenarios to run: "+scenarioNames())
 		rate      = fs.Float64("rate", 200, "logical calls per second, open loop")
 		seed      = fs.Uint64("seed", 1, "seed of the upstream's random faults (run i uses seed+i)")

@@ -26,6 +26,7 @@ type stack struct {
 	name    string // for -stacks and file names
 	title   string // for tables and legends
 	breaker bool   // whether obs sees breaker state changes
+	extra   bool   // run only when named in -stacks, not by default
 	build   func(base http.RoundTripper, obs *observer) (http.RoundTripper, error)
 }
 
@@ -48,13 +49,23 @@ var stacks = []stack{
 	{name: "retryablehttp", title: "go-retryablehttp (RetryMax 3)", build: retryableHTTP},
 	{name: "failsafe", title: "failsafe-go (retry 4 attempts, breaker defaults, 1s timeout)", breaker: true, build: failsafeGo},
 	ours("standard", "resilience Standard (defaults)"),
+	extra(ours("standard-hedging", "resilience Standard, WithHedging (30ms)", standard.WithHedging())),
+	extra(ours("standard-nobreaker", "resilience Standard, WithoutBreaker (the retry budget alone)", standard.WithoutBreaker())),
+}
+
+// extra marks a stack to run only when -stacks names it.
+func extra(s stack) stack {
+	s.extra = true
+	return s
 }
 
 // defaultStacks are the stacks run when -stacks is not given: all of them.
 func defaultStacks() string {
 	var ns []string
 	for _, s := range stacks {
-		ns = append(ns, s.name)
+		if !s.extra {
+			ns = append(ns, s.name)
+		}
 	}
 	return strings.Join(ns, ",")
 }
@@ -143,4 +154,13 @@ func pickStacks(list string) ([]stack, error) {
 		return nil, fmt.Errorf("unknown stack %q (known: %s)", n, defaultStacks())
 	}
 	return out, nil
+}
+
+// allStacks names every stack in the registry, the extra variants included.
+func allStacks() string {
+	var ns []string
+	for _, s := range stacks {
+		ns = append(ns, s.name)
+	}
+	return strings.Join(ns, ",")
 }
