@@ -37,6 +37,7 @@ var metrics = []metric{
 	{"p99", func(_ scenario, r *result) float64 { return latencyP(r.calls, 99, false) }, seconds},
 	{"max", func(_ scenario, r *result) float64 { return latencyP(r.calls, 100, false) }, seconds},
 	{"p99 of failed", func(_ scenario, r *result) float64 { return latencyP(r.calls, 99, true) }, seconds},
+	{"p99 of failed, late in fault", func(sc scenario, r *result) float64 { return latencyP(lateInFault(sc, r.calls), 99, true) }, seconds},
 	{"recovery", func(sc scenario, r *result) float64 {
 		d, ok := recovery(successBuckets(sc, r.calls), bucketWidth, sc.faultEnd(), recoveryMin)
 		if !ok {
@@ -71,6 +72,18 @@ func inFault(sc scenario, cs []call) []call {
 	var out []call
 	for _, c := range cs {
 		if c.due >= sc.Pre && c.due < sc.faultEnd() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// lateInFault returns the calls due in the second half of the fault, when
+// a stack that adapts (a breaker, a gate) has had time to.
+func lateInFault(sc scenario, cs []call) []call {
+	var out []call
+	for _, c := range cs {
+		if c.due >= sc.Pre+sc.Fault/2 && c.due < sc.faultEnd() {
 			out = append(out, c)
 		}
 	}

@@ -147,7 +147,7 @@ func markdown(s *suite, mdPath, chartsDir string) string {
 		"number of requests that reached the upstream during the fault (by its clock) per call due in it; *attempts sent " +
 		"per call in fault* is the mean number of requests each of those calls handed to its transport, which also counts " +
 		"refused connections and requests sent after the fault. Latencies are of all calls, from when each was due; " +
-		"*p99 of failed* is of the failed calls only (— when none failed). *Recovery* is the time from the end of the " +
+		"*p99 of failed* is of the failed calls only (— when none failed); *late in fault*, of those due in the second half of the fault, once a breaker or gate has had time to act. *Recovery* is the time from the end of the " +
 		"fault to the start of the first 250ms bucket (by when calls were due) from which every later bucket has at " +
 		"least 95% success, 0 when the bucket in which the fault ended already does. *Connections* were accepted by the " +
 		"upstream over the whole run. *Breaker changes* are the state changes the stack's breaker reported (— for " +
