@@ -355,9 +355,23 @@ func Held(ctx context.Context) bool {
 // order they were deferred, outside any lock, on the goroutine that ends
 // the result.
 func Defer(ctx context.Context, release func(err error)) {
+	DeferRelease(ctx, releaseFunc(release))
+}
+
+// A Releaser holds something for the result of an attempt (a slot, a
+// timer, a registry entry) and lets it go when the result is done; see
+// [DeferRelease].
+type Releaser interface {
+	Release(err error)
+}
+
+// DeferRelease is [Defer] for a value: r.Release(err) runs when and as
+// release(err) would. A policy that defers a pointer it already has (an
+// entry, its own context) allocates nothing, where a closure would.
+func DeferRelease(ctx context.Context, r Releaser) {
 	a := attemptFrom(ctx)
 	if a == nil {
-		release(nil)
+		r.Release(nil)
 		return
 	}
 	a.mu.Lock()
@@ -365,14 +379,19 @@ func Defer(ctx context.Context, release func(err error)) {
 		if a.releases == nil {
 			a.releases = a.first[:0]
 		}
-		a.releases = append(a.releases, release)
+		a.releases = append(a.releases, r)
 		a.mu.Unlock()
 		return
 	}
 	err := a.err
 	a.mu.Unlock()
-	release(err)
+	r.Release(err)
 }
+
+// releaseFunc adapts a function to a Releaser.
+type releaseFunc func(error)
+
+func (f releaseFunc) Release(err error) { f(err) }
 
 type ctxKey struct{}
 
@@ -401,11 +420,11 @@ type attemptCtx struct {
 	state    uint8
 	discard  func()
 	child    *attemptCtx // the kept attempt whose result this one holds
-	releases []func(error)
-	first    [4]func(error) // releases' first backing array: a pipeline defers a few
-	err      error          // final error, once done
-	next     *attemptCtx    // finished after this one (see Keep)
-	pushback time.Duration  // see ReportPushback, when pushed
+	releases []Releaser
+	first    [4]Releaser   // releases' first backing array: a pipeline defers a few
+	err      error         // final error, once done
+	next     *attemptCtx   // finished after this one (see Keep)
+	pushback time.Duration // see ReportPushback, when pushed
 	pushed   bool
 	holdCtx  context.Context // the context the result was held in
 	stop     func() bool     // removes the registration with holdCtx
@@ -511,7 +530,7 @@ func (a *attemptCtx) finish(err error) {
 		stop()
 	}
 	for _, r := range rs {
-		r(err)
+		r.Release(err)
 	}
 	if next != nil {
 		next.finish(err)

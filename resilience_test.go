@@ -391,3 +391,41 @@ func TestDoThroughChain(t *testing.T) {
 		t.Fatalf("got %d, %v after %d runs; want %d, nil after 2", v, err, runs, 20+102)
 	}
 }
+
+type countingReleaser struct {
+	n   int
+	err error
+}
+
+func (r *countingReleaser) Release(err error) { r.n++; r.err = err }
+
+// DeferRelease runs a Releaser when the held result is done, with its
+// final error, at once when nothing is held, and at once outside a call.
+func TestDeferRelease(t *testing.T) {
+	outside := &countingReleaser{}
+	resilience.DeferRelease(context.Background(), outside)
+	if outside.n != 1 || outside.err != nil {
+		t.Fatalf("outside a call: %d releases, err %v; want 1, nil", outside.n, outside.err)
+	}
+
+	ctx := resilience.WithCall(context.Background(), resilience.Call{})
+	now := &countingReleaser{}
+	resilience.DeferRelease(ctx, now)
+	if now.n != 1 {
+		t.Fatalf("nothing held: %d releases, want 1 at once", now.n)
+	}
+
+	ctx = resilience.WithCall(context.Background(), resilience.Call{})
+	done := resilience.Hold(ctx, nil)
+	later := &countingReleaser{}
+	resilience.DeferRelease(ctx, later)
+	if later.n != 0 {
+		t.Fatalf("held: released %d times before done, want 0", later.n)
+	}
+	boom := errors.New("body cut")
+	done(boom)
+	done(nil)
+	if later.n != 1 || later.err != boom {
+		t.Fatalf("after done: %d releases, err %v; want 1, %v", later.n, later.err, boom)
+	}
+}

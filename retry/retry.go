@@ -144,10 +144,13 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		return err
 	}
 	var (
-		start = time.Now()
+		start time.Time                   // read only with a maximum elapsed time: a clock read costs
 		b     *backoff.ExponentialBackOff // made on the first failure only
 		timer *time.Timer
 	)
+	if p.c.maxElapsed > 0 {
+		start = time.Now()
+	}
 	for n := 1; ; n++ {
 		actx, at := resilience.StartAttempt(ctx, n)
 		var began time.Time

@@ -123,6 +123,9 @@ func (c *timerCtx) parentDone() { c.end(c.parent.Err(), false) }
 // cancel ends the context once the operation and its result are done.
 func (c *timerCtx) cancel() { c.end(context.Canceled, false) }
 
+// Release is cancel, deferred for a held result (resilience.DeferRelease).
+func (c *timerCtx) Release(error) { c.cancel() }
+
 // hasFired reports whether the policy's timer ended the context.
 func (c *timerCtx) hasFired() bool {
 	c.mu.Lock()

@@ -118,7 +118,7 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		p.expired(ctx, err)
 	}
 	if held {
-		resilience.Defer(c, func(error) { c.cancel() })
+		resilience.DeferRelease(c, c)
 	} else {
 		c.cancel()
 	}

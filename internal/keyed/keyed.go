@@ -51,12 +51,17 @@ type Entry[V any] struct {
 	Value V
 
 	key  string
+	reg  *Registry[V]
 	refs atomic.Int32 // calls using the entry; -1 once evicted
 	last atomic.Int64 // when refs last dropped to zero, in Unix nanoseconds
 }
 
 // Key returns the entry's key.
 func (e *Entry[V]) Key() string { return e.key }
+
+// Release ends one use of e, as Registry.Release(e) does, so that a held
+// result can release it (resilience.DeferRelease) without a closure.
+func (e *Entry[V]) Release(error) { e.reg.Release(e) }
 
 // ref takes one use of e, unless it was evicted.
 func (e *Entry[V]) ref() bool {
@@ -133,7 +138,7 @@ func (r *Registry[V]) acquireSlow(key string) *Entry[V] {
 	if int(r.size.Load()) >= r.max {
 		r.trimLocked(r.max - max(r.max/10, 1))
 	}
-	e := &Entry[V]{Value: r.newValue(key), key: key}
+	e := &Entry[V]{Value: r.newValue(key), key: key, reg: r}
 	e.refs.Store(1)
 	r.m.Store(key, e)
 	r.size.Add(1)
@@ -245,7 +250,7 @@ func (r *Registry[V]) Do(ctx context.Context, key string, op func(context.Contex
 	err := run(e.Value, ctx, op)
 	released = true
 	if resilience.Held(ctx) {
-		resilience.Defer(ctx, func(error) { r.Release(e) })
+		resilience.DeferRelease(ctx, e)
 	} else {
 		r.Release(e)
 	}
