@@ -452,8 +452,15 @@ func (a *attemptCtx) AfterFunc(f func()) (stop func() bool) {
 	if af, ok := a.Context.(afterFuncer); ok {
 		return af.AfterFunc(f) // one registration, not a chain of them
 	}
+	if a.Context.Done() == nil {
+		return neverStop // the context never ends: nothing to register
+	}
 	return context.AfterFunc(a.Context, f)
 }
+
+// neverStop is the stop function of a registration with a context that
+// never ends.
+func neverStop() bool { return false }
 
 // afterFuncer is a context that runs a function when it is done, as the
 // context package's own look for.

@@ -123,6 +123,9 @@ func (f *chainCtx) AfterFunc(fn func()) (stop func() bool) {
 	if af, ok := f.Context.(afterFuncer); ok {
 		return af.AfterFunc(fn)
 	}
+	if f.Context.Done() == nil {
+		return neverStop // the context never ends: nothing to register
+	}
 	return context.AfterFunc(f.Context, fn)
 }
 

@@ -36,20 +36,21 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // reads it.
 func newTimerCtx(parent context.Context, d time.Duration, deadline time.Time) *timerCtx {
 	c := &timerCtx{parent: parent, deadline: deadline}
-	if parent.Done() != nil {
-		if err := parent.Err(); err != nil {
-			c.err = err
-			return c
-		}
+	if err := parent.Err(); err != nil {
+		c.err = err
+		return c
 	}
 	c.timer = afterFunc(d, c.expire)
-	if parent.Done() != nil {
-		var stop func() bool
-		if af, ok := parent.(afterFuncer); ok {
-			stop = af.AfterFunc(c.parentDone) // one registration, no context of its own
-		} else {
-			stop = context.AfterFunc(parent, c.parentDone)
-		}
+	// A parent that runs functions when it ends (this library's contexts)
+	// is asked directly: asking for its Done channel first would make one
+	// for nothing.
+	var stop func() bool
+	if af, ok := parent.(afterFuncer); ok {
+		stop = af.AfterFunc(c.parentDone)
+	} else if parent.Done() != nil {
+		stop = context.AfterFunc(parent, c.parentDone)
+	}
+	if stop != nil {
 		c.mu.Lock()
 		if c.err == nil {
 			c.stopParent = stop
