@@ -88,6 +88,11 @@ func TestSeriesBoundedWithoutServerAddress(t *testing.T) {
 			t.Errorf("with WithoutServerAddress: %s has %d series (overflow %v), want 1 to 2000", name, n[name], overflow[name])
 		}
 	}
+	// The breaker's state gauge: one series per state at most, once the
+	// hosts are left off.
+	if b := n[telemetry.BreakerStateName]; b == 0 || b > 3 || overflow[telemetry.BreakerStateName] {
+		t.Errorf("with WithoutServerAddress: %s has %d series (overflow %v), want 1 to 3 (a count per state)", telemetry.BreakerStateName, b, overflow[telemetry.BreakerStateName])
+	}
 	t.Logf("with WithoutServerAddress: %v", n)
 
 	// Without it, a few more hosts than the SDK's limit overflow it.

@@ -41,14 +41,15 @@ func newTimerCtx(parent context.Context, d time.Duration, deadline time.Time) *t
 		return c
 	}
 	c.timer = afterFunc(d, c.expire)
-	// A parent that runs functions when it ends (this library's contexts)
-	// is asked directly: asking for its Done channel first would make one
-	// for nothing.
+	// A parent that never ends takes no registration; one that runs
+	// functions when it ends (this library's contexts) is asked directly.
 	var stop func() bool
-	if af, ok := parent.(afterFuncer); ok {
-		stop = af.AfterFunc(c.parentDone)
-	} else if parent.Done() != nil {
-		stop = context.AfterFunc(parent, c.parentDone)
+	if parent.Done() != nil {
+		if af, ok := parent.(afterFuncer); ok {
+			stop = af.AfterFunc(c.parentDone)
+		} else {
+			stop = context.AfterFunc(parent, c.parentDone)
+		}
 	}
 	if stop != nil {
 		c.mu.Lock()
