@@ -422,9 +422,25 @@ func httpHandler(f func(n int) string, runs *int) http.Handler {
 	})
 }
 
+// releaseSignal is a store that says when a key was released.
+type releaseSignal struct {
+	idempotency.Store
+	released chan struct{}
+}
+
+func (s *releaseSignal) Release(ctx context.Context, key string, token uint64) error {
+	err := s.Store.Release(ctx, key, token)
+	select {
+	case s.released <- struct{}{}:
+	default:
+	}
+	return err
+}
+
 func TestHijackReleases(t *testing.T) {
 	var runs atomic.Int64
-	srv := httptest.NewServer(idempotency.Middleware(idempotency.NewMemoryStore())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	store := &releaseSignal{Store: idempotency.NewMemoryStore(), released: make(chan struct{}, 1)}
+	srv := httptest.NewServer(idempotency.Middleware(store)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if runs.Add(1) == 1 {
 			conn, buf, err := http.NewResponseController(w).Hijack()
 			if err != nil {
@@ -452,6 +468,11 @@ func TestHijackReleases(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		bodies = append(bodies, string(b))
+		if len(bodies) == 1 {
+			// The client has the hijacked answer as soon as it is written;
+			// the key is released when the handler has returned.
+			<-store.released
+		}
 	}
 	if runs.Load() != 2 || bodies[0] != "hijacked" || bodies[1] != "served" {
 		t.Errorf("got %q after %d runs, want the hijacked answer, then a new run", bodies, runs.Load())

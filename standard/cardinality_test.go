@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -76,7 +77,11 @@ func TestSeriesBoundedWithoutServerAddress(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		return series(h.Collect(t))
+		ms := h.Collect(t)
+		// The gauges are observed for as long as the pipeline is
+		// reachable (they go with it): keep it until they were collected.
+		runtime.KeepAlive(p)
+		return series(ms)
 	}
 	// The breaker's state gauge has its own bound (one series per host and
 	// state, or fewer); the instruments below are the per-call ones.

@@ -99,3 +99,18 @@ func TestTimerCtxCancelAndAfterFunc(t *testing.T) {
 		<-late // registered after the end: runs at once
 	})
 }
+
+// context.Cause on the policy's context reports its own end, even under an
+// ancestor that is a cancel context of the context package.
+func TestTimerCtxCause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		parent, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		c := newTimerCtx(parent, time.Second, time.Now().Add(time.Second))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := context.Cause(c); !errors.Is(got, context.DeadlineExceeded) {
+			t.Fatalf("Cause = %v, want DeadlineExceeded", got)
+		}
+	})
+}
