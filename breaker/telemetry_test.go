@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"runtime"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -23,6 +24,7 @@ func TestTelemetryStateChangesAndRejections(t *testing.T) {
 		h := telemetrytest.New(t)
 		b := breaker.New(breaker.WithName("db"), breaker.WithConsecutiveFailures(2), breaker.WithOpenDuration(time.Second),
 			breaker.WithMeterProvider(h.MeterProvider), breaker.WithTracerProvider(h.TracerProvider))
+		defer runtime.KeepAlive(b) // its gauge goes with it
 		ctx, span := h.Span(callTo("db.internal:5432"))
 		fail := func(context.Context) error { return errors.New("down") }
 		ok := func(context.Context) error { return nil }
@@ -81,6 +83,7 @@ func TestTelemetryKeyedEvictionDropsState(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := telemetrytest.New(t)
 		k := breaker.NewKeyed(breaker.WithName("hosts"), breaker.WithIdleTimeout(time.Minute), breaker.WithMeterProvider(h.MeterProvider))
+		defer runtime.KeepAlive(k) // its gauge goes with it
 		ok := func(context.Context) error { return nil }
 		k.Do(callTo("a.example:443"), ok)
 		k.Do(callTo("b.example:8443"), ok)
@@ -115,6 +118,7 @@ func TestTelemetryCustomKeysAreNotAttributes(t *testing.T) {
 	type tenantKey struct{}
 	k := breaker.NewKeyed(breaker.WithConsecutiveFailures(1), breaker.WithMeterProvider(h.MeterProvider),
 		breaker.WithKey(func(ctx context.Context) string { s, _ := ctx.Value(tenantKey{}).(string); return s }))
+	defer runtime.KeepAlive(k) // its gauge goes with it
 	for _, tenant := range []string{"t1", "t2", "t3"} {
 		ctx := context.WithValue(context.Background(), tenantKey{}, tenant)
 		k.Do(ctx, func(context.Context) error {

@@ -2,6 +2,7 @@ package budget_test
 
 import (
 	"maps"
+	"runtime"
 	"testing"
 
 	"github.com/resilience-go/resilience/budget"
@@ -11,6 +12,7 @@ import (
 func TestTelemetryLevelGauge(t *testing.T) {
 	h := telemetrytest.New(t)
 	b := budget.New(budget.WithName("api"), budget.WithCapacity(20), budget.WithMeterProvider(h.MeterProvider))
+	defer runtime.KeepAlive(b) // its gauge goes with it
 	b.TryWithdraw()
 	b.TryWithdraw()
 	b.Deposit()

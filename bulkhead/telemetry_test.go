@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"runtime"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -23,6 +24,7 @@ func TestTelemetryInFlightWaitAndRejection(t *testing.T) {
 		h := telemetrytest.New(t)
 		b := bulkhead.New(1, bulkhead.WithName("pool"), bulkhead.WithMaxWait(time.Second),
 			bulkhead.WithMeterProvider(h.MeterProvider), bulkhead.WithTracerProvider(h.TracerProvider))
+		defer runtime.KeepAlive(b) // its gauge goes with it
 		ctx, span := h.Span(callTo("api.example.com:443"))
 
 		// A result held past the operation keeps its slot, and counts in
@@ -80,6 +82,7 @@ func TestTelemetryKeyedEvictionDropsInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := telemetrytest.New(t)
 		k := bulkhead.NewKeyed(2, bulkhead.WithIdleTimeout(time.Minute), bulkhead.WithMeterProvider(h.MeterProvider))
+		defer runtime.KeepAlive(k) // its gauge goes with it
 		var done func(error)
 		k.Do(callTo("a.example:443"), func(ctx context.Context) error {
 			done = resilience.Hold(ctx, nil)

@@ -7,6 +7,7 @@ package telemetrytest
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -45,6 +46,11 @@ func New(t testing.TB) *Harness {
 // Collect returns the metrics of the module's scope, by name.
 func (h *Harness) Collect(t testing.TB) map[string]metricdata.Metrics {
 	t.Helper()
+	// Observable gauges go with the policy that owns them once it is
+	// unreachable. Collecting garbage first makes a test that lets its
+	// policy go before collecting fail every time, not once in a while:
+	// such a test must keep the policy reachable (runtime.KeepAlive).
+	runtime.GC()
 	var rm metricdata.ResourceMetrics
 	if err := h.Reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
