@@ -6,10 +6,11 @@
 // limiter, and the program says so), then two HTTP servers on loopback,
 // each with its own ratelimit/redisrate limiter on that Redis: together
 // they admit 20 requests at once and then one every 200ms. A client sends
-// requests to the two instances in turn. When a response says no quota is
-// left (RateLimit: r=0), the client waits the t seconds the header gives
-// before its next request, instead of spending requests on 429s; an eager
-// client, which ignores the headers, runs alongside for comparison.
+// requests to the two instances in turn through resiliencehttp.Standard:
+// when a response says no quota is left (RateLimit: r=0), the transport's
+// pushback gate holds its next requests for the t seconds the header gives,
+// instead of spending them on 429s; an eager client, a plain http.Client
+// that ignores the headers, runs alongside for comparison.
 //
 // Run it with
 //
@@ -18,6 +19,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,11 +33,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dunglas/httpsfv"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/resilience-go/resilience/pushback"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/ratelimit/redisrate"
+	"github.com/resilience-go/resilience/resiliencehttp"
+	"github.com/resilience-go/resilience/standard"
 )
 
 func main() {
@@ -77,26 +81,42 @@ func main() {
 		admitted, turned int
 	}
 	done := make(chan result)
+	// The pacing client is the library's standard transport: a response
+	// whose RateLimit field says no quota is left closes its pushback gate
+	// until the quota's t has passed, so it sends nothing that would be
+	// turned away. Both instances serve one quota, as replicas behind one
+	// host name would: the gate is keyed by that name, not by instance.
+	paced, err := resiliencehttp.Standard(nil,
+		standard.WithKey(func(context.Context) string { return "api.example" }),
+		standard.WithoutBreaker())
+	if err != nil {
+		log.Fatal(err)
+	}
+	clients := map[bool]*http.Client{true: {Transport: paced}, false: http.DefaultClient}
 	run := func(name string, pace bool) {
 		res := result{name: name}
 		deadline := time.Now().Add(*duration)
 		for i := 0; time.Now().Before(deadline); i++ {
-			req, _ := http.NewRequest("GET", urls[i%2], nil)
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			req, _ := http.NewRequestWithContext(ctx, "GET", urls[i%2], nil)
 			req.Header.Set("X-Client", name) // each client has its own quota
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := clients[pace].Do(req)
 			if err != nil {
+				cancel()
+				if errors.Is(err, pushback.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
+					break // the quota comes back only after the run's end
+				}
 				log.Fatal(err)
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+			cancel()
 			if resp.StatusCode == http.StatusOK {
 				res.admitted++
 			} else {
 				res.turned++
 			}
-			if wait, empty := exhausted(resp.Header); pace && empty {
-				time.Sleep(min(wait, time.Until(deadline)))
-			} else if !pace {
+			if !pace {
 				time.Sleep(time.Millisecond)
 			}
 		}
@@ -111,33 +131,6 @@ func main() {
 		fmt.Printf("%-6s client: %4d admitted, %4d turned away with 429\n", r.name, r.admitted, r.turned)
 	}
 	fmt.Printf("requests served by instance 1: %d, by instance 2: %d\n", served[0].Load(), served[1].Load())
-}
-
-// exhausted reports whether the RateLimit header says no quota is left, and
-// then how long until the next request is admitted (its t, in seconds; at
-// least 100ms, since t is rounded to whole seconds by the server).
-func exhausted(h http.Header) (time.Duration, bool) {
-	v := h.Get(ratelimit.StateHeader)
-	if v == "" {
-		return 0, false
-	}
-	l, err := httpsfv.UnmarshalList([]string{v})
-	if err != nil {
-		return 0, false
-	}
-	for _, m := range l {
-		it, ok := m.(httpsfv.Item)
-		if !ok {
-			continue
-		}
-		r, _ := it.Params.Get("r")
-		t, _ := it.Params.Get("t")
-		if rv, ok := r.(int64); ok && rv == 0 {
-			tv, _ := t.(int64)
-			return max(time.Duration(tv)*time.Second, 100*time.Millisecond), true
-		}
-	}
-	return 0, false
 }
 
 // startRedis starts a redis-server on a free loopback port, if one is on
