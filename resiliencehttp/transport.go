@@ -237,9 +237,20 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	}
 	r.GetBody = rt.getBody
 	stampKey(ctx, r)
+	var lc *lengthCheck
+	if r.ContentLength > 0 && r.Body != nil && r.Body != http.NoBody {
+		// A body shorter than its ContentLength is the caller's bug, but
+		// net/http may report it as a broken connection when the server
+		// answers first: tell the two apart by counting.
+		lc = &lengthCheck{rc: r.Body, want: r.ContentLength}
+		r.Body = lc
+	}
 	resp, err := rt.base.RoundTrip(r)
 	if err != nil {
 		rt.setLast(ctx, nil)
+		if lc != nil && lc.short.Load() {
+			return resilience.Mark(fmt.Errorf("resiliencehttp: request body shorter than its ContentLength (%d): %w", r.ContentLength, err), resilience.KindRejected)
+		}
 		return classifyError(err)
 	}
 	if resp.Body != nil && resp.Body != http.NoBody {
@@ -438,3 +449,23 @@ func (b *heldBody) discard() {
 	t.Stop()
 	b.rc.Close()
 }
+
+// lengthCheck passes a request body through and notes whether it ended
+// before its ContentLength.
+type lengthCheck struct {
+	rc    io.ReadCloser
+	want  int64
+	n     int64
+	short atomic.Bool
+}
+
+func (l *lengthCheck) Read(p []byte) (int, error) {
+	n, err := l.rc.Read(p)
+	l.n += int64(n)
+	if err == io.EOF && l.n < l.want {
+		l.short.Store(true)
+	}
+	return n, err
+}
+
+func (l *lengthCheck) Close() error { return l.rc.Close() }
