@@ -55,7 +55,3 @@ type Entry struct {
 // caller's reservation no longer holds the key: its lease ran out, and
 // perhaps another request reserved the key since.
 var ErrLeaseLost = errors.New("idempotency: reservation lost (lease expired or key taken over)")
-
-// clock is the time source of the memory store and of the Guard's waits;
-// tests replace it.
-type clock func() time.Time

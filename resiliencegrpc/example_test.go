@@ -170,7 +170,7 @@ func ExampleMarkAttempts() {
 	for _, s := range spans.Ended() {
 		for _, a := range s.Attributes() {
 			if a.Key == "resilience.attempt" {
-				fmt.Println(s.Name(), a.Key, a.Value.Emit())
+				fmt.Println(s.Name(), a.Key, a.Value.String())
 			}
 		}
 	}

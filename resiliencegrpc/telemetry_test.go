@@ -79,7 +79,7 @@ func attemptSpans(t *testing.T, h *telemetrytest.Harness, kind trace.SpanKind, p
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, a := range s.Attributes() {
 		if string(a.Key) == key {
-			return a.Value.Emit()
+			return a.Value.String()
 		}
 	}
 	return "none"

@@ -72,7 +72,7 @@ func TestTelemetryAttemptSpans(t *testing.T) {
 		rc := "none"
 		for _, a := range s.Attributes() {
 			if a.Key == "http.request.resend_count" {
-				rc = a.Value.Emit()
+				rc = a.Value.String()
 			}
 		}
 		resends = append(resends, rc)
@@ -119,7 +119,7 @@ func TestMarkResendsOutsideTransport(t *testing.T) {
 	for _, s := range h.Spans.Ended() {
 		for _, a := range s.Attributes() {
 			if a.Key == "http.request.resend_count" {
-				t.Errorf("a first attempt must not carry http.request.resend_count, got %v", a.Value.Emit())
+				t.Errorf("a first attempt must not carry http.request.resend_count, got %v", a.Value.String())
 			}
 		}
 	}

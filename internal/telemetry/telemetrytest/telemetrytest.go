@@ -126,7 +126,7 @@ func Attrs(s attribute.Set) string {
 func KVs(kvs ...attribute.KeyValue) string {
 	parts := make([]string, len(kvs))
 	for i, kv := range kvs {
-		parts[i] = fmt.Sprintf("%s=%s", kv.Key, kv.Value.Emit())
+		parts[i] = fmt.Sprintf("%s=%s", kv.Key, kv.Value.String())
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, " ")
