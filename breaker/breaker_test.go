@@ -453,10 +453,17 @@ func TestKeyedBounded(t *testing.T) {
 				t.Fatalf("after %d keys: Len = %d, want <= 100", i+1, n)
 			}
 		}
+		// The first sweep notes the keys idle, the next one, an idle
+		// timeout later, drops them (Release keeps no time).
+		time.Sleep(time.Minute + time.Second)
+		k.Do(context.WithValue(t.Context(), keyCtx{}, "mark"), ok)
+		if n := k.Len(); n < 90 {
+			t.Fatalf("after one sweep: Len = %d, want the keys kept until a second sweep", n)
+		}
 		time.Sleep(time.Minute + time.Second)
 		k.Do(context.WithValue(t.Context(), keyCtx{}, "last"), ok)
-		if n := k.Len(); n != 1 {
-			t.Fatalf("after the idle timeout: Len = %d, want 1", n)
+		if n := k.Len(); n != 2 {
+			t.Fatalf("after the idle timeout: Len = %d, want 2 (mark and last)", n)
 		}
 	})
 }

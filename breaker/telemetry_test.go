@@ -99,13 +99,17 @@ func TestTelemetryKeyedEvictionDropsState(t *testing.T) {
 		}
 
 		time.Sleep(2 * time.Minute)
-		k.Do(callTo("c.example:443"), ok) // evicts a and b, idle for too long
-		if n := k.Len(); n != 1 {
-			t.Fatalf("Len = %d, want 1", n)
+		k.Do(callTo("c.example:443"), ok) // notes a and b idle
+		time.Sleep(2 * time.Minute)
+		k.Do(callTo("c.example:443"), ok)
+		k.Do(callTo("d.example:443"), ok) // evicts a and b, idle for too long
+		if n := k.Len(); n != 2 {
+			t.Fatalf("Len = %d, want 2", n)
 		}
 		state = telemetrytest.Points(t, h.Collect(t), "resilience.breaker.state", "{breaker}")
 		want = telemetrytest.Want(map[string]int64{
 			"resilience.breaker.state=closed resilience.name=hosts server.address=c.example server.port=443": 1,
+			"resilience.breaker.state=closed resilience.name=hosts server.address=d.example server.port=443": 1,
 		})
 		if !maps.Equal(state, want) {
 			t.Errorf("after eviction, evicted keys must not be reported:\ngot  %v\nwant %v", state, want)

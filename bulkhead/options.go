@@ -79,6 +79,9 @@ func (o idleOption) apply(c *config) { c.idle = time.Duration(o); c.setKeyedOnly
 // WithIdleTimeout sets how long a [Keyed] bulkhead keeps the bulkhead of a
 // key with no slot taken (default 10 minutes). Only for NewKeyed; it
 // panics if d <= 0.
+// A key is never dropped sooner; idle keys are dropped as new keys are
+// made (within about 1.25 times the timeout while new keys keep coming),
+// and WithMaxKeys bounds the number kept whatever the timeout.
 func WithIdleTimeout(d time.Duration) Option { return idleOption(d) }
 
 type nameOption string

@@ -95,10 +95,14 @@ func TestTelemetryKeyedEvictionDropsInFlight(t *testing.T) {
 			t.Errorf("before eviction: got %v, want %v", got, want)
 		}
 		done(nil)
+		// Idle keys go at the second sweep an idle timeout apart.
 		time.Sleep(2 * time.Minute)
 		k.Do(callTo("c.example:443"), func(context.Context) error { return nil })
+		time.Sleep(2 * time.Minute)
+		k.Do(callTo("c.example:443"), func(context.Context) error { return nil })
+		k.Do(callTo("d.example:443"), func(context.Context) error { return nil })
 		got = telemetrytest.Points(t, h.Collect(t), "resilience.bulkhead.in_flight", "{call}")
-		want = map[string]int64{"server.address=c.example server.port=443": 0}
+		want = map[string]int64{"server.address=c.example server.port=443": 0, "server.address=d.example server.port=443": 0}
 		if !maps.Equal(got, want) {
 			t.Errorf("after eviction, evicted keys must not be reported: got %v, want %v", got, want)
 		}

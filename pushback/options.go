@@ -139,6 +139,9 @@ func (o idleOption) apply(c *config) { c.idle = time.Duration(o) }
 // (default 10 minutes, and never less than the maximum pushback, so that
 // a closed gate is not forgotten before it would reopen). New panics unless
 // d > 0.
+// A key is never dropped sooner; idle keys are dropped as new keys are
+// made (within about 1.25 times the timeout while new keys keep coming),
+// and WithMaxKeys bounds the number kept whatever the timeout.
 func WithIdleTimeout(d time.Duration) Option { return idleOption(d) }
 
 type nameOption string

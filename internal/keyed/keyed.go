@@ -16,6 +16,17 @@
 // made. If every value is in use the registry grows past its maximum by at
 // most the number of keys with calls in flight, and shrinks back to it as
 // they are released. No goroutine is started.
+//
+// Release does not read the clock (it costs more than the rest of the
+// lookup on some virtual machines). Recency is a logical tick instead: the
+// registry's count of keys made, which Release copies into the entry. That
+// orders entries for the size bound (entries released between the same two
+// new keys tie), and the idle sweep turns it into time: a sweep notes when
+// it first finds an entry idle with a given tick, and a later sweep drops
+// the entry once the idle timeout has passed since then with no release in
+// between. A value is therefore never dropped before it has been idle for
+// the idle timeout, and is dropped by the first sweep at least the idle
+// timeout after the first sweep that found it idle.
 package keyed
 
 import (
@@ -41,6 +52,7 @@ type Registry[V any] struct {
 
 	m    sync.Map     // string -> *Entry[V]; read without mu
 	size atomic.Int64 // entries in m
+	tick atomic.Int64 // keys made so far: the logical clock Release copies; moved under mu
 
 	mu        sync.Mutex // serialises adding and removing entries; newValue runs under it and must not call back
 	nextSweep time.Time  // when idle values are next looked for; guarded by mu
@@ -53,7 +65,11 @@ type Entry[V any] struct {
 	key  string
 	reg  *Registry[V]
 	refs atomic.Int32 // calls using the entry; -1 once evicted
-	last atomic.Int64 // when refs last dropped to zero, in Unix nanoseconds
+	last atomic.Int64 // the registry's tick when the entry was last released
+
+	// Guarded by the registry's mu: what the idle sweep saw.
+	sweptTick int64 // last, when a sweep first found the entry idle with it
+	idleSince int64 // when that sweep ran, in Unix nanoseconds; 0 if none has
 }
 
 // Key returns the entry's key.
@@ -132,7 +148,7 @@ func (r *Registry[V]) acquireSlow(key string) *Entry[V] {
 		}
 	}
 	if !now.Before(r.nextSweep) {
-		r.evictLocked(now, func(e *Entry[V]) bool { return now.UnixNano()-e.last.Load() > int64(r.idle) })
+		r.sweepLocked(now.UnixNano())
 		r.nextSweep = now.Add(r.idle / 8)
 	}
 	if int(r.size.Load()) >= r.max {
@@ -140,6 +156,7 @@ func (r *Registry[V]) acquireSlow(key string) *Entry[V] {
 	}
 	e := &Entry[V]{Value: r.newValue(key), key: key, reg: r}
 	e.refs.Store(1)
+	e.last.Store(r.tick.Add(1))
 	r.m.Store(key, e)
 	r.size.Add(1)
 	return e
@@ -149,7 +166,7 @@ func (r *Registry[V]) acquireSlow(key string) *Entry[V] {
 // once per Acquire. When the registry grew past its maximum while every
 // value was in use, the release that makes room brings it back.
 func (r *Registry[V]) Release(e *Entry[V]) {
-	e.last.Store(r.now().UnixNano())
+	e.last.Store(r.tick.Load())
 	if e.refs.Add(-1) == 0 && int(r.size.Load()) > r.max {
 		r.mu.Lock()
 		r.trimLocked(r.max)
@@ -186,10 +203,22 @@ func (r *Registry[V]) trimLocked(n int) {
 	}
 }
 
-// evictLocked drops the idle entries for which drop reports true.
-func (r *Registry[V]) evictLocked(now time.Time, drop func(*Entry[V]) bool) {
+// sweepLocked drops the entries that have been idle for longer than the
+// idle timeout, as far as the sweeps can tell (see the package comment).
+func (r *Registry[V]) sweepLocked(now int64) {
 	r.m.Range(func(_, v any) bool {
-		if e := v.(*Entry[V]); e.refs.Load() == 0 && drop(e) {
+		e := v.(*Entry[V])
+		if e.refs.Load() != 0 {
+			return true
+		}
+		// A sweep runs just before a new key is made, which moves the
+		// tick on, so a release after the sweep that noted idleSince
+		// copied a later tick: an unchanged tick means no release since.
+		if last := e.last.Load(); e.idleSince == 0 || last != e.sweptTick {
+			e.sweptTick, e.idleSince = last, now
+			return true
+		}
+		if now-e.idleSince > int64(r.idle) {
 			r.removeLocked(e)
 		}
 		return true

@@ -130,15 +130,62 @@ func TestEvictsIdleKeys(t *testing.T) {
 	for i := range 10 {
 		r.Release(r.Acquire(fmt.Sprint("k", i)))
 	}
-	c.t = c.t.Add(30 * time.Second)
-	r.Release(r.Acquire("k0")) // k0 used again: not idle
-	c.t = c.t.Add(31 * time.Second)
-	r.Release(r.Acquire("new"))
-	if got, want := r.Len(), 2; got != want {
-		t.Fatalf("Len = %d, want %d (k0 and new)", got, want)
+	// A sweep finds k0..k9 idle, but Release keeps no time, so it cannot
+	// tell for how long: it notes the keys as idle from now on.
+	c.t = c.t.Add(61 * time.Second)
+	r.Release(r.Acquire("a"))
+	if got, want := r.Len(), 11; got != want {
+		t.Fatalf("after the first sweep: Len = %d, want %d", got, want)
 	}
-	if _, ok := r.Peek("k0"); !ok {
-		t.Error("k0, used 31s ago, was evicted")
+	c.t = c.t.Add(30 * time.Second)
+	r.Release(r.Acquire("k0")) // k0 used again: idle for 31s at the next sweep
+	c.t = c.t.Add(31 * time.Second)
+	r.Release(r.Acquire("new")) // 61s after the first sweep
+	for _, k := range []string{"k0", "a", "new"} {
+		if _, ok := r.Peek(k); !ok {
+			t.Errorf("%s, used within the idle timeout, was evicted", k)
+		}
+	}
+	if got, want := r.Len(), 3; got != want {
+		t.Fatalf("Len = %d, want %d (k0, a and new)", got, want)
+	}
+}
+
+// TestIdleNeverEvictedEarly checks that no sweep drops a key that was
+// released less than the idle timeout ago, whatever the sweeps saw before.
+func TestIdleNeverEvictedEarly(t *testing.T) {
+	r, c, _ := newTest(1000, time.Minute)
+	r.Release(r.Acquire("hot"))
+	for i := range 200 {
+		// A sweep may run at most every 7.5s: one runs on every step.
+		c.t = c.t.Add(8 * time.Second)
+		if i%7 == 0 { // used every 56s: never idle for a minute
+			r.Release(r.Acquire("hot"))
+		}
+		r.Release(r.Acquire(fmt.Sprint("k", i)))
+		if _, ok := r.Peek("hot"); !ok {
+			t.Fatalf("step %d: hot, used at most 56s ago, was evicted", i)
+		}
+	}
+	// The one-off keys were idle for 200*8s: all but the last few are gone.
+	if n := r.Len(); n > 20 {
+		t.Fatalf("Len = %d, want the idle keys gone", n)
+	}
+}
+
+// TestReuseWithoutNewKeysIsSeen checks that a key used again after a sweep,
+// with no new key made since, is not taken as idle since that sweep.
+func TestReuseWithoutNewKeysIsSeen(t *testing.T) {
+	r, c, _ := newTest(1000, time.Minute)
+	r.Release(r.Acquire("x"))
+	c.t = c.t.Add(time.Hour)
+	r.Release(r.Acquire("y")) // sweep: x noted idle now
+	c.t = c.t.Add(59 * time.Second)
+	r.Release(r.Acquire("x")) // used again, no key made since the sweep
+	c.t = c.t.Add(59 * time.Second)
+	r.Release(r.Acquire("z")) // 118s after the note, 59s after the use
+	if _, ok := r.Peek("x"); !ok {
+		t.Fatal("x, used 59s ago, was evicted")
 	}
 }
 
