@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/resilience-go/resilience/internal/ctxwatch"
 )
 
 // A Policy runs an operation under one resilience rule.
@@ -128,6 +130,10 @@ func (f *chainCtx) AfterFunc(fn func()) (stop func() bool) {
 	}
 	return context.AfterFunc(f.Context, fn)
 }
+
+// ForwardWatch registers r with the context underneath (see
+// internal/ctxwatch).
+func (f *chainCtx) ForwardWatch(r *ctxwatch.Reg) bool { return ctxwatch.Forward(f.Context, r) }
 
 // Do runs op under p and returns its value and p's error. The value is the
 // one returned by the last run of op: when p runs op more than once (a

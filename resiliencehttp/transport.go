@@ -255,7 +255,7 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 	}
 	if resp.Body != nil && resp.Body != http.NoBody {
 		hb := &heldBody{rc: resp.Body}
-		hb.done = resilience.Hold(ctx, hb.discard)
+		hb.held = resilience.HoldWith(ctx, (*bodyDiscarder)(hb))
 		resp.Body = hb
 	}
 	rt.setLast(ctx, resp)
@@ -407,9 +407,16 @@ func target(u *url.URL) string {
 // or closed.
 type heldBody struct {
 	rc        io.ReadCloser
-	done      func(error)
+	held      resilience.Holding
 	discarded atomic.Bool // by a policy
 }
+
+// bodyDiscarder is a heldBody as the policies see it, so that they can
+// discard it (resilience.HoldWith); a type of its own, so that the body
+// the caller reads shows no Discard method.
+type bodyDiscarder heldBody
+
+func (d *bodyDiscarder) Discard() { (*heldBody)(d).discard() }
 
 // discarded reports whether a policy threw resp away (a retry drains a
 // failed attempt's response before its wait, and may then find no time for
@@ -424,9 +431,9 @@ func (b *heldBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err != nil {
 		if err == io.EOF {
-			b.done(nil)
+			b.held.Done(nil)
 		} else {
-			b.done(err)
+			b.held.Done(err)
 		}
 	}
 	return n, err
@@ -434,7 +441,7 @@ func (b *heldBody) Read(p []byte) (int, error) {
 
 func (b *heldBody) Close() error {
 	err := b.rc.Close()
-	b.done(nil)
+	b.held.Done(nil)
 	return err
 }
 
