@@ -496,3 +496,56 @@ func TestHoldWithAllocations(t *testing.T) {
 		t.Fatalf("holding a result: %v allocations, want %v, as without", held, base)
 	}
 }
+
+// operation records the call its runs see.
+type operation struct {
+	calls []resilience.Call
+	err   error
+}
+
+func (o *operation) Run(ctx context.Context) error {
+	c, _ := resilience.CallFrom(ctx)
+	o.calls = append(o.calls, c)
+	return o.err
+}
+
+func TestDoCall(t *testing.T) {
+	call := resilience.Call{Target: "api.example.com:443", Method: "GET", Idempotent: true}
+	var log []string
+	for _, tt := range []struct {
+		name string
+		p    resilience.Policy
+	}{
+		{"chain", resilience.Chain(trace("a", &log), trace("b", &log))},
+		{"one policy", trace("a", &log)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			boom := errors.New("boom")
+			op := &operation{err: boom}
+			if err := resilience.DoCall(context.Background(), tt.p, call, op); err != boom {
+				t.Fatalf("got %v, want %v", err, boom)
+			}
+			if len(op.calls) != 1 || op.calls[0] != call {
+				t.Fatalf("op saw calls %v, want [%v]", op.calls, call)
+			}
+		})
+	}
+}
+
+func TestDoCallAllocations(t *testing.T) {
+	p := resilience.Chain(timeout.New(time.Minute), timeout.New(time.Minute))
+	call := resilience.Call{Target: "api.example.com:443", Method: "GET", Idempotent: true}
+	op := &operation{}
+	ctx := context.Background()
+	viaWithCall := testing.AllocsPerRun(50, func() {
+		op.calls = op.calls[:0]
+		p.Do(resilience.WithCall(ctx, call), op.Run)
+	})
+	viaDoCall := testing.AllocsPerRun(50, func() {
+		op.calls = op.calls[:0]
+		resilience.DoCall(ctx, p, call, op)
+	})
+	if viaDoCall != viaWithCall-2 {
+		t.Fatalf("DoCall: %v allocations, want %v (WithCall and Do: %v, less the call's context and op.Run)", viaDoCall, viaWithCall-2, viaWithCall)
+	}
+}

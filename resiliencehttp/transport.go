@@ -119,7 +119,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	} else {
 		noReplay(req, &call) // see idempotency.go
 	}
-	err := t.Policy.Do(resilience.WithCall(req.Context(), call), rt.attempt)
+	err := resilience.DoCall(req.Context(), t.Policy, call, &rt)
 	if !rt.bodySent.Load() && rt.body != nil {
 		rt.body.Close()
 	}
@@ -221,9 +221,9 @@ func (rt *roundTrip) prepareReplay(limit int64, call *resilience.Call) error {
 	return nil
 }
 
-// attempt sends one attempt of the request with ctx and classifies the
-// result for the policies.
-func (rt *roundTrip) attempt(ctx context.Context) error {
+// Run sends one attempt of the request with ctx and classifies the result
+// for the policies.
+func (rt *roundTrip) Run(ctx context.Context) error {
 	r := rt.req.WithContext(ctx)
 	switch {
 	case !rt.bodySent.Swap(true):
