@@ -185,6 +185,11 @@ type roundTrip struct {
 	bodySent atomic.Bool                   // body was handed to base, which closes it
 	getBody  func() (io.ReadCloser, error) // for later attempts
 	last     *http.Response                // the latest attempt's response, or the kept one's when attempts run in parallel
+
+	// The first attempt's request and response body, which need no
+	// allocation of their own: only the first attempt uses them.
+	firstReq  http.Request
+	firstBody heldBody
 }
 
 // prepareReplay arranges for the request body to be sent on every attempt,
@@ -224,9 +229,18 @@ func (rt *roundTrip) prepareReplay(limit int64, call *resilience.Call) error {
 // Run sends one attempt of the request with ctx and classifies the result
 // for the policies.
 func (rt *roundTrip) Run(ctx context.Context) error {
-	r := rt.req.WithContext(ctx)
+	first := !rt.bodySent.Swap(true)
+	var r *http.Request
+	if first {
+		// The first attempt's copy of the request lives in rt, which
+		// outlives it: one allocation fewer per call.
+		rt.firstReq = *rt.req.WithContext(ctx)
+		r = &rt.firstReq
+	} else {
+		r = rt.req.WithContext(ctx)
+	}
 	switch {
-	case !rt.bodySent.Swap(true):
+	case first:
 		r.Body = rt.body
 	case rt.getBody != nil:
 		body, err := rt.getBody()
@@ -254,7 +268,13 @@ func (rt *roundTrip) Run(ctx context.Context) error {
 		return classifyError(err)
 	}
 	if resp.Body != nil && resp.Body != http.NoBody {
-		hb := &heldBody{rc: resp.Body}
+		var hb *heldBody
+		if first {
+			hb = &rt.firstBody // as firstReq
+		} else {
+			hb = new(heldBody)
+		}
+		hb.rc = resp.Body
 		hb.held = resilience.HoldWith(ctx, (*bodyDiscarder)(hb))
 		resp.Body = hb
 	}
