@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/resilience-go/resilience/internal/ctxwatch"
 )
 
 // Call describes an outbound call to the policies that run it. Adapters put
@@ -90,6 +92,10 @@ func (c noCallCtx) AfterFunc(f func()) (stop func() bool) {
 	return context.AfterFunc(c.Context, f)
 }
 
+// ForwardWatch registers r with the context underneath (see
+// internal/ctxwatch).
+func (c noCallCtx) ForwardWatch(r *ctxwatch.Reg) bool { return ctxwatch.Forward(c.Context, r) }
+
 // CallFrom returns the call described in ctx by [WithCall]. ok is false
 // outside any call.
 func CallFrom(ctx context.Context) (c Call, ok bool) {
@@ -144,6 +150,9 @@ func (k *keyCtx) AfterFunc(f func()) (stop func() bool) {
 	}
 	return context.AfterFunc(k.Context, f)
 }
+
+// ForwardWatch registers r with the context underneath.
+func (k *keyCtx) ForwardWatch(r *ctxwatch.Reg) bool { return ctxwatch.Forward(k.Context, r) }
 
 // AttemptNumber returns the number of the attempt running in ctx: 1 for the
 // first, 2 for the first retry, and so on. It is 1 outside any policy that
@@ -276,7 +285,7 @@ func (at Attempt) Discard() {
 		a.lateDiscard = nil
 		a.mu.Unlock()
 		if late != nil {
-			late() // abandoned before it was discarded: free it now
+			late.Discard() // abandoned before it was discarded: free it now
 		}
 		return
 	}
@@ -284,7 +293,7 @@ func (at Attempt) Discard() {
 	a.mu.Unlock()
 	switch {
 	case discard != nil:
-		discard()
+		discard.Discard()
 	case child != nil:
 		Attempt{child}.Discard()
 	}
@@ -310,7 +319,8 @@ var errDiscarded = Mark(errors.New("resilience: result discarded"), KindCanceled
 // was deferred for it is released (a bulkhead slot, a breaker's probe),
 // and its outcome is not counted, even if the caller never closes the
 // body. No goroutine waits for this; it costs one registration with ctx
-// (context.AfterFunc), removed when the result is done.
+// (context.AfterFunc, or none with the contexts of this module's policies),
+// removed when the result is done.
 //
 // Outside any call or attempt, Hold returns a done that does nothing.
 func Hold(ctx context.Context, discard func()) (done func(err error)) {
@@ -318,8 +328,50 @@ func Hold(ctx context.Context, discard func()) (done func(err error)) {
 	if a == nil {
 		return func(error) {}
 	}
-	a.hold(ctx, discard)
+	var d Discarder
+	if discard != nil {
+		d = discardFunc(discard)
+	}
+	a.hold(ctx, d)
 	return a.finish
+}
+
+// A Discarder frees a held result that a policy throws away: see
+// [HoldWith].
+type Discarder interface {
+	Discard()
+}
+
+// discardFunc adapts a function to a Discarder.
+type discardFunc func()
+
+func (f discardFunc) Discard() { f() }
+
+// HoldWith is [Hold] for a value: d.Discard() runs when and as Hold's
+// discard would (d may be nil), and the returned Holding's Done is Hold's
+// done. An adapter that holds a pointer it already has (the wrapper of a
+// response body) allocates nothing, where Hold's two functions take an
+// allocation each.
+func HoldWith(ctx context.Context, d Discarder) Holding {
+	a := attemptFrom(ctx)
+	if a == nil {
+		return Holding{}
+	}
+	a.hold(ctx, d)
+	return Holding{a}
+}
+
+// A Holding ends a result held with [HoldWith]. The zero Holding, which
+// HoldWith returns outside any call or attempt, does nothing.
+type Holding struct{ a *attemptCtx }
+
+// Done ends the held result, as Hold's done does: err is nil for a clean
+// end. It is safe to call more than once and from any goroutine; only the
+// first call counts.
+func (h Holding) Done(err error) {
+	if h.a != nil {
+		h.a.finish(err)
+	}
 }
 
 // ErrAbandoned is matched, with errors.Is, by the final error of a held
@@ -418,7 +470,7 @@ type attemptCtx struct {
 
 	mu       sync.Mutex // guards the fields below
 	state    uint8
-	discard  func()
+	discard  Discarder
 	child    *attemptCtx // the kept attempt whose result this one holds
 	releases []Releaser
 	first    [4]Releaser   // releases' first backing array: a pipeline defers a few
@@ -426,11 +478,11 @@ type attemptCtx struct {
 	next     *attemptCtx   // finished after this one (see Keep)
 	pushback time.Duration // see ReportPushback, when pushed
 	pushed   bool
-	holdCtx  context.Context // the context the result was held in
-	stop     func() bool     // removes the registration with holdCtx
+	holdCtx  context.Context // the context the result was held in, while watched
+	watch    ctxwatch.Reg    // the registration with holdCtx
 	// lateDiscard is the discard of a result abandoned (its context ended)
 	// before any policy discarded it: Discard still runs it.
-	lateDiscard func()
+	lateDiscard Discarder
 	keeps       []func() // see OnKeep
 }
 
@@ -458,6 +510,9 @@ func (a *attemptCtx) AfterFunc(f func()) (stop func() bool) {
 	return context.AfterFunc(a.Context, f)
 }
 
+// ForwardWatch registers r with the context underneath.
+func (a *attemptCtx) ForwardWatch(r *ctxwatch.Reg) bool { return ctxwatch.Forward(a.Context, r) }
+
 // neverStop is the stop function of a registration with a context that
 // never ends.
 func neverStop() bool { return false }
@@ -483,26 +538,32 @@ func (a *attemptCtx) publish(keeps []func()) {
 	}
 }
 
-func (a *attemptCtx) hold(ctx context.Context, discard func()) {
+func (a *attemptCtx) hold(ctx context.Context, discard Discarder) {
 	a.mu.Lock()
-	if a.state == stateOpen {
-		a.state = stateHeld
-		a.discard = discard
-		if ctx.Done() != nil {
-			// If ctx is already done, abandon runs at once on a goroutine
-			// of its own and waits for the lock.
-			a.holdCtx = ctx
-			if af, ok := ctx.(afterFuncer); ok {
-				// One registration with the context underneath, not a
-				// second layer on top of it.
-				a.stop = af.AfterFunc(a.abandon)
-			} else {
-				a.stop = context.AfterFunc(ctx, a.abandon)
-			}
-		}
+	if a.state != stateOpen {
+		a.mu.Unlock()
+		return
+	}
+	a.state = stateHeld
+	a.discard = discard
+	a.holdCtx = ctx
+	// The registration allocates nothing with the module's own contexts,
+	// and a context that never ends takes none. The lock orders it
+	// before abandon, which takes the lock first.
+	if !a.watch.Watch(ctx, (*abandonWatch)(a)) {
+		// ctx has ended: abandon at once, on a goroutine of its own, as
+		// context.AfterFunc does, once the lock is free.
+		go a.abandon()
 	}
 	a.mu.Unlock()
 }
+
+// abandonWatch is an attemptCtx as the watcher of its held result's
+// context; a type of its own, so that the context does not show a
+// ContextEnded method.
+type abandonWatch attemptCtx
+
+func (w *abandonWatch) ContextEnded() { (*attemptCtx)(w).abandon() }
 
 // abandon ends a held result whose context ended first; see Hold.
 func (a *attemptCtx) abandon() {
@@ -530,11 +591,11 @@ func (a *attemptCtx) finish(err error) {
 	}
 	a.state = stateDone
 	a.err = err
-	rs, next, stop := a.releases, a.next, a.stop
-	a.releases, a.discard, a.child, a.next, a.stop, a.holdCtx = nil, nil, nil, nil, nil, nil
+	rs, next, watched := a.releases, a.next, a.holdCtx != nil
+	a.releases, a.discard, a.child, a.next, a.holdCtx = nil, nil, nil, nil, nil
 	a.mu.Unlock()
-	if stop != nil {
-		stop()
+	if watched {
+		a.watch.Stop()
 	}
 	for _, r := range rs {
 		r.Release(err)

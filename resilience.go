@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/resilience-go/resilience/internal/ctxwatch"
 )
 
 // A Policy runs an operation under one resilience rule.
@@ -66,7 +68,7 @@ func Chain(ps ...Policy) Policy {
 		case !ok:
 			return errLostChain
 		case f.run != nil:
-			return f.run.runOp(ctx)
+			return f.run.Run(ctx)
 		}
 		return f.op(ctx)
 	}
@@ -101,13 +103,36 @@ type chainCtx struct {
 	context.Context
 	c   *chain
 	op  func(context.Context) error
-	run opRunner // instead of op, for Do
+	run Operation // instead of op, for Do and DoCall
 }
 
-// opRunner runs a call's operation; a pointer in an interface costs no
-// allocation, where a closure would.
-type opRunner interface {
-	runOp(ctx context.Context) error
+// An Operation is an operation as a value, for [DoCall]: Run(ctx) is what
+// op(ctx) is to [Policy.Do]. A pointer the caller already has costs no
+// allocation as an Operation, where a method value or a closure would.
+type Operation interface {
+	Run(ctx context.Context) error
+}
+
+// DoCall runs op under p as call c: it is p.Do(WithCall(ctx, c), op.Run)
+// in fewer allocations. Through a [Chain], the call's description and the
+// chain's context take one allocation, and op none. Adapters call it once
+// per call.
+func DoCall(ctx context.Context, p Policy, c Call, op Operation) error {
+	ch, ok := p.(*chain)
+	if !ok {
+		return p.Do(WithCall(ctx, c), op.Run)
+	}
+	f := &callFrame{call: attemptCtx{Context: ctx, callVal: c, n: 1}}
+	f.call.call = &f.call.callVal
+	f.chainCtx = chainCtx{Context: &f.call, c: ch, run: op}
+	return ch.ps[0].Do(&f.chainCtx, ch.next[0])
+}
+
+// callFrame is a call run by [DoCall] through a chain: the context
+// WithCall would return, and the chain's context on top of it.
+type callFrame struct {
+	call     attemptCtx
+	chainCtx chainCtx
 }
 
 func (f *chainCtx) Value(key any) any {
@@ -128,6 +153,10 @@ func (f *chainCtx) AfterFunc(fn func()) (stop func() bool) {
 	}
 	return context.AfterFunc(f.Context, fn)
 }
+
+// ForwardWatch registers r with the context underneath (see
+// internal/ctxwatch).
+func (f *chainCtx) ForwardWatch(r *ctxwatch.Reg) bool { return ctxwatch.Forward(f.Context, r) }
 
 // Do runs op under p and returns its value and p's error. The value is the
 // one returned by the last run of op: when p runs op more than once (a
@@ -170,7 +199,7 @@ type doFrame[T any] struct {
 	v  T
 }
 
-func (f *doFrame[T]) runOp(ctx context.Context) error {
+func (f *doFrame[T]) Run(ctx context.Context) error {
 	if Parallel(ctx) {
 		// Attempts overlap (hedging): only the kept one's value is the
 		// call's.

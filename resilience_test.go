@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/timeout"
 )
 
 // trace returns a policy that appends "name>" before op and "<name" after.
@@ -427,5 +428,124 @@ func TestDeferRelease(t *testing.T) {
 	done(nil)
 	if later.n != 1 || later.err != boom {
 		t.Fatalf("after done: %d releases, err %v; want 1, %v", later.n, later.err, boom)
+	}
+}
+
+// discarder counts its discards.
+type discarder struct{ n int }
+
+func (d *discarder) Discard() { d.n++ }
+
+func TestHoldWith(t *testing.T) {
+	ctx := resilience.WithCall(context.Background(), resilience.Call{})
+	t.Run("done", func(t *testing.T) {
+		actx, at := resilience.StartAttempt(ctx, 1)
+		d := &discarder{}
+		h := resilience.HoldWith(actx, d)
+		var got []error
+		resilience.Defer(actx, func(err error) { got = append(got, err) })
+		at.Keep()
+		if !resilience.Held(ctx) || len(got) != 0 {
+			t.Fatalf("held %v, releases %v; want held and none yet", resilience.Held(ctx), got)
+		}
+		boom := errors.New("boom")
+		h.Done(boom)
+		h.Done(nil) // only the first call counts
+		if len(got) != 1 || got[0] != boom || d.n != 0 {
+			t.Fatalf("releases got %v, %d discards; want [boom] and none", got, d.n)
+		}
+	})
+	t.Run("discarded", func(t *testing.T) {
+		actx, at := resilience.StartAttempt(ctx, 1)
+		d := &discarder{}
+		h := resilience.HoldWith(actx, d)
+		at.Discard()
+		h.Done(nil)
+		if d.n != 1 {
+			t.Fatalf("got %d discards, want 1", d.n)
+		}
+	})
+	t.Run("outside any call", func(t *testing.T) {
+		h := resilience.HoldWith(context.Background(), &discarder{})
+		h.Done(nil)
+		var zero resilience.Holding
+		zero.Done(nil)
+	})
+}
+
+// Holding a result under the module's own timeout contexts allocates
+// nothing: the registration that abandons it if the context ends is a
+// field of the attempt, not a closure.
+func TestHoldWithAllocations(t *testing.T) {
+	p := resilience.Chain(timeout.New(time.Minute), timeout.New(time.Minute, timeout.WithScope(timeout.ScopeAttempt)))
+	ctx := resilience.WithCall(context.Background(), resilience.Call{})
+	d := &discarder{}
+	var h resilience.Holding
+	op := func(ctx context.Context) error {
+		h = resilience.HoldWith(ctx, d)
+		return nil
+	}
+	base := testing.AllocsPerRun(50, func() {
+		p.Do(ctx, func(context.Context) error { return nil })
+	})
+	held := testing.AllocsPerRun(50, func() {
+		p.Do(ctx, op)
+		h.Done(nil)
+	})
+	if held != base {
+		t.Fatalf("holding a result: %v allocations, want %v, as without", held, base)
+	}
+}
+
+// operation records the call its runs see.
+type operation struct {
+	calls []resilience.Call
+	err   error
+}
+
+func (o *operation) Run(ctx context.Context) error {
+	c, _ := resilience.CallFrom(ctx)
+	o.calls = append(o.calls, c)
+	return o.err
+}
+
+func TestDoCall(t *testing.T) {
+	call := resilience.Call{Target: "api.example.com:443", Method: "GET", Idempotent: true}
+	var log []string
+	for _, tt := range []struct {
+		name string
+		p    resilience.Policy
+	}{
+		{"chain", resilience.Chain(trace("a", &log), trace("b", &log))},
+		{"one policy", trace("a", &log)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			boom := errors.New("boom")
+			op := &operation{err: boom}
+			if err := resilience.DoCall(context.Background(), tt.p, call, op); err != boom {
+				t.Fatalf("got %v, want %v", err, boom)
+			}
+			if len(op.calls) != 1 || op.calls[0] != call {
+				t.Fatalf("op saw calls %v, want [%v]", op.calls, call)
+			}
+		})
+	}
+}
+
+func TestDoCallAllocations(t *testing.T) {
+	p := resilience.Chain(timeout.New(time.Minute), timeout.New(time.Minute))
+	call := resilience.Call{Target: "api.example.com:443", Method: "GET", Idempotent: true}
+	op := &operation{}
+	ctx := context.Background()
+	viaWithCall := testing.AllocsPerRun(50, func() {
+		op.calls = op.calls[:0]
+		p.Do(resilience.WithCall(ctx, call), op.Run)
+	})
+	viaDoCall := testing.AllocsPerRun(50, func() {
+		op.calls = op.calls[:0]
+		resilience.DoCall(ctx, p, call, op)
+	})
+	if viaDoCall != viaWithCall-2 {
+		t.Fatalf("DoCall: %v allocations, want %v (WithCall and Do: %v, less the call's context and op.Run)", viaDoCall, viaWithCall-2, viaWithCall)
 	}
 }

@@ -215,3 +215,44 @@ func BenchmarkStandard(b *testing.B) {
 		}
 	})
 }
+
+// The standard pipeline adds at most 20 allocations to a successful GET on
+// loopback over the bare transport (issue 14's budget; the server's
+// allocations, in this process, count on both sides).
+func TestStandardAllocationBudget(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not the program's under the race detector")
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	bare := http.DefaultTransport.(*http.Transport).Clone()
+	defer bare.CloseIdleConnections()
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	defer base.CloseIdleConnections()
+	std, err := resiliencehttp.Standard(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs := func(rt http.RoundTripper) float64 {
+		c := &http.Client{Transport: rt}
+		return testing.AllocsPerRun(200, func() {
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	b, s := allocs(bare), allocs(std)
+	if s > b+20 {
+		t.Fatalf("Standard: %v allocations per GET, bare %v: %v more, want at most 20", s, b, s-b)
+	}
+	t.Logf("Standard: %v allocations per GET, bare %v", s, b)
+}

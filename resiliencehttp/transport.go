@@ -119,7 +119,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	} else {
 		noReplay(req, &call) // see idempotency.go
 	}
-	err := t.Policy.Do(resilience.WithCall(req.Context(), call), rt.attempt)
+	err := resilience.DoCall(req.Context(), t.Policy, call, &rt)
 	if !rt.bodySent.Load() && rt.body != nil {
 		rt.body.Close()
 	}
@@ -185,6 +185,11 @@ type roundTrip struct {
 	bodySent atomic.Bool                   // body was handed to base, which closes it
 	getBody  func() (io.ReadCloser, error) // for later attempts
 	last     *http.Response                // the latest attempt's response, or the kept one's when attempts run in parallel
+
+	// The first attempt's request and response body, which need no
+	// allocation of their own: only the first attempt uses them.
+	firstReq  http.Request
+	firstBody heldBody
 }
 
 // prepareReplay arranges for the request body to be sent on every attempt,
@@ -221,12 +226,21 @@ func (rt *roundTrip) prepareReplay(limit int64, call *resilience.Call) error {
 	return nil
 }
 
-// attempt sends one attempt of the request with ctx and classifies the
-// result for the policies.
-func (rt *roundTrip) attempt(ctx context.Context) error {
-	r := rt.req.WithContext(ctx)
+// Run sends one attempt of the request with ctx and classifies the result
+// for the policies.
+func (rt *roundTrip) Run(ctx context.Context) error {
+	first := !rt.bodySent.Swap(true)
+	var r *http.Request
+	if first {
+		// The first attempt's copy of the request lives in rt, which
+		// outlives it: one allocation fewer per call.
+		rt.firstReq = *rt.req.WithContext(ctx)
+		r = &rt.firstReq
+	} else {
+		r = rt.req.WithContext(ctx)
+	}
 	switch {
-	case !rt.bodySent.Swap(true):
+	case first:
 		r.Body = rt.body
 	case rt.getBody != nil:
 		body, err := rt.getBody()
@@ -254,8 +268,14 @@ func (rt *roundTrip) attempt(ctx context.Context) error {
 		return classifyError(err)
 	}
 	if resp.Body != nil && resp.Body != http.NoBody {
-		hb := &heldBody{rc: resp.Body}
-		hb.done = resilience.Hold(ctx, hb.discard)
+		var hb *heldBody
+		if first {
+			hb = &rt.firstBody // as firstReq
+		} else {
+			hb = new(heldBody)
+		}
+		hb.rc = resp.Body
+		hb.held = resilience.HoldWith(ctx, (*bodyDiscarder)(hb))
 		resp.Body = hb
 	}
 	rt.setLast(ctx, resp)
@@ -407,9 +427,16 @@ func target(u *url.URL) string {
 // or closed.
 type heldBody struct {
 	rc        io.ReadCloser
-	done      func(error)
+	held      resilience.Holding
 	discarded atomic.Bool // by a policy
 }
+
+// bodyDiscarder is a heldBody as the policies see it, so that they can
+// discard it (resilience.HoldWith); a type of its own, so that the body
+// the caller reads shows no Discard method.
+type bodyDiscarder heldBody
+
+func (d *bodyDiscarder) Discard() { (*heldBody)(d).discard() }
 
 // discarded reports whether a policy threw resp away (a retry drains a
 // failed attempt's response before its wait, and may then find no time for
@@ -424,9 +451,9 @@ func (b *heldBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err != nil {
 		if err == io.EOF {
-			b.done(nil)
+			b.held.Done(nil)
 		} else {
-			b.done(err)
+			b.held.Done(err)
 		}
 	}
 	return n, err
@@ -434,7 +461,7 @@ func (b *heldBody) Read(p []byte) (int, error) {
 
 func (b *heldBody) Close() error {
 	err := b.rc.Close()
-	b.done(nil)
+	b.held.Done(nil)
 	return err
 }
 

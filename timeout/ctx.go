@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/resilience-go/resilience/internal/ctxwatch"
 )
 
 // timerCtx is the context a [Policy] runs its operation with: the parent's
@@ -11,19 +13,23 @@ import (
 // timer, from the parent, or from the policy itself once the operation and
 // its held result are done. It takes one allocation and its timer two,
 // where context.WithDeadline and a cancel cause took five; it starts no
-// goroutine, and contexts derived from it follow it through AfterFunc.
+// goroutine. Contexts derived from it follow it through AfterFunc, and the
+// module's own (a nested timeout, a held result) through AddWatch, which
+// allocates nothing (internal/ctxwatch).
 type timerCtx struct {
 	parent   context.Context
 	deadline time.Time
-	timer    *time.Timer // set once, by newTimerCtx; nil if the parent had ended
+	timer    *time.Timer  // set once, by newTimerCtx; nil if the parent had ended
+	follow   ctxwatch.Reg // the registration with the parent
 
-	mu         sync.Mutex    // guards the fields below; never held while calling out
-	done       chan struct{} // made on the first Done, closed at the end
-	err        error         // nil until the end
-	fired      bool          // the end came from the policy's timer
-	funcs      []func()      // registered with AfterFunc, run at the end; nil once stopped
-	first      [2]func()     // funcs' first backing array: most calls register one or two
-	stopParent func() bool   // stops following the parent
+	mu        sync.Mutex    // guards the fields below; never held while calling out
+	done      chan struct{} // made on the first Done, closed at the end
+	err       error         // nil until the end
+	fired     bool          // the end came from the policy's timer
+	funcs     []func()      // registered with AfterFunc, run at the end; nil once stopped
+	first     [2]func()     // funcs' first backing array: most calls register one or two
+	watchers  ctxwatch.List // registered by the module's own contexts (AddWatch)
+	following bool          // follow holds a registration to stop at the end
 }
 
 // closedChan is the Done channel of a context that ended before anyone
@@ -41,29 +47,27 @@ func newTimerCtx(parent context.Context, d time.Duration, deadline time.Time) *t
 		return c
 	}
 	c.timer = afterFunc(d, c.expire)
-	// A parent that never ends takes no registration; one that runs
-	// functions when it ends (this library's contexts) is asked directly.
-	var stop func() bool
-	if parent.Done() != nil {
-		if af, ok := parent.(afterFuncer); ok {
-			stop = af.AfterFunc(c.parentDone)
-		} else {
-			stop = context.AfterFunc(parent, c.parentDone)
-		}
+	// A parent that never ends takes no registration; this module's own
+	// contexts take one that allocates nothing.
+	if !c.follow.Watch(parent, (*parentWatch)(c)) {
+		c.parentDone() // it ended in between
+		return c
 	}
-	if stop != nil {
-		c.mu.Lock()
-		if c.err == nil {
-			c.stopParent = stop
-			stop = nil
-		}
-		c.mu.Unlock()
-		if stop != nil {
-			stop() // the timer ended it in between
-		}
+	c.mu.Lock()
+	stop := c.err != nil // the timer ended it in between
+	c.following = !stop
+	c.mu.Unlock()
+	if stop {
+		c.follow.Stop()
 	}
 	return c
 }
+
+// parentWatch is a timerCtx as the watcher of its parent; a type of its
+// own, so that the context does not show a ContextEnded method.
+type parentWatch timerCtx
+
+func (w *parentWatch) ContextEnded() { (*timerCtx)(w).parentDone() }
 
 func (c *timerCtx) Deadline() (time.Time, bool) { return c.deadline, true }
 
@@ -149,24 +153,46 @@ func (c *timerCtx) end(err error, fromTimer bool) {
 	if c.done != nil {
 		close(c.done)
 	}
-	funcs, stopParent := c.funcs, c.stopParent
-	c.funcs, c.stopParent = nil, nil
+	funcs, following := c.funcs, c.following
+	c.funcs, c.following = nil, false
 	c.mu.Unlock()
 	if !fromTimer && c.timer != nil {
 		c.timer.Stop()
 	}
-	if stopParent != nil {
-		stopParent()
+	if following {
+		c.follow.Stop()
 	}
 	for _, f := range funcs {
 		if f != nil {
 			f()
 		}
 	}
+	for {
+		c.mu.Lock()
+		w := c.watchers.Pop()
+		c.mu.Unlock()
+		if w == nil {
+			return
+		}
+		w.ContextEnded()
+	}
 }
 
-// afterFuncer is a context that runs a function when it ends, as the
-// context package's own look for.
-type afterFuncer interface {
-	AfterFunc(func()) func() bool
+// AddWatch registers r to be told when the context ends (see
+// internal/ctxwatch), or reports false if it has ended.
+func (c *timerCtx) AddWatch(r *ctxwatch.Reg) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return false
+	}
+	c.watchers.Push(r)
+	return true
+}
+
+// RemoveWatch removes r and reports whether its watcher was not told yet.
+func (c *timerCtx) RemoveWatch(r *ctxwatch.Reg) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.watchers.Remove(r)
 }
