@@ -460,13 +460,14 @@ func TestTotalTimeoutStopsEverything(t *testing.T) {
 		timeout.New(20*time.Millisecond))
 	_, err := (&http.Client{Transport: rt}).Get(s.URL)
 	// Either the total timeout fired, or retry saw that no further attempt
-	// fits before it and gave up with the last attempt's timeout.
+	// fits before it (or, on a loaded machine, that its deadline had passed
+	// before its timer fired) and gave up with the last attempt's timeout.
 	var te *timeout.Error
 	if !errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want a timeout", err)
 	}
-	if te.After != 300*time.Millisecond && !errors.Is(err, retry.ErrDeadline) {
-		t.Fatalf("got %v, want the total timeout or retry.ErrDeadline", err)
+	if te.After != 300*time.Millisecond && !errors.Is(err, retry.ErrDeadline) && !errors.Is(err, retry.ErrTooLate) {
+		t.Fatalf("got %v, want the total timeout, retry.ErrDeadline or retry.ErrTooLate", err)
 	}
 	n := hits.Load()
 	if n < 2 {
