@@ -3,6 +3,7 @@ package resilience
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"time"
 
@@ -55,9 +56,18 @@ type Call struct {
 // its first attempt (see [Hold]). Adapters call it once per call, before
 // running their policies.
 func WithCall(ctx context.Context, c Call) context.Context {
-	a := &attemptCtx{Context: ctx, callVal: c, n: 1}
-	a.call = &a.callVal // one allocation for both
-	return a
+	cc := &callCtx{attemptCtx: attemptCtx{Context: ctx, n: 1}, val: c}
+	cc.call = &cc.val // one allocation for both
+	return &cc.attemptCtx
+}
+
+// callCtx is the context WithCall returns: the cell for the result of the
+// call's first attempt, and the call's description, which the attempts
+// point to. It is apart from attemptCtx so that an attempt, made for every
+// try, does not carry a description it never uses.
+type callCtx struct {
+	attemptCtx
+	val Call
 }
 
 // WithoutCall returns a context with ctx's deadline, cancellation and
@@ -159,7 +169,7 @@ func (k *keyCtx) ForwardWatch(r *ctxwatch.Reg) bool { return ctxwatch.Forward(k.
 // makes attempts.
 func AttemptNumber(ctx context.Context) int {
 	if a := attemptFrom(ctx); a != nil {
-		return a.n
+		return int(a.n)
 	}
 	return 1
 }
@@ -201,7 +211,7 @@ func StartParallelAttempt(ctx context.Context, n int) (context.Context, Attempt)
 
 func startAttempt(ctx context.Context, n int, parallel bool) (context.Context, Attempt) {
 	parent := attemptFrom(ctx)
-	a := &attemptCtx{Context: ctx, n: n, parent: parent, attempt: true, parallel: parallel}
+	a := &attemptCtx{Context: ctx, n: int32(min(n, math.MaxInt32)), parent: parent, attempt: true, parallel: parallel}
 	if parent != nil {
 		a.call = callFrom(ctx) // the parent's, or one a policy overrode
 		a.parallel = parallel || parent.parallel
@@ -232,7 +242,10 @@ func OnKeep(ctx context.Context, publish func()) {
 		return
 	}
 	a.mu.Lock()
-	a.keeps = append(a.keeps, publish)
+	if a.keeps == nil {
+		a.keeps = new([]func())
+	}
+	*a.keeps = append(*a.keeps, publish)
 	a.mu.Unlock()
 }
 
@@ -253,7 +266,7 @@ func (at Attempt) Keep() {
 	}
 	a.mu.Unlock()
 	if keeps != nil {
-		a.publish(keeps)
+		a.publish(*keeps)
 	}
 	if !held {
 		return
@@ -461,29 +474,30 @@ const (
 // attemptCtx is the context of one attempt and the cell for its result.
 type attemptCtx struct {
 	context.Context
-	call     *Call // the call's description, shared by its attempts
-	callVal  Call  // where call points, in the call's own context
-	n        int
+	call     *Call // the call's description, shared by its attempts (in a callCtx)
 	parent   *attemptCtx
-	attempt  bool // started by StartAttempt, not WithCall
-	parallel bool // may overlap other attempts of the call
+	n        int32 // beside the flags below, to keep the struct small
+	attempt  bool  // started by StartAttempt, not WithCall
+	parallel bool  // may overlap other attempts of the call
 
-	mu       sync.Mutex // guards the fields below
+	// Guarded by mu (which they sit beside to keep the struct small, as
+	// do the other small fields below): an attempt is made for every try.
 	state    uint8
+	pushed   bool       // see ReportPushback
+	mu       sync.Mutex // guards the fields below too
 	discard  Discarder
 	child    *attemptCtx // the kept attempt whose result this one holds
 	releases []Releaser
-	first    [4]Releaser   // releases' first backing array: a pipeline defers a few
-	err      error         // final error, once done
-	next     *attemptCtx   // finished after this one (see Keep)
-	pushback time.Duration // see ReportPushback, when pushed
-	pushed   bool
+	first    [4]Releaser     // releases' first backing array: a pipeline defers a few
+	err      error           // final error, once done
+	next     *attemptCtx     // finished after this one (see Keep)
+	pushback time.Duration   // see ReportPushback, when pushed
 	holdCtx  context.Context // the context the result was held in, while watched
 	watch    ctxwatch.Reg    // the registration with holdCtx
 	// lateDiscard is the discard of a result abandoned (its context ended)
 	// before any policy discarded it: Discard still runs it.
 	lateDiscard Discarder
-	keeps       []func() // see OnKeep
+	keeps       *[]func() // see OnKeep; rare, so kept out of line
 }
 
 func (a *attemptCtx) Value(key any) any {
@@ -529,7 +543,10 @@ type afterFuncer interface {
 func (a *attemptCtx) publish(keeps []func()) {
 	if p := a.parent; p != nil && p.parallel {
 		p.mu.Lock()
-		p.keeps = append(p.keeps, keeps...)
+		if p.keeps == nil {
+			p.keeps = new([]func())
+		}
+		*p.keeps = append(*p.keeps, keeps...)
 		p.mu.Unlock()
 		return
 	}

@@ -122,16 +122,16 @@ func DoCall(ctx context.Context, p Policy, c Call, op Operation) error {
 	if !ok {
 		return p.Do(WithCall(ctx, c), op.Run)
 	}
-	f := &callFrame{call: attemptCtx{Context: ctx, callVal: c, n: 1}}
-	f.call.call = &f.call.callVal
-	f.chainCtx = chainCtx{Context: &f.call, c: ch, run: op}
+	f := &callFrame{call: callCtx{attemptCtx: attemptCtx{Context: ctx, n: 1}, val: c}}
+	f.call.call = &f.call.val
+	f.chainCtx = chainCtx{Context: &f.call.attemptCtx, c: ch, run: op}
 	return ch.ps[0].Do(&f.chainCtx, ch.next[0])
 }
 
 // callFrame is a call run by [DoCall] through a chain: the context
 // WithCall would return, and the chain's context on top of it.
 type callFrame struct {
-	call     attemptCtx
+	call     callCtx
 	chainCtx chainCtx
 }
 

@@ -27,7 +27,6 @@ type Reg struct {
 	src        Source      // the source that holds the registration
 	stop       func() bool // or the stop of an AfterFunc registration
 	prev, next *Reg        // in src's List, guarded by src's lock
-	list       *List       // the List that holds r now, nil when none
 }
 
 // Source is a context that keeps its registrations itself.
@@ -110,7 +109,7 @@ type List struct {
 
 // Push adds r at the end.
 func (l *List) Push(r *Reg) {
-	r.list, r.prev, r.next = l, l.tail, nil
+	r.prev, r.next = l.tail, nil
 	if l.tail == nil {
 		l.head = r
 	} else {
@@ -119,9 +118,11 @@ func (l *List) Push(r *Reg) {
 	l.tail = r
 }
 
-// Remove removes r and reports whether it was in l.
+// Remove removes r and reports whether it was in l. A Reg is in at most
+// one List, its source's, so r is in l when it is l's head or has a
+// predecessor.
 func (l *List) Remove(r *Reg) bool {
-	if r.list != l {
+	if r.prev == nil && l.head != r {
 		return false
 	}
 	if r.prev == nil {
@@ -134,7 +135,7 @@ func (l *List) Remove(r *Reg) bool {
 	} else {
 		r.next.prev = r.prev
 	}
-	r.list, r.prev, r.next = nil, nil, nil
+	r.prev, r.next = nil, nil
 	return true
 }
 
