@@ -3,6 +3,7 @@ package timeout
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/resilience-go/resilience/internal/ctxwatch"
@@ -22,14 +23,16 @@ type timerCtx struct {
 	timer    *time.Timer  // set once, by newTimerCtx; nil if the parent had ended
 	follow   ctxwatch.Reg // the registration with the parent
 
-	mu        sync.Mutex    // guards the fields below; never held while calling out
+	ended atomic.Bool // set, under mu, once err is: Err's lock-free path
+	mu    sync.Mutex  // guards the fields below; never held while calling out
+	// The two flags sit beside the mutex, where the struct has room.
+	fired     bool          // the end came from the policy's timer
+	following bool          // follow holds a registration to stop at the end
 	done      chan struct{} // made on the first Done, closed at the end
 	err       error         // nil until the end
-	fired     bool          // the end came from the policy's timer
 	funcs     []func()      // registered with AfterFunc, run at the end; nil once stopped
 	first     [2]func()     // funcs' first backing array: most calls register one or two
 	watchers  ctxwatch.List // registered by the module's own contexts (AddWatch)
-	following bool          // follow holds a registration to stop at the end
 }
 
 // closedChan is the Done channel of a context that ended before anyone
@@ -44,6 +47,7 @@ func newTimerCtx(parent context.Context, d time.Duration, deadline time.Time) *t
 	c := &timerCtx{parent: parent, deadline: deadline}
 	if err := parent.Err(); err != nil {
 		c.err = err
+		c.ended.Store(true)
 		return c
 	}
 	c.timer = afterFunc(d, c.expire)
@@ -85,6 +89,9 @@ func (c *timerCtx) Done() <-chan struct{} {
 }
 
 func (c *timerCtx) Err() error {
+	if !c.ended.Load() {
+		return nil // the common case, every policy asks: no lock
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
@@ -150,6 +157,7 @@ func (c *timerCtx) end(err error, fromTimer bool) {
 		return
 	}
 	c.err, c.fired = err, fromTimer
+	c.ended.Store(true)
 	if c.done != nil {
 		close(c.done)
 	}
