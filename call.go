@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/resilience-go/resilience/internal/ctxwatch"
@@ -182,7 +183,7 @@ func AttemptNumber(ctx context.Context) int {
 // outside any attempt it bounds the whole call, held result included.
 func InAttempt(ctx context.Context) bool {
 	a := attemptFrom(ctx)
-	return a != nil && a.attempt
+	return a != nil && a.has(flagAttempt)
 }
 
 // An Attempt is one run of an operation by a policy that may run it several
@@ -211,11 +212,16 @@ func StartParallelAttempt(ctx context.Context, n int) (context.Context, Attempt)
 
 func startAttempt(ctx context.Context, n int, parallel bool) (context.Context, Attempt) {
 	parent := attemptFrom(ctx)
-	a := &attemptCtx{Context: ctx, n: int32(min(n, math.MaxInt32)), parent: parent, attempt: true, parallel: parallel}
+	a := &attemptCtx{Context: ctx, n: int32(min(n, math.MaxInt32)), parent: parent}
+	bits := uint32(flagAttempt)
 	if parent != nil {
 		a.call = callFrom(ctx) // the parent's, or one a policy overrode
-		a.parallel = parallel || parent.parallel
+		parallel = parallel || parent.has(flagParallel)
 	}
+	if parallel {
+		bits |= flagParallel
+	}
+	a.bits.Store(bits) // stateOpen
 	return a, Attempt{a}
 }
 
@@ -226,7 +232,7 @@ func startAttempt(ctx context.Context, n int, parallel bool) (context.Context, A
 // the caller's in a function given to [OnKeep].
 func Parallel(ctx context.Context) bool {
 	a := attemptFrom(ctx)
-	return a != nil && a.parallel
+	return a != nil && a.has(flagParallel)
 }
 
 // OnKeep arranges for publish to run when the result of the attempt in ctx
@@ -237,7 +243,7 @@ func Parallel(ctx context.Context) bool {
 // Outside any parallel attempt ([Parallel] is false) publish runs at once.
 func OnKeep(ctx context.Context, publish func()) {
 	a := attemptFrom(ctx)
-	if a == nil || !a.parallel {
+	if a == nil || !a.has(flagParallel) {
 		publish()
 		return
 	}
@@ -257,10 +263,15 @@ func (at Attempt) Keep() {
 	if a == nil {
 		return
 	}
+	if a.bits.Load() == flagAttempt|stateOpen {
+		// Nothing held, not parallel (so no OnKeep list): nothing to
+		// hand on, and no lock to take.
+		return
+	}
 	a.mu.Lock()
 	keeps := a.keeps
 	a.keeps = nil
-	held := a.state == stateHeld && a.parent != nil
+	held := a.state() == stateHeld && a.parent != nil
 	if held {
 		a.next = a.parent
 	}
@@ -274,8 +285,8 @@ func (at Attempt) Keep() {
 	// If a finished in between, it already finished the parent and this
 	// hold is ignored.
 	a.parent.mu.Lock()
-	if a.parent.state == stateOpen {
-		a.parent.state = stateHeld
+	if a.parent.state() == stateOpen {
+		a.parent.setState(stateHeld)
 		a.parent.child = a // discarding the parent discards a
 	}
 	a.parent.mu.Unlock()
@@ -293,7 +304,7 @@ func (at Attempt) Discard() {
 	}
 	a.mu.Lock()
 	a.keeps = nil
-	if a.state != stateHeld {
+	if a.state() != stateHeld {
 		late := a.lateDiscard
 		a.lateDiscard = nil
 		a.mu.Unlock()
@@ -408,9 +419,7 @@ func Held(ctx context.Context) bool {
 	if a == nil {
 		return false
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.state == stateHeld
+	return a.state() == stateHeld // a snapshot, as it would be under the lock
 }
 
 // Defer arranges for release to run when the result of the current attempt
@@ -440,7 +449,7 @@ func DeferRelease(ctx context.Context, r Releaser) {
 		return
 	}
 	a.mu.Lock()
-	if a.state == stateHeld {
+	if a.state() == stateHeld {
 		if a.releases == nil {
 			a.releases = a.first[:0]
 		}
@@ -474,17 +483,15 @@ const (
 // attemptCtx is the context of one attempt and the cell for its result.
 type attemptCtx struct {
 	context.Context
-	call     *Call // the call's description, shared by its attempts (in a callCtx)
-	parent   *attemptCtx
-	n        int32 // beside the flags below, to keep the struct small
-	attempt  bool  // started by StartAttempt, not WithCall
-	parallel bool  // may overlap other attempts of the call
+	call   *Call // the call's description, shared by its attempts (in a callCtx)
+	parent *attemptCtx
+	n      int32 // beside bits, to keep the struct small: an attempt is made for every try
 
-	// Guarded by mu (which they sit beside to keep the struct small, as
-	// do the other small fields below): an attempt is made for every try.
-	state    uint8
-	pushed   bool       // see ReportPushback
-	mu       sync.Mutex // guards the fields below too
+	// bits holds the state (its low byte) and the flags below. The state
+	// and flagPushed change only with mu held; they are read without it
+	// where a snapshot does (Held, and Keep of an attempt nothing held).
+	bits     atomic.Uint32
+	mu       sync.Mutex // guards the fields below
 	discard  Discarder
 	child    *attemptCtx // the kept attempt whose result this one holds
 	releases []Releaser
@@ -499,6 +506,22 @@ type attemptCtx struct {
 	lateDiscard Discarder
 	keeps       *[]func() // see OnKeep; rare, so kept out of line
 }
+
+// Flags in attemptCtx.bits, above the state's byte.
+const (
+	flagAttempt  = 1 << (8 + iota) // started by StartAttempt, not WithCall
+	flagParallel                   // may overlap other attempts of the call
+	flagPushed                     // a pushback was reported (ReportPushback)
+)
+
+func (a *attemptCtx) state() uint8      { return uint8(a.bits.Load()) }
+func (a *attemptCtx) has(f uint32) bool { return a.bits.Load()&f != 0 }
+
+// setState sets the state; a.mu must be held.
+func (a *attemptCtx) setState(s uint8) { a.bits.Store(a.bits.Load()&^0xff | uint32(s)) }
+
+// set sets flag f; a.mu must be held.
+func (a *attemptCtx) set(f uint32) { a.bits.Or(f) }
 
 func (a *attemptCtx) Value(key any) any {
 	switch key {
@@ -541,7 +564,7 @@ type afterFuncer interface {
 // them to its parent when that is parallel too, so that they run only when
 // the outermost parallel attempt is kept.
 func (a *attemptCtx) publish(keeps []func()) {
-	if p := a.parent; p != nil && p.parallel {
+	if p := a.parent; p != nil && p.has(flagParallel) {
 		p.mu.Lock()
 		if p.keeps == nil {
 			p.keeps = new([]func())
@@ -557,11 +580,11 @@ func (a *attemptCtx) publish(keeps []func()) {
 
 func (a *attemptCtx) hold(ctx context.Context, discard Discarder) {
 	a.mu.Lock()
-	if a.state != stateOpen {
+	if a.state() != stateOpen {
 		a.mu.Unlock()
 		return
 	}
-	a.state = stateHeld
+	a.setState(stateHeld)
 	a.discard = discard
 	a.holdCtx = ctx
 	// The registration allocates nothing with the module's own contexts,
@@ -602,11 +625,11 @@ func (a *attemptCtx) abandon() {
 
 func (a *attemptCtx) finish(err error) {
 	a.mu.Lock()
-	if a.state == stateDone {
+	if a.state() == stateDone {
 		a.mu.Unlock()
 		return
 	}
-	a.state = stateDone
+	a.setState(stateDone)
 	a.err = err
 	rs, next, watched := a.releases, a.next, a.holdCtx != nil
 	a.releases, a.discard, a.child, a.next, a.holdCtx = nil, nil, nil, nil, nil

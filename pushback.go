@@ -22,8 +22,9 @@ func ReportPushback(ctx context.Context, d time.Duration) {
 	}
 	d = max(d, 0)
 	a.mu.Lock()
-	if !a.pushed || d > a.pushback {
-		a.pushback, a.pushed = d, true
+	if !a.has(flagPushed) || d > a.pushback {
+		a.pushback = d
+		a.set(flagPushed)
 	}
 	a.mu.Unlock()
 }
@@ -37,5 +38,5 @@ func ReportedPushback(ctx context.Context) (d time.Duration, ok bool) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.pushback, a.pushed
+	return a.pushback, a.has(flagPushed)
 }

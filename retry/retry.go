@@ -131,7 +131,10 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+	// time.Until reads only the monotonic clock when dl has a reading of
+	// it (a deadline set in this process does), which costs less than
+	// time.Now.
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= 0 {
 		return context.DeadlineExceeded
 	}
 	call, inCall := resilience.CallFrom(ctx)
