@@ -58,7 +58,7 @@ type Call struct {
 // running their policies.
 func WithCall(ctx context.Context, c Call) context.Context {
 	cc := &callCtx{attemptCtx: attemptCtx{Context: ctx, n: 1}, val: c}
-	cc.call = &cc.val // one allocation for both
+	cc.call, cc.h = &cc.val, &cc.hs // one allocation for all
 	return &cc.attemptCtx
 }
 
@@ -69,6 +69,7 @@ func WithCall(ctx context.Context, c Call) context.Context {
 type callCtx struct {
 	attemptCtx
 	val Call
+	hs  heldState // a call's result is held whenever an attempt's is
 }
 
 // WithoutCall returns a context with ctx's deadline, cancellation and
@@ -273,7 +274,7 @@ func (at Attempt) Keep() {
 	a.keeps = nil
 	held := a.state() == stateHeld && a.parent != nil
 	if held {
-		a.next = a.parent
+		a.h.next = a.parent
 	}
 	a.mu.Unlock()
 	if keeps != nil {
@@ -287,7 +288,7 @@ func (at Attempt) Keep() {
 	a.parent.mu.Lock()
 	if a.parent.state() == stateOpen {
 		a.parent.setState(stateHeld)
-		a.parent.child = a // discarding the parent discards a
+		a.parent.held().child = a // discarding the parent discards a
 	}
 	a.parent.mu.Unlock()
 }
@@ -305,15 +306,17 @@ func (at Attempt) Discard() {
 	a.mu.Lock()
 	a.keeps = nil
 	if a.state() != stateHeld {
-		late := a.lateDiscard
-		a.lateDiscard = nil
+		var late Discarder
+		if a.h != nil {
+			late, a.h.lateDiscard = a.h.lateDiscard, nil
+		}
 		a.mu.Unlock()
 		if late != nil {
 			late.Discard() // abandoned before it was discarded: free it now
 		}
 		return
 	}
-	discard, child := a.discard, a.child
+	discard, child := a.h.discard, a.h.child
 	a.mu.Unlock()
 	switch {
 	case discard != nil:
@@ -450,14 +453,18 @@ func DeferRelease(ctx context.Context, r Releaser) {
 	}
 	a.mu.Lock()
 	if a.state() == stateHeld {
-		if a.releases == nil {
-			a.releases = a.first[:0]
+		h := a.h
+		if h.releases == nil {
+			h.releases = h.first[:0]
 		}
-		a.releases = append(a.releases, r)
+		h.releases = append(h.releases, r)
 		a.mu.Unlock()
 		return
 	}
-	err := a.err
+	var err error
+	if a.h != nil {
+		err = a.h.err
+	}
 	a.mu.Unlock()
 	r.Release(err)
 }
@@ -491,20 +498,13 @@ type attemptCtx struct {
 	// and flagPushed change only with mu held; they are read without it
 	// where a snapshot does (Held, and Keep of an attempt nothing held).
 	bits     atomic.Uint32
-	mu       sync.Mutex // guards the fields below
-	discard  Discarder
-	child    *attemptCtx // the kept attempt whose result this one holds
-	releases []Releaser
-	first    [4]Releaser     // releases' first backing array: a pipeline defers a few
-	err      error           // final error, once done
-	next     *attemptCtx     // finished after this one (see Keep)
-	pushback time.Duration   // see ReportPushback, when pushed
-	holdCtx  context.Context // the context the result was held in, while watched
-	watch    ctxwatch.Reg    // the registration with holdCtx
-	// lateDiscard is the discard of a result abandoned (its context ended)
-	// before any policy discarded it: Discard still runs it.
-	lateDiscard Discarder
-	keeps       *[]func() // see OnKeep; rare, so kept out of line
+	mu       sync.Mutex    // guards the fields below
+	pushback time.Duration // see ReportPushback, when pushed
+	keeps    *[]func()     // see OnKeep; rare, so kept out of line
+	// h is what a held result needs, made when the attempt first holds
+	// one (or ends), so that an attempt nothing holds stays small. Set
+	// once; a call's own context has it inline (callCtx).
+	h *heldState
 }
 
 // Flags in attemptCtx.bits, above the state's byte.
@@ -522,6 +522,30 @@ func (a *attemptCtx) setState(s uint8) { a.bits.Store(a.bits.Load()&^0xff | uint
 
 // set sets flag f; a.mu must be held.
 func (a *attemptCtx) set(f uint32) { a.bits.Or(f) }
+
+// heldState is the part of an attemptCtx that only a held result (or one
+// that ended) uses. Guarded by the attempt's mu.
+type heldState struct {
+	discard  Discarder
+	child    *attemptCtx // the kept attempt whose result this one holds
+	releases []Releaser
+	first    [4]Releaser     // releases' first backing array: a pipeline defers a few
+	err      error           // final error, once done
+	next     *attemptCtx     // finished after this one (see Keep)
+	holdCtx  context.Context // the context the result was held in, while watched
+	watch    ctxwatch.Reg    // the registration with holdCtx
+	// lateDiscard is the discard of a result abandoned (its context ended)
+	// before any policy discarded it: Discard still runs it.
+	lateDiscard Discarder
+}
+
+// held returns a.h, making it if needed; a.mu must be held.
+func (a *attemptCtx) held() *heldState {
+	if a.h == nil {
+		a.h = new(heldState)
+	}
+	return a.h
+}
 
 func (a *attemptCtx) Value(key any) any {
 	switch key {
@@ -585,12 +609,13 @@ func (a *attemptCtx) hold(ctx context.Context, discard Discarder) {
 		return
 	}
 	a.setState(stateHeld)
-	a.discard = discard
-	a.holdCtx = ctx
+	h := a.held()
+	h.discard = discard
+	h.holdCtx = ctx
 	// The registration allocates nothing with the module's own contexts,
 	// and a context that never ends takes none. The lock orders it
 	// before abandon, which takes the lock first.
-	if !a.watch.Watch(ctx, (*abandonWatch)(a)) {
+	if !h.watch.Watch(ctx, (*abandonWatch)(a)) {
 		// ctx has ended: abandon at once, on a goroutine of its own, as
 		// context.AfterFunc does, once the lock is free.
 		go a.abandon()
@@ -608,7 +633,7 @@ func (w *abandonWatch) ContextEnded() { (*attemptCtx)(w).abandon() }
 // abandon ends a held result whose context ended first; see Hold.
 func (a *attemptCtx) abandon() {
 	a.mu.Lock()
-	ctx, discard := a.holdCtx, a.discard
+	ctx, discard := a.h.holdCtx, a.h.discard // watched only once held: h is set
 	a.mu.Unlock()
 	if ctx == nil {
 		return // already done
@@ -619,7 +644,7 @@ func (a *attemptCtx) abandon() {
 	// discards it (a hedge's losing attempt) gets discard run then, so that
 	// a body is closed all the same.
 	a.mu.Lock()
-	a.lateDiscard = discard
+	a.h.lateDiscard = discard
 	a.mu.Unlock()
 }
 
@@ -630,12 +655,13 @@ func (a *attemptCtx) finish(err error) {
 		return
 	}
 	a.setState(stateDone)
-	a.err = err
-	rs, next, watched := a.releases, a.next, a.holdCtx != nil
-	a.releases, a.discard, a.child, a.next, a.holdCtx = nil, nil, nil, nil, nil
+	h := a.held()
+	h.err = err
+	rs, next, watched := h.releases, h.next, h.holdCtx != nil
+	h.releases, h.discard, h.child, h.next, h.holdCtx = nil, nil, nil, nil, nil
 	a.mu.Unlock()
 	if watched {
-		a.watch.Stop()
+		h.watch.Stop()
 	}
 	for _, r := range rs {
 		r.Release(err)

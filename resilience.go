@@ -123,7 +123,7 @@ func DoCall(ctx context.Context, p Policy, c Call, op Operation) error {
 		return p.Do(WithCall(ctx, c), op.Run)
 	}
 	f := &callFrame{call: callCtx{attemptCtx: attemptCtx{Context: ctx, n: 1}, val: c}}
-	f.call.call = &f.call.val
+	f.call.call, f.call.h = &f.call.val, &f.call.hs
 	f.chainCtx = chainCtx{Context: &f.call.attemptCtx, c: ch, run: op}
 	return ch.ps[0].Do(&f.chainCtx, ch.next[0])
 }

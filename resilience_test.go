@@ -359,7 +359,9 @@ func TestAttemptContextDoesNotSpawnGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	child, cancelChild := context.WithCancel(actx)
 	defer cancelChild()
-	if after := runtime.NumGoroutine(); after != before {
+	// Only more goroutines is a failure: one left by an earlier test may
+	// end in between.
+	if after := runtime.NumGoroutine(); after > before {
 		t.Fatalf("deriving a context started %d goroutine(s)", after-before)
 	}
 	cancel()

@@ -57,6 +57,9 @@ func newTimerCtx(parent context.Context, d time.Duration, deadline time.Time) *t
 		c.parentDone() // it ended in between
 		return c
 	}
+	if !c.follow.Active() {
+		return c // nothing registered: nothing to stop at the end
+	}
 	c.mu.Lock()
 	stop := c.err != nil // the timer ended it in between
 	c.following = !stop

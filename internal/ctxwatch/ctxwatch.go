@@ -88,6 +88,10 @@ func Forward(ctx context.Context, r *Reg) bool {
 	return true
 }
 
+// Active reports whether Watch registered r with its context: false when
+// the context can never end.
+func (r *Reg) Active() bool { return r.src != nil || r.stop != nil }
+
 // Stop removes the registration made by Watch and reports whether it did
 // so before the watcher was told; false too when Watch registered nothing.
 // It must not run at the same time as Watch.

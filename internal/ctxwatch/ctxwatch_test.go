@@ -110,6 +110,9 @@ func TestWatchOtherContexts(t *testing.T) {
 		if !r.Watch(wrapper{context.Background()}, &counter{}) {
 			t.Fatal("got false, want true")
 		}
+		if r.Active() {
+			t.Fatal("Active: got true, want false (nothing registered)")
+		}
 		if r.Stop() {
 			t.Fatal("Stop: got true, want false (nothing registered)")
 		}
@@ -135,6 +138,9 @@ func TestWatchOtherContexts(t *testing.T) {
 		defer cancel()
 		var r Reg
 		r.Watch(ctx, &counter{})
+		if !r.Active() {
+			t.Fatal("Active: got false, want true")
+		}
 		if !r.Stop() {
 			t.Fatal("Stop: got false, want true")
 		}
