@@ -166,7 +166,9 @@ func (r *Registry[V]) acquireSlow(key string) *Entry[V] {
 // once per Acquire. When the registry grew past its maximum while every
 // value was in use, the release that makes room brings it back.
 func (r *Registry[V]) Release(e *Entry[V]) {
-	e.last.Store(r.tick.Load())
+	if t := r.tick.Load(); e.last.Load() != t {
+		e.last.Store(t) // a write only when the tick moved: calls on one key from many cores share the line
+	}
 	if e.refs.Add(-1) == 0 && int(r.size.Load()) > r.max {
 		r.mu.Lock()
 		r.trimLocked(r.max)
