@@ -162,19 +162,34 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 	if c.policy == nil {
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	n := len(opts)
-	err := c.policy.Do(resilience.WithCall(ctx, c.call(ctx, cc, method, opts)), func(actx context.Context) error {
-		var trailer metadata.MD
-		out := reply
-		if resilience.Parallel(actx) {
-			// Attempts overlap (hedging): each decodes into a reply of
-			// its own, and only the kept one's is copied to the caller's.
-			out = ownReply(actx, reply)
-		}
-		err := invoker(outgoingKey(actx), method, req, out, cc, append(opts[:n:n], grpc.Trailer(&trailer))...)
-		return classify(ctx, err, trailer)
-	})
-	return toStatus(err)
+	u := &unaryCall{ctx: ctx, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts}
+	// DoCall puts the call's description and the chain's context in one
+	// allocation, and runs u as a value (no closure).
+	return toStatus(resilience.DoCall(ctx, c.policy, c.call(ctx, cc, method, opts), u))
+}
+
+// unaryCall is one unary call as the operation the policies run.
+type unaryCall struct {
+	ctx        context.Context // the caller's
+	method     string
+	req, reply any
+	cc         *grpc.ClientConn
+	invoker    grpc.UnaryInvoker
+	opts       []grpc.CallOption
+}
+
+// Run makes one attempt.
+func (u *unaryCall) Run(actx context.Context) error {
+	var trailer metadata.MD
+	out := u.reply
+	if resilience.Parallel(actx) {
+		// Attempts overlap (hedging): each decodes into a reply of its
+		// own, and only the kept one's is copied to the caller's.
+		out = ownReply(actx, u.reply)
+	}
+	n := len(u.opts)
+	err := u.invoker(outgoingKey(actx), u.method, u.req, out, u.cc, append(u.opts[:n:n], grpc.Trailer(&trailer))...)
+	return classify(u.ctx, err, trailer)
 }
 
 // ownReply returns a new, empty reply of the same type as reply, and
