@@ -11,23 +11,32 @@ import (
 
 // timerCtx is the context a [Policy] runs its operation with: the parent's
 // values, the policy's deadline, and an end that comes from the policy's
-// timer, from the parent, or from the policy itself once the operation and
-// its held result are done. It takes one allocation and its timer two,
-// where context.WithDeadline and a cancel cause took five; it starts no
+// deadline, from the parent, or from the policy itself once the operation
+// and its held result are done. It takes one allocation, where
+// context.WithDeadline and a cancel cause took five; it starts no
 // goroutine. Contexts derived from it follow it through AfterFunc, and the
 // module's own (a nested timeout, a held result) through AddWatch, which
 // allocates nothing (internal/ctxwatch).
+//
+// Its timer is armed only when something waits for the end: Done,
+// AfterFunc or AddWatch. An operation that only asks Err (a function that
+// checks its context between steps, the policies around it) costs no
+// timer: Err reads the clock instead, and ends the context once the
+// deadline has passed. Arming and stopping a runtime timer costs more than
+// the rest of the policy.
 type timerCtx struct {
 	parent   context.Context
 	deadline time.Time
-	timer    *time.Timer  // set once, by newTimerCtx; nil if the parent had ended
 	follow   ctxwatch.Reg // the registration with the parent
 
 	ended atomic.Bool // set, under mu, once err is: Err's lock-free path
+	timed atomic.Bool // set, under mu, once the timer is armed or stopped for good: Err need not read the clock
 	mu    sync.Mutex  // guards the fields below; never held while calling out
-	// The two flags sit beside the mutex, where the struct has room.
-	fired     bool          // the end came from the policy's timer
+	// The flags sit beside the mutex, where the struct has room.
+	fired     bool          // the end came from the policy's deadline
 	following bool          // follow holds a registration to stop at the end
+	stopped   bool          // the policy stopped its deadline (see stopTimer): never arm
+	timer     *time.Timer   // armed on first need (see armLocked); nil until then
 	done      chan struct{} // made on the first Done, closed at the end
 	err       error         // nil until the end
 	funcs     []func()      // registered with AfterFunc, run at the end; nil once stopped
@@ -39,18 +48,15 @@ type timerCtx struct {
 // asked for one.
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// newTimerCtx returns the context, its timer armed to end it after d, and
-// following parent's end. The timer is armed before anything else can end
-// the context, so that c.timer is never written while another goroutine
-// reads it.
-func newTimerCtx(parent context.Context, d time.Duration, deadline time.Time) *timerCtx {
+// newTimerCtx returns the context, ending at deadline and following
+// parent's end.
+func newTimerCtx(parent context.Context, deadline time.Time) *timerCtx {
 	c := &timerCtx{parent: parent, deadline: deadline}
 	if err := parent.Err(); err != nil {
 		c.err = err
 		c.ended.Store(true)
 		return c
 	}
-	c.timer = afterFunc(d, c.expire)
 	// A parent that never ends takes no registration; this module's own
 	// contexts take one that allocates nothing.
 	if !c.follow.Watch(parent, (*parentWatch)(c)) {
@@ -61,7 +67,7 @@ func newTimerCtx(parent context.Context, d time.Duration, deadline time.Time) *t
 		return c // nothing registered: nothing to stop at the end
 	}
 	c.mu.Lock()
-	stop := c.err != nil // the timer ended it in between
+	stop := c.err != nil // it ended in between
 	c.following = !stop
 	c.mu.Unlock()
 	if stop {
@@ -88,16 +94,44 @@ func (c *timerCtx) Done() <-chan struct{} {
 			c.done = make(chan struct{})
 		}
 	}
+	c.armLocked()
 	return c.done
 }
 
 func (c *timerCtx) Err() error {
 	if !c.ended.Load() {
-		return nil // the common case, every policy asks: no lock
+		// The common case, every policy asks: no lock, and no clock
+		// while a timer will end the context.
+		if c.timed.Load() || time.Until(c.deadline) > 0 {
+			return nil
+		}
+		c.expireUnarmed()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
+}
+
+// armLocked arms the timer, if it is not armed yet and the context can
+// still end by its deadline: something now waits for the end. A deadline
+// already past fires at once, on the timer's goroutine. c.mu must be held.
+func (c *timerCtx) armLocked() {
+	if c.timer != nil || c.stopped || c.err != nil {
+		return
+	}
+	c.timer = afterFunc(time.Until(c.deadline), c.expire)
+	c.timed.Store(true)
+}
+
+// expireUnarmed ends the context by its deadline, which has passed, unless
+// a timer will, or the policy stopped the deadline.
+func (c *timerCtx) expireUnarmed() {
+	c.mu.Lock()
+	unarmed := c.timer == nil && !c.stopped
+	c.mu.Unlock()
+	if unarmed {
+		c.expire()
+	}
 }
 
 func (c *timerCtx) Value(key any) any { return c.parent.Value(key) }
@@ -117,6 +151,7 @@ func (c *timerCtx) AfterFunc(f func()) (stop func() bool) {
 	}
 	i := len(c.funcs)
 	c.funcs = append(c.funcs, f)
+	c.armLocked()
 	c.mu.Unlock()
 	// funcs only grows until the end, when it is dropped: i stays f's
 	// index for as long as f may run.
@@ -131,7 +166,7 @@ func (c *timerCtx) AfterFunc(f func()) (stop func() bool) {
 	}
 }
 
-// expire is the timer's function.
+// expire ends the context by its deadline: the timer's function.
 func (c *timerCtx) expire() { c.end(context.DeadlineExceeded, true) }
 
 func (c *timerCtx) parentDone() { c.end(c.parent.Err(), false) }
@@ -142,16 +177,24 @@ func (c *timerCtx) cancel() { c.end(context.Canceled, false) }
 // Release is cancel, deferred for a held result (resilience.DeferRelease).
 func (c *timerCtx) Release(error) { c.cancel() }
 
-// hasFired reports whether the policy's timer ended the context.
+// hasFired reports whether the policy's deadline ended the context.
 func (c *timerCtx) hasFired() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.fired
 }
 
-// stopTimer stops the timer; it reports false when the timer had already
-// fired or was stopped before, or was never armed.
-func (c *timerCtx) stopTimer() bool { return c.timer != nil && c.timer.Stop() }
+// stopTimer stops the policy's deadline for good: the timer, if armed, is
+// stopped and none is armed later. armed reports whether a timer had been
+// armed, stopped whether this call stopped it before it fired.
+func (c *timerCtx) stopTimer() (armed, stopped bool) {
+	c.mu.Lock()
+	c.stopped = true
+	c.timed.Store(true)
+	t := c.timer
+	c.mu.Unlock()
+	return t != nil, t != nil && t.Stop()
+}
 
 func (c *timerCtx) end(err error, fromTimer bool) {
 	c.mu.Lock()
@@ -164,11 +207,11 @@ func (c *timerCtx) end(err error, fromTimer bool) {
 	if c.done != nil {
 		close(c.done)
 	}
-	funcs, following := c.funcs, c.following
+	funcs, following, t := c.funcs, c.following, c.timer
 	c.funcs, c.following = nil, false
 	c.mu.Unlock()
-	if !fromTimer && c.timer != nil {
-		c.timer.Stop()
+	if !fromTimer && t != nil {
+		t.Stop()
 	}
 	if following {
 		c.follow.Stop()
@@ -198,6 +241,7 @@ func (c *timerCtx) AddWatch(r *ctxwatch.Reg) bool {
 		return false
 	}
 	c.watchers.Push(r)
+	c.armLocked()
 	return true
 }
 

@@ -96,7 +96,7 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		// and its error is the caller's own.
 		return op(ctx)
 	}
-	c := newTimerCtx(ctx, p.d, deadline)
+	c := newTimerCtx(ctx, deadline)
 	err := op(c)
 	// A result held past op (a response body, a stream) keeps the context
 	// alive until it is done. With ScopeAttempt, the policy bounds the time
@@ -105,11 +105,16 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	// included, as http.Client.Timeout bounds reading the body.
 	held := resilience.Held(c)
 	whole := held && p.bounds(ctx) == ScopeCall
+	//
+	// A context whose timer was never armed (nothing waited for its end)
+	// ends here if its deadline passed: Err reads the clock for it.
+	c.Err()
 	var fired bool
 	if whole {
 		fired = c.hasFired()
 	} else {
-		fired = !c.stopTimer() && c.timer != nil
+		armed, stopped := c.stopTimer()
+		fired = c.hasFired() || armed && !stopped
 	}
 	// The deadline may have passed without the timer firing first: a
 	// server that enforces the same deadline can answer before it does.

@@ -29,16 +29,27 @@ func TestNoTimerLeftArmed(t *testing.T) {
 		defer done(nil)
 		return nil
 	}
+	// An operation that never waits on its context arms no timer.
 	tests := []struct {
-		name string
-		ctx  context.Context
-		op   func(context.Context) error
+		name   string
+		ctx    context.Context
+		op     func(context.Context) error
+		timers int
 	}{
-		{"success", context.Background(), func(context.Context) error { return nil }},
-		{"failure", context.Background(), func(context.Context) error { return boom }},
-		{"expired", context.Background(), func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }},
-		{"held in an attempt", attempt(), hold},
-		{"held by the call", call(), hold},
+		{"success", context.Background(), func(context.Context) error { return nil }, 0},
+		{"failure", context.Background(), func(context.Context) error { return boom }, 0},
+		{"asks Err", context.Background(), func(ctx context.Context) error { return ctx.Err() }, 0},
+		{"waits on Done", context.Background(), func(ctx context.Context) error {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			default:
+				return nil
+			}
+		}, 1},
+		{"expired", context.Background(), func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, 1},
+		{"held in an attempt", attempt(), hold, 1},
+		{"held by the call", call(), hold, 1},
 	}
 	for _, tt := range tests {
 		timers = timers[:0]
@@ -46,11 +57,13 @@ func TestNoTimerLeftArmed(t *testing.T) {
 		// Results held here end when the op's deferred done runs, which
 		// is before Do returns; a result that ends later is covered by
 		// the release deferred with resilience.Defer.
-		if len(timers) != 1 {
-			t.Fatalf("%s: %d timers armed, want 1", tt.name, len(timers))
+		if len(timers) != tt.timers {
+			t.Fatalf("%s: %d timers armed, want %d", tt.name, len(timers), tt.timers)
 		}
-		if timers[0].Stop() {
-			t.Errorf("%s: the timer was still armed after the call ended", tt.name)
+		for _, tm := range timers {
+			if tm.Stop() {
+				t.Errorf("%s: the timer was still armed after the call ended", tt.name)
+			}
 		}
 	}
 }
