@@ -10,6 +10,10 @@
 // The timeout is cooperative, as everything built on context is: the
 // operation must return when its context is done. No goroutine is started
 // per call, and an operation that ignores its context runs to completion.
+// The context arms a runtime timer only once something waits for its end
+// (Done, AfterFunc, a derived context, a held result); until then its Err
+// reads the clock, and reports the deadline as soon as it has passed, so
+// an operation that only checks Err between steps costs no timer.
 //
 // When the policy's own deadline cuts the operation short, Do returns an
 // error that matches both [ErrTimeout] and context.DeadlineExceeded with
