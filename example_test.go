@@ -77,3 +77,61 @@ func ExampleChain() {
 	// attempt 2: unavailable
 	// attempt 3: <nil>
 }
+
+// lookup is an adapter's per-call state, run by the policies as a value:
+// DoCall takes a pointer the adapter already has, where a closure would be
+// one more allocation per call.
+type lookup struct {
+	key      string
+	attempts int
+	result   string
+}
+
+func (l *lookup) Run(ctx context.Context) error {
+	l.attempts++
+	if l.attempts == 1 {
+		return errors.New("connection reset by peer") // transient: retried
+	}
+	l.result = "value of " + l.key
+	return nil
+}
+
+func ExampleDoCall() {
+	p := resilience.Chain(
+		timeout.New(time.Second),
+		retry.New(retry.WithBackoff(time.Millisecond, 10*time.Millisecond)),
+	)
+	l := &lookup{key: "user:42"}
+	err := resilience.DoCall(context.Background(), p, resilience.Call{
+		Target:     "cache.internal:6379",
+		Method:     "GET",
+		Idempotent: true,
+	}, l)
+	fmt.Println(l.result, err, l.attempts)
+	// Output: value of user:42 <nil> 2
+}
+
+// body is a result read after the operation returned, such as a response
+// body: it is its own Discarder, so holding it allocates nothing.
+type body struct{ closed bool }
+
+func (b *body) Discard() { b.closed = true }
+
+func ExampleHoldWith() {
+	ctx := resilience.WithCall(context.Background(), resilience.Call{Idempotent: true})
+	var h resilience.Holding
+	b := &body{}
+	resilience.Chain(retry.New()).Do(ctx, func(ctx context.Context) error {
+		// The operation returns before its result is read: hold it, so
+		// that what the policies took for it (a bulkhead's slot, a
+		// breaker's outcome) stays taken until the reader is done.
+		h = resilience.HoldWith(ctx, b)
+		return nil
+	})
+	fmt.Println("held:", resilience.Held(ctx))
+	h.Done(nil) // the reader finished
+	fmt.Println("held:", resilience.Held(ctx), "discarded:", b.closed)
+	// Output:
+	// held: true
+	// held: false discarded: false
+}
