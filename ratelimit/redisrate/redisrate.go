@@ -99,9 +99,9 @@ type Limiter struct {
 	// not hand out a fresh share each time), and dropped once a window
 	// has passed since its last decision, when every bucket in it is full.
 	local     atomic.Pointer[ratelimit.Local]
-	lastLocal atomic.Int64 // unix ns of the share's last decision
-	leases *keyed.Registry[*lease]         // nil in the exact mode
-	batch  *batcher                        // nil if the client cannot pipeline
+	lastLocal atomic.Int64            // unix ns of the share's last decision
+	leases    *keyed.Registry[*lease] // nil in the exact mode
+	batch     *batcher                // nil if the client cannot pipeline
 }
 
 // errZeroLimiter is the error of a zero Limiter.
