@@ -47,10 +47,12 @@
 //     Redis time). The share is a token bucket per key, kept across
 //     outages: a Redis that flaps does not hand out a fresh share each
 //     time it goes away. It is dropped once a window has passed since its
-//     last decision (its buckets are full again by then). Redis does not
-//     know what the share admitted, nor the share what Redis admitted, so
-//     over one window a key may get up to its quota through Redis and its
-//     share locally: at most twice the quota in all.
+//     last decision (its buckets are full again by then), and keeps the
+//     replica count it was set up with until then. Redis does not
+//     know what the shares admitted, nor the shares what Redis admitted, so
+//     over one window a key may get up to its quota through Redis and the
+//     replicas' shares locally: about twice the quota at most, when the
+//     replica count is right.
 //   - [FailOpen]: every request is admitted, without RateLimit headers.
 //   - [FailClosed]: every request fails with ratelimit.ErrUnavailable (503
 //     from the middleware, Unavailable over gRPC).
