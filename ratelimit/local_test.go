@@ -1,11 +1,14 @@
 package ratelimit_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience/ratelimit"
 )
@@ -115,4 +118,28 @@ func TestZeroLocal(t *testing.T) {
 	if r := get(t, ratelimit.Middleware(&l, nil)(ok), "/"); r.status != 503 {
 		t.Fatalf("middleware over a zero Local: %d, want 503", r.status)
 	}
+}
+
+// TestKeyedKeepsBucketUntilFull: the client's keyed limiter, like Local,
+// forgets a key only once its bucket is full again, whatever the idle
+// timeout: a host allowed 2 calls an hour does not get a fresh burst after
+// ten idle minutes.
+func TestKeyedKeepsBucketUntilFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := ratelimit.NewKeyed(rate.Every(30*time.Minute), 2, ratelimit.WithKey(keyFrom))
+		ctxA := context.WithValue(t.Context(), keyCtx{}, "a")
+		op := func(context.Context) error { return nil }
+		for i := range 2 {
+			if err := k.Do(ctxA, op); err != nil {
+				t.Fatalf("call %d: %v", i+1, err)
+			}
+		}
+		for i := range 25 {
+			time.Sleep(time.Minute)
+			k.Do(context.WithValue(t.Context(), keyCtx{}, fmt.Sprint("other", i)), op)
+		}
+		if err := k.Do(ctxA, op); !errors.Is(err, ratelimit.ErrLimited) {
+			t.Fatalf("after 25 idle minutes (one call every 30): %v, want ErrLimited", err)
+		}
+	})
 }

@@ -15,8 +15,9 @@ import (
 	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
-// Defaults of a [Keyed] limiter and of a [Local] admitter (whose idle
-// timeout is at least its quota's window).
+// Defaults of a [Keyed] limiter and of a [Local] admitter. The idle
+// timeout used is never shorter than the time an empty bucket takes to
+// fill (burst / rate, or a Local's quota window).
 const (
 	DefaultMaxKeys     = 10_000
 	DefaultIdleTimeout = 10 * time.Minute
@@ -93,9 +94,10 @@ func (o idleOption) apply(c *config) { c.idle = time.Duration(o); c.setKeyedOnly
 // WithIdleTimeout sets how long a [Keyed] limiter or a [Local] admitter
 // keeps the bucket of a key that sees no calls (default 10 minutes). A
 // timeout of at least burst / rate never changes behaviour, since by then
-// the key's bucket is full again anyway; NewLocal raises a shorter timeout
-// to its quota's window for that reason, so that a spent quota never comes
-// back early. Only for NewKeyed and NewLocal; it panics if d <= 0.
+// the key's bucket is full again anyway; a shorter one is raised to that
+// (for NewLocal, to its quota's window), so that a spent burst or quota
+// never comes back early. Only for NewKeyed and NewLocal; it panics if
+// d <= 0.
 // A key is never dropped sooner; idle keys are dropped as new keys are
 // made (within about 1.25 times the timeout while new keys keep coming),
 // and WithMaxKeys bounds the number kept whatever the timeout.
