@@ -37,13 +37,16 @@
 // away gets 429 Too Many Requests with Retry-After, and every response
 // carries the IETF RateLimit-Policy and RateLimit fields
 // ([PolicyHeader], [StateHeader]) so that clients can pace themselves.
-// [WithLimit] adds quotas (per tenant and per endpoint: a request needs
-// all). [Enforce] makes an admitter a resilience.Policy, which the gRPC
-// server interceptors of resiliencegrpc take: ResourceExhausted and a
-// pushback trailer.
+// The items of a quota kept per key name their partition with the draft's
+// pk parameter, a digest of the key; a quota shared by every request
+// ([Global]) sends none. [WithLimit] adds quotas (per tenant and per
+// endpoint: a request needs all). [Enforce] makes an admitter a
+// resilience.Policy, which the gRPC server interceptors of resiliencegrpc
+// take: ResourceExhausted and a pushback trailer.
 //
 // Keys often come from clients: admitters keep at most [MaxKeyLen] bytes
-// per key ([BoundKey]).
+// per key ([BoundKey]), and [Local] at most [WithMaxKeys] keys, each kept
+// until its bucket is full again unless the bound is reached.
 //
 // # Telemetry
 //

@@ -111,21 +111,33 @@ func BoundKey(key string) string {
 // (golang.org/x/time/rate) per key: a bucket of Quota.Limit tokens that
 // refills at Limit per Window. It limits a single instance; to share a
 // quota between replicas use ratelimit/redisrate. Build it with
-// [NewLocal]; it is safe for concurrent use.
+// [NewLocal]; it is safe for concurrent use. The zero Local is not usable:
+// its Admit returns an error matching [ErrUnavailable].
 //
-// Its buckets live in a bounded registry: at most [WithMaxKeys] keys, and
-// a key idle for [WithIdleTimeout] is forgotten (a forgotten key starts
-// again with a full quota, as it would have after its window anyway when
-// the idle timeout is at least the window).
+// Its buckets live in a bounded registry. A key is forgotten only once its
+// bucket is full again, so forgetting it changes nothing: a key idle for
+// the longer of [WithIdleTimeout] and the quota's Window (by then its
+// bucket has refilled) is dropped, as Redis expires a key of
+// ratelimit/redisrate once its quota is whole. The bound, [WithMaxKeys],
+// is the exception: when a new key would exceed it, the least recently
+// used tenth of the keys are forgotten, full or not, and a forgotten key
+// whose quota was partly spent starts again with a full quota. Size the
+// bound above the number of keys active within one window: past it, a
+// client that cycles through more keys than the bound gets each key's
+// quota more than once per window.
 type Local struct {
 	q   Quota
 	reg *keyed.Registry[*rate.Limiter]
 	now func() time.Time
 }
 
+// errZeroLocal is the error of a zero Local.
+var errZeroLocal = fmt.Errorf("%w: the zero ratelimit.Local is not usable: build it with NewLocal", ErrUnavailable)
+
 // NewLocal returns a local admitter for quota q. Of the options, only
-// [WithMaxKeys] and [WithIdleTimeout] apply. It panics if q is invalid
-// ([Quota.Validate]) or an option does not apply.
+// [WithMaxKeys] and [WithIdleTimeout] apply; an idle timeout shorter than
+// q.Window is raised to it. It panics if q is invalid ([Quota.Validate])
+// or an option does not apply.
 func NewLocal(q Quota, opts ...Option) *Local {
 	c := defaultConfig()
 	for _, o := range opts {
@@ -140,7 +152,10 @@ func NewLocal(q Quota, opts ...Option) *Local {
 	}
 	r := rate.Every(q.Interval())
 	burst := int(min(q.Limit, math.MaxInt32))
-	return &Local{q: q, now: time.Now, reg: keyed.New(c.maxKeys, c.idle, func(string) *rate.Limiter {
+	// A bucket left alone for a whole window is full again (AllowN never
+	// takes it below zero), so a key idle that long may be forgotten.
+	idle := max(c.idle, q.Window)
+	return &Local{q: q, now: time.Now, reg: keyed.New(c.maxKeys, idle, func(string) *rate.Limiter {
 		return rate.NewLimiter(r, burst)
 	})}
 }
@@ -149,9 +164,23 @@ func NewLocal(q Quota, opts ...Option) *Local {
 func (l *Local) Quota() Quota { return l.q }
 
 // Admit takes one request's worth of key's quota, if there is any. It
-// never returns an error.
+// returns an error only for a zero Local.
 func (l *Local) Admit(_ context.Context, key string) (Decision, error) {
+	if l.reg == nil {
+		return Decision{}, errZeroLocal
+	}
 	return l.admitAt(l.now(), key), nil
+}
+
+// AdmitAt is Admit at the time now, for a caller that keeps its own clock,
+// such as a shared limiter deciding locally while its store is down. Calls
+// should pass times that do not go backwards. It returns an error only for
+// a zero Local.
+func (l *Local) AdmitAt(now time.Time, key string) (Decision, error) {
+	if l.reg == nil {
+		return Decision{}, errZeroLocal
+	}
+	return l.admitAt(now, key), nil
 }
 
 func (l *Local) admitAt(now time.Time, key string) Decision {
@@ -182,7 +211,12 @@ func durationOf(n float64, interval time.Duration) time.Duration {
 }
 
 // Len returns the number of keys the admitter holds a bucket for.
-func (l *Local) Len() int { return l.reg.Len() }
+func (l *Local) Len() int {
+	if l.reg == nil {
+		return 0
+	}
+	return l.reg.Len()
+}
 
 // Enforce returns a [resilience.Policy] that admits each call through a,
 // under the key that key returns from the call's context; a nil key uses

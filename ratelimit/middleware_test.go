@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,9 +25,9 @@ import (
 // quota name → parameter → value.
 type fields map[string]map[string]int64
 
-func parseFields(t testing.TB, v string) fields {
+func parseFields(t testing.TB, v ...string) fields {
 	t.Helper()
-	l, err := httpsfv.UnmarshalList([]string{v})
+	l, err := httpsfv.UnmarshalList(v)
 	if err != nil {
 		t.Fatalf("field %q does not parse: %v", v, err)
 	}
@@ -43,6 +44,12 @@ func parseFields(t testing.TB, v string) fields {
 		ps := map[string]int64{}
 		for _, k := range it.Params.Names() {
 			p, _ := it.Params.Get(k)
+			if k == "pk" {
+				if b, ok := p.([]byte); !ok || len(b) == 0 {
+					t.Fatalf("field %q: pk=%v is not a byte sequence", v, p)
+				}
+				continue
+			}
 			n, ok := p.(int64)
 			if !ok || n < 0 {
 				t.Fatalf("field %q: %s=%v is not a non-negative integer", v, k, p)
@@ -53,6 +60,8 @@ func parseFields(t testing.TB, v string) fields {
 	}
 	return got
 }
+
+func equalFields(a, b fields) bool { return maps.EqualFunc(a, b, maps.Equal) }
 
 func (f fields) String() string { return fmt.Sprint(map[string]map[string]int64(f)) }
 
@@ -73,11 +82,11 @@ func get(t *testing.T, h http.Handler, path string, hdr ...string) response {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	r := response{status: rec.Code, retryAfter: rec.Header().Get("Retry-After"), body: rec.Body.String()}
-	if v := rec.Header().Get(ratelimit.PolicyHeader); v != "" {
-		r.policy = parseFields(t, v)
+	if v := rec.Header().Values(ratelimit.PolicyHeader); len(v) > 0 {
+		r.policy = parseFields(t, v...)
 	}
-	if v := rec.Header().Get(ratelimit.StateHeader); v != "" {
-		r.state = parseFields(t, v)
+	if v := rec.Header().Values(ratelimit.StateHeader); len(v) > 0 {
+		r.state = parseFields(t, v...)
 	}
 	return r
 }
@@ -304,9 +313,18 @@ func FuzzFields(f *testing.F) {
 		if len(policy) != 1 || len(state) != 1 || p == nil || s == nil {
 			t.Fatalf("fields %q, %q: want one item named %q each", pv, sv, name)
 		}
-		wantW := int64((q.Window + time.Second - 1) / time.Second)
-		if p["q"] != limit || p["w"] != max(wantW, 1) {
-			t.Fatalf("policy %v, want q=%d w=%d", p, limit, wantW)
+		// w is the window in whole seconds, rounded up; q the limit
+		// scaled to it, rounded down: the rate q/w is at most the
+		// quota's, by less than one request per w.
+		wantW := max(int64((q.Window+time.Second-1)/time.Second), 1)
+		scaled := new(big.Int).Mul(big.NewInt(limit), big.NewInt(wantW*int64(time.Second)))
+		scaled.Quo(scaled, big.NewInt(int64(q.Window)))
+		wantQ := min(scaled.Int64(), 999_999_999_999_999)
+		if p["q"] != wantQ || p["w"] != wantW {
+			t.Fatalf("policy %v, want q=%d w=%d", p, wantQ, wantW)
+		}
+		if q.Window%time.Second == 0 && p["q"] != limit {
+			t.Fatalf("policy %v for a window of whole seconds, want q=%d", p, limit)
 		}
 		if want := max(remaining, 0); s["r"] != want {
 			t.Fatalf("state r=%d, want %d", s["r"], want)
@@ -318,4 +336,18 @@ func FuzzFields(f *testing.F) {
 			t.Fatalf("status %d, want 200", rec.Code)
 		}
 	})
+}
+
+// BenchmarkMiddleware: one admitted request through Middleware with a
+// quota per tenant, fields and all.
+func BenchmarkMiddleware(b *testing.B) {
+	lim := ratelimit.NewLocal(ratelimit.Quota{Name: "tenant", Limit: 1 << 40, Window: time.Second})
+	h := ratelimit.Middleware(lim, func(r *http.Request) string { return r.Header.Get("Tenant") })(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("Tenant", "acme")
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+	}
 }

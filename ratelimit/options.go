@@ -15,7 +15,9 @@ import (
 	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
-// Defaults of a [Keyed] limiter.
+// Defaults of a [Keyed] limiter and of a [Local] admitter. The idle
+// timeout used is never shorter than the time an empty bucket takes to
+// fill (burst / rate, or a Local's quota window).
 const (
 	DefaultMaxKeys     = 10_000
 	DefaultIdleTimeout = 10 * time.Minute
@@ -77,20 +79,25 @@ type maxKeysOption int
 
 func (o maxKeysOption) apply(c *config) { c.maxKeys = int(o); c.setKeyedOnly("WithMaxKeys") }
 
-// WithMaxKeys bounds how many keys a [Keyed] limiter keeps (default
-// 10,000). When a new key would exceed it, the least recently used key's
-// limiter is dropped, and that key starts again with a full burst. Only
-// for NewKeyed; it panics if n < 1.
+// WithMaxKeys bounds how many keys a [Keyed] limiter or a [Local]
+// admitter keeps (default 10,000). When a new key would exceed it, the
+// least recently used keys are dropped (a tenth of the bound at once),
+// whatever is left in their buckets, and a dropped key starts again with a
+// full burst (a full quota, for Local). Only for NewKeyed and NewLocal; it
+// panics if n < 1.
 func WithMaxKeys(n int) Option { return maxKeysOption(n) }
 
 type idleOption time.Duration
 
 func (o idleOption) apply(c *config) { c.idle = time.Duration(o); c.setKeyedOnly("WithIdleTimeout") }
 
-// WithIdleTimeout sets how long a [Keyed] limiter keeps the limiter of a key
-// that sees no calls (default 10 minutes). A timeout of at least
-// burst / rate never changes behaviour, since by then the key's bucket is
-// full again anyway. Only for NewKeyed; it panics if d <= 0.
+// WithIdleTimeout sets how long a [Keyed] limiter or a [Local] admitter
+// keeps the bucket of a key that sees no calls (default 10 minutes). A
+// timeout of at least burst / rate never changes behaviour, since by then
+// the key's bucket is full again anyway; a shorter one is raised to that
+// (for NewLocal, to its quota's window), so that a spent burst or quota
+// never comes back early. Only for NewKeyed and NewLocal; it panics if
+// d <= 0.
 // A key is never dropped sooner; idle keys are dropped as new keys are
 // made (within about 1.25 times the timeout while new keys keep coming),
 // and WithMaxKeys bounds the number kept whatever the timeout.

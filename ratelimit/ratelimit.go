@@ -142,8 +142,11 @@ func (l *Limiter) limited(ctx context.Context, wait time.Duration) error {
 // is not usable.
 //
 // Its limiters live in a bounded registry: at most [WithMaxKeys] keys (plus
-// those with calls waiting), and a key idle for [WithIdleTimeout] is
-// forgotten.
+// those with calls waiting), and a key idle for [WithIdleTimeout], or for
+// the time its bucket takes to fill (burst / rate) if that is longer, is
+// forgotten: by then its bucket is full again, and forgetting it changes
+// nothing. Past WithMaxKeys keys, the least recently used are forgotten
+// whatever is left in their buckets.
 type Keyed struct {
 	key func(context.Context) string
 	reg *keyed.Registry[*Limiter]
@@ -163,10 +166,23 @@ func NewKeyed(r rate.Limit, burst int, opts ...Option) *Keyed {
 	tel := newTelemetry(&c)
 	return &Keyed{
 		key: c.key,
-		reg: keyed.New(c.maxKeys, c.idle, func(string) *Limiter {
+		reg: keyed.New(c.maxKeys, max(c.idle, fillTime(r, burst)), func(string) *Limiter {
 			return &Limiter{lim: rate.NewLimiter(r, burst), maxWait: c.maxWait, tel: tel}
 		}),
 	}
+}
+
+// fillTime returns how long an empty bucket of burst tokens takes to fill
+// at r: after that long unused, a key's limiter is as good as a new one.
+func fillTime(r rate.Limit, burst int) time.Duration {
+	if r == rate.Inf {
+		return 0
+	}
+	secs := float64(burst) / float64(r)
+	if secs >= math.MaxInt64/float64(time.Second) {
+		return math.MaxInt64
+	}
+	return time.Duration(math.Ceil(secs * float64(time.Second)))
 }
 
 // Do runs op when the rate of the call's key allows it; see [Limiter.Do].

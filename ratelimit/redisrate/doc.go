@@ -44,7 +44,15 @@
 //     [WithReplicas], or else the number of replicas whose heartbeats were
 //     seen in Redis before the outage (each replica records one per
 //     [WithHeartbeat] interval, on a request, in a sorted set scored by
-//     Redis time).
+//     Redis time). The share is a token bucket per key, kept across
+//     outages: a Redis that flaps does not hand out a fresh share each
+//     time it goes away. It is dropped once a window has passed since its
+//     last decision (its buckets are full again by then), and keeps the
+//     replica count it was set up with until then. Redis does not
+//     know what the shares admitted, nor the shares what Redis admitted, so
+//     over one window a key may get up to its quota through Redis and the
+//     replicas' shares locally: about twice the quota at most, when the
+//     replica count is right.
 //   - [FailOpen]: every request is admitted, without RateLimit headers.
 //   - [FailClosed]: every request fails with ratelimit.ErrUnavailable (503
 //     from the middleware, Unavailable over gRPC).

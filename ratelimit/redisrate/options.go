@@ -19,7 +19,10 @@ const (
 	// share of the quota: Limit divided by the number of replicas (set
 	// with [WithReplicas], or else the number last learned from Redis),
 	// so that the replicas together admit about the quota, as they do
-	// with Redis up.
+	// with Redis up. The share is per window, not per outage: short
+	// outages one after the other draw on the same share. Since Redis
+	// and the shares do not know what the other admitted, a key may get
+	// up to about twice its quota over a window that spans an outage.
 	Degrade Mode = iota
 	// FailOpen admits every request, without RateLimit headers.
 	FailOpen

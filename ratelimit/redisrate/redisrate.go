@@ -63,7 +63,9 @@ return redis.call('ZCARD', KEYS[1])
 
 // Limiter is a ratelimit.Admitter that shares a quota between the replicas
 // of a service through Redis. Build it with [New]; it is safe for
-// concurrent use and starts no goroutine.
+// concurrent use and starts no goroutine. The zero Limiter is not usable:
+// it has no client and no quota, and its Admit returns an error matching
+// ratelimit.ErrUnavailable (503 from ratelimit.Middleware).
 //
 // In the exact mode, the default, every decision is one Lua script run by
 // Redis (GCRA on Redis's clock), so the replicas together admit the quota
@@ -92,10 +94,18 @@ type Limiter struct {
 	down      atomic.Bool  // Redis is unreachable
 	nextProbe atomic.Int64 // unix ns after which a request tries Redis again
 
-	local  atomic.Pointer[ratelimit.Local] // the degraded mode's limiter, set up by an outage's first decision
-	leases *keyed.Registry[*lease]         // nil in the exact mode
-	batch  *batcher                        // nil if the client cannot pipeline
+	// The Degrade mode's share: set up by the first decision taken
+	// without Redis, kept across outages (so that a flapping Redis does
+	// not hand out a fresh share each time), and dropped once a window
+	// has passed since its last decision, when every bucket in it is full.
+	local     atomic.Pointer[ratelimit.Local]
+	lastLocal atomic.Int64            // unix ns of the share's last decision
+	leases    *keyed.Registry[*lease] // nil in the exact mode
+	batch     *batcher                // nil if the client cannot pipeline
 }
+
+// errZeroLimiter is the error of a zero Limiter.
+var errZeroLimiter = fmt.Errorf("%w: the zero redisrate.Limiter is not usable: build it with New", ratelimit.ErrUnavailable)
 
 // New returns a limiter of quota q sharing its state through client, a
 // *redis.Client, *redis.ClusterClient or *redis.Ring. It panics if q is
@@ -177,12 +187,15 @@ func (l *Limiter) redisKey(key string) string {
 
 // Admit takes one request's worth of key's quota, if there is any. While
 // Redis cannot be reached it decides by the limiter's [Mode]: it returns an
-// error (matching ratelimit.ErrUnavailable) only in the FailClosed mode, or
-// the caller's ctx.Err() if ctx is done.
+// error (matching ratelimit.ErrUnavailable) only in the FailClosed mode
+// (or for a zero Limiter), or the caller's ctx.Err() if ctx is done.
 func (l *Limiter) Admit(ctx context.Context, key string) (ratelimit.Decision, error) {
+	if l.client == nil {
+		return ratelimit.Decision{}, errZeroLimiter
+	}
 	now := l.now()
 	if l.down.Load() && !l.probeDue(now) {
-		return l.fallback(ctx, key)
+		return l.fallback(ctx, now, key)
 	}
 	var (
 		d   ratelimit.Decision
@@ -202,8 +215,9 @@ func (l *Limiter) Admit(ctx context.Context, key string) (ratelimit.Decision, er
 	if ctx.Err() != nil {
 		return ratelimit.Decision{}, ctx.Err()
 	}
+	now = l.now() // the failed call may have waited for its timeouts
 	l.failed(ctx, now, err)
-	return l.fallback(ctx, key)
+	return l.fallback(ctx, now, key)
 }
 
 // probeDue reports whether this request is the one that tries Redis again.
@@ -216,12 +230,14 @@ func (l *Limiter) probeDue(now time.Time) bool {
 // replica's heartbeat when one is due.
 func (l *Limiter) up(ctx context.Context, now time.Time) {
 	if l.down.Load() && l.down.CompareAndSwap(true, false) {
-		// A decision racing with this one may still use the old share
-		// (or set up a new one, if Redis fails again at once); the next
-		// outage starts from whatever is left, which errs on the side of
-		// admitting less.
-		l.local.Store(nil)
 		l.tel.recovered(ctx)
+	}
+	// The share outlives the outage: the next outage within the window
+	// goes on from what is left of it. A window after its last decision
+	// every bucket in it is full again, and a new share (from the replica
+	// count known then) is the same but for its memory.
+	if loc := l.local.Load(); loc != nil && now.UnixNano()-l.lastLocal.Load() >= int64(l.q.Window) {
+		l.local.CompareAndSwap(loc, nil)
 	}
 	if l.replicas > 0 || l.mode != Degrade {
 		return
@@ -244,7 +260,7 @@ func (l *Limiter) failed(ctx context.Context, now time.Time, err error) {
 }
 
 // fallback decides without Redis.
-func (l *Limiter) fallback(ctx context.Context, key string) (ratelimit.Decision, error) {
+func (l *Limiter) fallback(ctx context.Context, now time.Time, key string) (ratelimit.Decision, error) {
 	l.tel.fallback(ctx, l.mode)
 	switch l.mode {
 	case FailOpen:
@@ -252,16 +268,22 @@ func (l *Limiter) fallback(ctx context.Context, key string) (ratelimit.Decision,
 	case FailClosed:
 		return ratelimit.Decision{}, fmt.Errorf("%w: redis unreachable", ratelimit.ErrUnavailable)
 	}
+	// Noted before the share is read, so that a Redis answer racing with
+	// this decision does not drop the share it uses (up). A share dropped
+	// all the same had been idle for a window: its buckets were full.
+	if n := now.UnixNano(); l.lastLocal.Load() < n {
+		l.lastLocal.Store(n)
+	}
 	loc := l.local.Load()
 	if loc == nil {
-		// The first decision of an outage sets up this replica's share,
+		// The first decision without Redis sets up this replica's share,
 		// from the replica count known now.
 		share := max(l.q.Limit/int64(l.Replicas()), 1)
 		l.local.CompareAndSwap(nil, ratelimit.NewLocal(ratelimit.Quota{Name: l.q.Name, Limit: share, Window: l.q.Window},
 			ratelimit.WithMaxKeys(l.maxKeys), ratelimit.WithIdleTimeout(max(l.q.Window, time.Second))))
 		loc = l.local.Load()
 	}
-	return loc.Admit(ctx, key)
+	return loc.AdmitAt(now, key)
 }
 
 // grant is a script's answer.
