@@ -103,6 +103,11 @@ const (
 	// TooLarge: the response is above the Guard's MaxResponse; release the
 	// key, and count it.
 	TooLarge
+	// NotProcessed: the request was turned away without being processed
+	// (HTTP 408, 409, 425, 429; gRPC ResourceExhausted, Aborted): release
+	// the key, so that a retry runs, and count it apart from server
+	// failures.
+	NotProcessed
 )
 
 // Run runs run at most once for key, among the requests of principal, and
@@ -177,6 +182,8 @@ func (g *Guard) runReserved(ctx context.Context, skey string, token uint64, run 
 		g.release(ctx, skey, token, "server_error")
 	case TooLarge:
 		g.release(ctx, skey, token, "too_large")
+	case NotProcessed:
+		g.release(ctx, skey, token, "not_processed")
 	default:
 		if len(resp) > g.c.maxResponse {
 			g.release(ctx, skey, token, "too_large")

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 )
 
@@ -114,7 +115,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	fp := h.fingerprint(r, body)
 	res, err := g.Run(r.Context(), h.principal(r), key, fp, func(context.Context) ([]byte, Outcome) {
-		rec := &recorder{ResponseWriter: w, max: g.c.maxResponse}
+		// What outer middleware set for this request is not the
+		// handler's response, and is not recorded.
+		rec := &recorder{ResponseWriter: w, max: g.c.maxResponse, pre: w.Header().Clone()}
 		h.next.ServeHTTP(rec, r)
 		return rec.result()
 	})
@@ -187,6 +190,7 @@ func writeProblem(w http.ResponseWriter, status int, detail string) {
 type recorder struct {
 	http.ResponseWriter
 	max      int
+	pre      http.Header // the header before the handler ran
 	status   int
 	header   http.Header // as it was when the status was written
 	body     bytes.Buffer
@@ -251,11 +255,48 @@ func (rec *recorder) result() ([]byte, Outcome) {
 	switch {
 	case rec.status >= 500, rec.hijacked:
 		return nil, Release
+	case notProcessed(rec.status):
+		return nil, NotProcessed
 	case rec.over:
 		return nil, TooLarge
 	}
-	return encodeResponse(rec.status, rec.header, rec.body.Bytes()), Record
+	return encodeResponse(rec.status, recordedHeader(rec.header, rec.pre), rec.body.Bytes()), Record
 }
+
+// notProcessed reports whether status says that the request was turned
+// away before it was processed, and may be sent again: such an answer is
+// not recorded.
+func notProcessed(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
+// recordedHeader returns the fields of h the handler set: those not in pre
+// (set by outer middleware for this request, which sets them again for
+// every repeat), and never the RateLimit fields, which describe a quota as
+// it was when the response was sent.
+func recordedHeader(h, pre http.Header) http.Header {
+	out := make(http.Header, len(h))
+	for k, vs := range h {
+		if k == rateLimitHeader || k == rateLimitPolicyHeader {
+			continue
+		}
+		if old, ok := pre[k]; ok && slices.Equal(old, vs) {
+			continue
+		}
+		out[k] = vs
+	}
+	return out
+}
+
+// The fields of draft-ietf-httpapi-ratelimit-headers, in canonical form.
+const (
+	rateLimitHeader       = "Ratelimit"
+	rateLimitPolicyHeader = "Ratelimit-Policy"
+)
 
 // The record of an HTTP response: a version byte, then uvarints and
 // length-prefixed strings: status, number of header fields, each field's
@@ -351,7 +392,12 @@ func replay(w http.ResponseWriter, rec []byte) error {
 	}
 	wh := w.Header()
 	for k, vs := range h {
-		wh[k] = vs
+		// A field already set was set for this request by an outer
+		// middleware (a rate limiter's RateLimit, a request id): it wins
+		// over the recorded one.
+		if _, ok := wh[k]; !ok {
+			wh[k] = vs
+		}
 	}
 	wh.Set(ReplayedHeader, "true")
 	w.WriteHeader(status)
