@@ -17,9 +17,12 @@ const (
 )
 
 // ErrStoreFull is returned by [MemoryStore.Reserve] when the store holds
-// as many live entries, or bytes, as it may. The Guard treats it as any
-// store failure (503 by default): evicting a live record instead could let
-// a retry run twice.
+// as many live entries, or bytes, as it may, and by [MemoryStore.Complete]
+// when the record would not fit. The Guard treats it as any store failure:
+// a request it cannot reserve fails (503 by default), and a record that
+// does not fit leaves its key reserved until the lease runs out, so that a
+// retry within the lease gets a conflict instead of running again.
+// Evicting a live record instead could let a retry run twice.
 var ErrStoreFull = errors.New("idempotency: memory store full")
 
 // entryOverhead is what each entry counts against the byte bound besides
@@ -138,7 +141,8 @@ func (s *MemoryStore) Complete(ctx context.Context, key string, token uint64, re
 	}
 	size := entryOverhead + len(key) + len(e.Fingerprint) + len(response)
 	if s.bytes-e.size+size > cmp.Or(s.maxBytes, DefaultMaxBytes) {
-		s.removeLocked(e)
+		// The reservation stays until its lease runs out: the request
+		// ran, and a retry must not run it again at once.
 		return ErrStoreFull
 	}
 	s.bytes += size - e.size

@@ -41,6 +41,26 @@ func TestContract(t *testing.T) {
 	storetest.Run(t, s, t.Name()+":", func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) })
 }
 
+// TestRefusedRecord: a record Redis refuses (out of memory) leaves the key
+// reserved until its lease runs out, as with the memory store.
+func TestRefusedRecord(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := client(t, srv)
+	s := redisstore.New(rdb)
+	ctx := context.Background()
+	refuse := func() func() {
+		if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			if err := rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	storetest.RefusedRecord(t, s, t.Name(), []byte("a record"), refuse, func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) })
+}
+
 func TestClusterSafeKeys(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := client(t, srv)

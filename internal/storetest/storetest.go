@@ -122,3 +122,36 @@ func Run(t *testing.T, s idempotency.Store, prefix string, sleep func(d time.Dur
 		t.Fatal("Reserve with a canceled context: no error")
 	}
 }
+
+// RefusedRecord checks that a record the store refuses (too large for a
+// bounded store, Redis out of memory) leaves the key reserved until its
+// lease runs out, as the Guard's documentation promises: a retry within the
+// lease finds the reservation in flight and does not run again; one after
+// it runs. refuse makes s refuse the next Complete of response and returns
+// what undoes that. sleep is as for [Run].
+func RefusedRecord(t *testing.T, s idempotency.Store, key string, response []byte, refuse func() (undo func()), sleep func(d time.Duration)) {
+	t.Helper()
+	ctx := context.Background()
+	const lease = 100 * time.Millisecond
+	e, ok, err := s.Reserve(ctx, key, "fp", lease)
+	if err != nil || !ok {
+		t.Fatalf("Reserve: got %v, %v; want a reservation", ok, err)
+	}
+	undo := refuse()
+	err = s.Complete(ctx, key, e.Token, response, time.Hour)
+	undo()
+	if err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Fatalf("Complete of a refused record: got %v, want the store's error", err)
+	}
+	got, ok, err := s.Get(ctx, key)
+	if err != nil || !ok || got.Done || got.Token != e.Token {
+		t.Fatalf("Get after a refused record: got %+v, %v, %v; want the reservation still held", got, ok, err)
+	}
+	if _, reserved, err := s.Reserve(ctx, key, "fp", lease); reserved || err != nil {
+		t.Fatalf("Reserve within the lease: got %v, %v; want the reservation in flight", reserved, err)
+	}
+	sleep(lease)
+	if _, reserved, err := s.Reserve(ctx, key, "fp", lease); !reserved || err != nil {
+		t.Fatalf("Reserve after the lease: got %v, %v; want a new reservation", reserved, err)
+	}
+}
