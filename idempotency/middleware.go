@@ -13,8 +13,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Middleware returns HTTP middleware that runs each request carrying an
@@ -260,7 +262,34 @@ func (rec *recorder) result() ([]byte, Outcome) {
 	case rec.over:
 		return nil, TooLarge
 	}
-	return encodeResponse(rec.status, recordedHeader(rec.header, rec.pre), rec.body.Bytes()), Record
+	declared, trailer := trailers(rec.header, rec.ResponseWriter.Header())
+	return encodeResponse(rec.status, recordedHeader(rec.header, rec.pre, declared), rec.body.Bytes(), trailer), Record
+}
+
+// trailers returns the trailer fields declared in h, the header as the
+// status was written, and the trailers of the response, taken from final,
+// the header after the handler returned: the declared fields' values, and
+// the fields named with http.TrailerPrefix (kept with their prefix).
+func trailers(h, final http.Header) (declared map[string]bool, trailer http.Header) {
+	for _, v := range h["Trailer"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				if declared == nil {
+					declared = make(map[string]bool)
+				}
+				declared[http.CanonicalHeaderKey(name)] = true
+			}
+		}
+	}
+	for k, vs := range final {
+		if declared[k] || strings.HasPrefix(k, http.TrailerPrefix) {
+			if trailer == nil {
+				trailer = make(http.Header)
+			}
+			trailer[k] = vs
+		}
+	}
+	return declared, trailer
 }
 
 // notProcessed reports whether status says that the request was turned
@@ -278,10 +307,10 @@ func notProcessed(status int) bool {
 // (set by outer middleware for this request, which sets them again for
 // every repeat), and never the RateLimit fields, which describe a quota as
 // it was when the response was sent.
-func recordedHeader(h, pre http.Header) http.Header {
+func recordedHeader(h, pre http.Header, trailers map[string]bool) http.Header {
 	out := make(http.Header, len(h))
 	for k, vs := range h {
-		if k == rateLimitHeader || k == rateLimitPolicyHeader {
+		if k == rateLimitHeader || k == rateLimitPolicyHeader || trailers[k] || strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
 		}
 		if old, ok := pre[k]; ok && slices.Equal(old, vs) {
@@ -299,14 +328,22 @@ const (
 )
 
 // The record of an HTTP response: a version byte, then uvarints and
-// length-prefixed strings: status, number of header fields, each field's
-// name, number of values and values, and the body.
-const recordVersion = 1
+// length-prefixed strings: status, the header fields (their number, then
+// each field's name, number of values and values), the body, and, from
+// version 2 on, the trailer fields as the header fields. Version 1 records
+// (no trailers) are still read.
+const recordVersion = 2
 
-func encodeResponse(status int, h http.Header, body []byte) []byte {
+func encodeResponse(status int, h http.Header, body []byte, trailer http.Header) []byte {
 	b := make([]byte, 0, 64+len(body))
 	b = append(b, recordVersion)
 	b = binary.AppendUvarint(b, uint64(status))
+	b = appendFields(b, h)
+	b = appendString(b, string(body))
+	return appendFields(b, trailer)
+}
+
+func appendFields(b []byte, h http.Header) []byte {
 	b = binary.AppendUvarint(b, uint64(len(h)))
 	for k, vs := range h {
 		b = appendString(b, k)
@@ -315,7 +352,7 @@ func encodeResponse(status int, h http.Header, body []byte) []byte {
 			b = appendString(b, v)
 		}
 	}
-	return appendString(b, string(body))
+	return b
 }
 
 func appendString(b []byte, s string) []byte {
@@ -354,22 +391,36 @@ func (d *decoder) bytes() []byte {
 	return s
 }
 
-func decodeResponse(rec []byte) (status int, h http.Header, body []byte, err error) {
-	if len(rec) == 0 || rec[0] != recordVersion {
-		return 0, nil, nil, errBadRecord
+func decodeResponse(rec []byte) (status int, h http.Header, body []byte, trailer http.Header, err error) {
+	if len(rec) == 0 || (rec[0] != 1 && rec[0] != recordVersion) {
+		return 0, nil, nil, nil, errBadRecord
 	}
 	d := &decoder{b: rec[1:]}
 	status = int(d.uvarint())
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		return 0, nil, nil, errBadRecord
+	h = d.fields()
+	body = d.bytes()
+	if rec[0] >= 2 {
+		trailer = d.fields()
 	}
-	h = make(http.Header, n)
+	if d.err != nil || len(d.b) != 0 || status < 200 || status > 999 {
+		return 0, nil, nil, nil, errBadRecord
+	}
+	return status, h, body, trailer, nil
+}
+
+func (d *decoder) fields() http.Header {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.err = errBadRecord
+		return nil
+	}
+	h := make(http.Header, n)
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		k := string(d.bytes())
 		nv := d.uvarint()
 		if nv > uint64(len(d.b)) {
-			return 0, nil, nil, errBadRecord
+			d.err = errBadRecord
+			return nil
 		}
 		vs := make([]string, 0, nv)
 		for j := uint64(0); j < nv && d.err == nil; j++ {
@@ -377,16 +428,12 @@ func decodeResponse(rec []byte) (status int, h http.Header, body []byte, err err
 		}
 		h[k] = vs
 	}
-	body = d.bytes()
-	if d.err != nil || len(d.b) != 0 || status < 200 || status > 999 {
-		return 0, nil, nil, errBadRecord
-	}
-	return status, h, body, nil
+	return h
 }
 
 // replay writes a recorded response.
 func replay(w http.ResponseWriter, rec []byte) error {
-	status, h, body, err := decodeResponse(rec)
+	status, h, body, trailer, err := decodeResponse(rec)
 	if err != nil {
 		return err
 	}
@@ -402,5 +449,10 @@ func replay(w http.ResponseWriter, rec []byte) error {
 	wh.Set(ReplayedHeader, "true")
 	w.WriteHeader(status)
 	w.Write(body) // an error means the client went away
+	// Declared trailers (named in the replayed Trailer field) and
+	// TrailerPrefix ones are sent by net/http once the handler returns.
+	for k, vs := range trailer {
+		wh[k] = vs
+	}
 	return nil
 }
