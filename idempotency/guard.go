@@ -23,6 +23,24 @@ var (
 	ErrStore = errors.New("idempotency: store unavailable")
 )
 
+// An InFlightError is the error of [Guard.Run] for a request whose key is
+// held by another request that has not finished. It matches [ErrInFlight].
+type InFlightError struct {
+	// RetryAfter is how long to wait before asking again: as long as the
+	// key has been held (a request that has run for a while is likely to
+	// run as long again, and one whose instance died never ends), at
+	// least one second, and never past the end of the holder's lease,
+	// when the key is recorded or free again.
+	RetryAfter time.Duration
+}
+
+func (e *InFlightError) Error() string {
+	return fmt.Sprintf("%v; retry after %v", ErrInFlight, e.RetryAfter)
+}
+
+// Unwrap returns [ErrInFlight].
+func (e *InFlightError) Unwrap() error { return ErrInFlight }
+
 // A Guard runs each request that carries an idempotency key at most once
 // per key and replays the recorded response to its repeats. [Middleware]
 // is a Guard for an http.Handler; resiliencegrpc's
@@ -152,7 +170,7 @@ func (g *Guard) Run(ctx context.Context, principal, key, fingerprint string, run
 		now := time.Now()
 		if deadline.IsZero() || !now.Before(deadline) {
 			g.tel.event(ctx, eventConflict, "")
-			return Result{}, ErrInFlight
+			return Result{}, &InFlightError{RetryAfter: g.retryAfter(e.LeaseLeft)}
 		}
 		delay = min(delay, deadline.Sub(now))
 		t := time.NewTimer(delay)
@@ -164,6 +182,17 @@ func (g *Guard) Run(ctx context.Context, principal, key, fingerprint string, run
 		}
 		delay = min(2*delay, 100*time.Millisecond)
 	}
+}
+
+// retryAfter returns the wait to advise for a key held by a reservation
+// whose lease has left left; see [InFlightError]. How long the key has been
+// held is taken to be the lease less what is left of it: the instances
+// sharing a store are expected to share one lease.
+func (g *Guard) retryAfter(left time.Duration) time.Duration {
+	if left <= 0 {
+		return time.Second
+	}
+	return min(max(g.c.lease-left, time.Second), left)
 }
 
 func (g *Guard) runReserved(ctx context.Context, skey string, token uint64, run func(context.Context) ([]byte, Outcome)) (res Result, err error) {

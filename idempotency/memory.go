@@ -113,7 +113,7 @@ func (s *MemoryStore) Reserve(ctx context.Context, key, fingerprint string, leas
 	s.sweepLocked(now)
 	if e, ok := s.entries[key]; ok {
 		// Live: sweepLocked dropped the expired ones.
-		return copyEntry(e.Entry), false, nil
+		return copyEntry(e, now), false, nil
 	}
 	size := entryOverhead + len(key) + len(fingerprint)
 	if len(s.entries) >= cmp.Or(s.maxEntries, DefaultMaxEntries) || s.bytes+size > cmp.Or(s.maxBytes, DefaultMaxBytes) {
@@ -179,7 +179,7 @@ func (s *MemoryStore) Get(ctx context.Context, key string) (Entry, bool, error) 
 	if !ok || !now.Before(e.expires) {
 		return Entry{}, false, nil
 	}
-	return copyEntry(e.Entry), true, nil
+	return copyEntry(e, now), true, nil
 }
 
 // heldLocked returns the live reservation of key held with token.
@@ -205,8 +205,13 @@ func (s *MemoryStore) sweepLocked(now time.Time) {
 	}
 }
 
-func copyEntry(e Entry) Entry {
+// copyEntry returns what holds e's key as of now.
+func copyEntry(m *memEntry, now time.Time) Entry {
+	e := m.Entry
 	e.Response = append([]byte(nil), e.Response...)
+	if !e.Done {
+		e.LeaseLeft = m.expires.Sub(now)
+	}
 	return e
 }
 

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Middleware returns HTTP middleware that runs each request carrying an
@@ -132,7 +133,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		// The handler wrote the response.
 	case errors.Is(err, ErrInFlight):
-		w.Header().Set("Retry-After", "1")
+		ra := time.Second
+		if ife := (*InFlightError)(nil); errors.As(err, &ife) {
+			ra = ife.RetryAfter
+		}
+		w.Header().Set("Retry-After", strconv.FormatInt(wholeSeconds(ra), 10))
 		writeProblem(w, http.StatusConflict, "A request with this Idempotency-Key is being processed; retry later.")
 	case errors.Is(err, ErrMismatch):
 		writeProblem(w, http.StatusUnprocessableEntity, "This Idempotency-Key was used for a different request.")
@@ -144,6 +149,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// could be reserved: nobody reads an answer.
 		writeProblem(w, http.StatusServiceUnavailable, "The request was canceled.")
 	}
+}
+
+// wholeSeconds returns d in whole seconds, rounded up, at least 1.
+func wholeSeconds(d time.Duration) int64 {
+	return max(int64((d+time.Second-1)/time.Second), 1)
 }
 
 func (h *handler) principal(r *http.Request) string {

@@ -49,6 +49,11 @@ type Entry struct {
 	Done bool
 	// Response is the record, as the Guard's caller encoded it.
 	Response []byte
+	// LeaseLeft is, for a reservation in flight (not Done), how long its
+	// lease had left when the Store answered. The stores of this module
+	// report it; a Store that does not leaves it zero, and the Guard then
+	// advises retrying after one second.
+	LeaseLeft time.Duration
 }
 
 // ErrLeaseLost is returned by [Store.Complete] and [Store.Release] when the

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/resilience-go/resilience/idempotency"
 )
@@ -42,11 +44,13 @@ const ReplayedMetadata = "idempotent-replayed"
 //     handler does not run. A recorded reply is rebuilt from the message
 //     types registered with protoregistry.GlobalTypes, as generated code
 //     registers them.
-//   - A repeat while it runs fails with Aborted (or waits, with
-//     idempotency.WithWait); the same key with another request with
-//     FailedPrecondition; a key that is empty, not printable ASCII, longer
-//     than idempotency.WithMaxKeyLength, or sent twice, with
-//     InvalidArgument. Calls without a key run as they are.
+//   - A repeat while it runs fails with Aborted, with a google.rpc.RetryInfo
+//     detail advising when to ask again (see idempotency.InFlightError), or
+//     waits, with idempotency.WithWait; the same key with another request
+//     fails with FailedPrecondition; a key that is empty, not printable
+//     ASCII, longer than idempotency.WithMaxKeyLength, or sent twice, with
+//     InvalidArgument. Keys are bare (idempotency.ParseKey): a value is the
+//     key whole, semicolons and all. Calls without a key run as they are.
 //   - Keys are scoped by principal: idempotency.WithContextPrincipal, by
 //     default the "authorization" metadata.
 //   - A status that reports a server failure (Unknown, Internal,
@@ -110,7 +114,7 @@ func IdempotencyServerInterceptor(store idempotency.Store, opts ...idempotency.O
 		case err == nil:
 			return reply, callErr
 		case errors.Is(err, idempotency.ErrInFlight):
-			return nil, status.Error(codes.Aborted, "resiliencegrpc: a call with this idempotency-key is in flight; retry later")
+			return nil, inFlight(err)
 		case errors.Is(err, idempotency.ErrMismatch):
 			return nil, status.Error(codes.FailedPrecondition, "resiliencegrpc: this idempotency-key was used for a different call")
 		case errors.Is(err, idempotency.ErrStore):
@@ -118,6 +122,19 @@ func IdempotencyServerInterceptor(store idempotency.Store, opts ...idempotency.O
 		}
 		return nil, status.FromContextError(err).Err()
 	}
+}
+
+// inFlight returns the Aborted status for a key in flight, with the wait
+// the Guard advises as a google.rpc.RetryInfo detail.
+func inFlight(err error) error {
+	st := status.New(codes.Aborted, "resiliencegrpc: a call with this idempotency-key is in flight; retry later")
+	var ife *idempotency.InFlightError
+	if errors.As(err, &ife) {
+		if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(ife.RetryAfter)}); derr == nil {
+			st = d
+		}
+	}
+	return st.Err()
 }
 
 func principal(ctx context.Context, g *idempotency.Guard) string {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
@@ -98,5 +100,39 @@ func TestIdempotencyVersion1Records(t *testing.T) {
 	}
 	if _, _, _, err := decodeOutcome([]byte{2, 0, 200}); status.Code(err) != codes.Unavailable {
 		t.Errorf("malformed record: got %v, want Unavailable", err)
+	}
+}
+
+// TestIdempotencyInFlightRetryInfo: the Aborted answer for a key in flight
+// carries the advised wait as a google.rpc.RetryInfo detail.
+func TestIdempotencyInFlightRetryInfo(t *testing.T) {
+	release := make(chan struct{})
+	s := &server{unary: func(ctx context.Context, n int, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+		<-release
+		return &testgrpc.SimpleResponse{}, nil
+	}}
+	addr := start(t, s, grpc.ChainUnaryInterceptor(IdempotencyServerInterceptor(idempotency.NewMemoryStore())))
+	c := dial(t, addr, nil)
+	ctx := withKey(t.Context(), IdempotencyKey, "k")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	}()
+	for s.n() == 0 { // wait for the first call to reach the handler
+		time.Sleep(time.Millisecond)
+	}
+	_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	close(release)
+	<-done
+	wantCode(t, err, codes.Aborted)
+	var ri *errdetails.RetryInfo
+	for _, d := range status.Convert(err).Details() {
+		if r, ok := d.(*errdetails.RetryInfo); ok {
+			ri = r
+		}
+	}
+	if ri == nil || ri.GetRetryDelay().AsDuration() != time.Second {
+		t.Errorf("details %v, want a RetryInfo of 1s", status.Convert(err).Details())
 	}
 }

@@ -70,7 +70,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Store {
 
 var reserveScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
-if v then return {0, v} end
+if v then return {0, v, redis.call('PTTL', KEYS[1])} end
 local t = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[1], t .. ':0:' .. string.len(ARGV[1]) .. ':' .. ARGV[1], 'NX', 'PX', ARGV[2])
@@ -84,6 +84,12 @@ local t, rest = string.match(v, '^(%d+):0:(.*)$')
 if t ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], t .. ':1:' .. rest .. ARGV[2], 'PX', ARGV[3])
 return 1
+`)
+
+var getScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return {} end
+return {v, redis.call('PTTL', KEYS[1])}
 `)
 
 var releaseScript = redis.NewScript(`
@@ -106,7 +112,7 @@ func (s *Store) Reserve(ctx context.Context, key, fingerprint string, lease time
 	if err != nil {
 		return idempotency.Entry{}, false, fmt.Errorf("redisstore: reserve: %w", err)
 	}
-	if len(res) != 2 {
+	if len(res) < 2 {
 		return idempotency.Entry{}, false, fmt.Errorf("redisstore: reserve: unexpected reply %v", res)
 	}
 	if n, _ := res[0].(int64); n == 1 {
@@ -120,7 +126,7 @@ func (s *Store) Reserve(ctx context.Context, key, fingerprint string, lease time
 	if !ok {
 		return idempotency.Entry{}, false, fmt.Errorf("redisstore: reserve: unexpected value %T", res[1])
 	}
-	e, err := parse(v)
+	e, err := parse(v, res[2:])
 	return e, false, err
 }
 
@@ -150,20 +156,26 @@ func (s *Store) Release(ctx context.Context, key string, token uint64) error {
 
 // Get implements idempotency.Store.
 func (s *Store) Get(ctx context.Context, key string) (idempotency.Entry, bool, error) {
-	v, err := s.rdb.Get(ctx, s.keys(key)[0]).Result()
-	if errors.Is(err, redis.Nil) {
-		return idempotency.Entry{}, false, nil
-	}
+	res, err := getScript.Run(ctx, s.rdb, s.keys(key)[:1]).Slice()
 	if err != nil {
 		return idempotency.Entry{}, false, fmt.Errorf("redisstore: get: %w", err)
 	}
-	e, err := parse(v)
+	if len(res) == 0 {
+		return idempotency.Entry{}, false, nil
+	}
+	v, ok := res[0].(string)
+	if !ok {
+		return idempotency.Entry{}, false, fmt.Errorf("redisstore: get: unexpected value %T", res[0])
+	}
+	e, err := parse(v, res[1:])
 	return e, err == nil, err
 }
 
 var errValue = errors.New("redisstore: malformed value")
 
-func parse(v string) (idempotency.Entry, error) {
+// parse reads a key's value, and pttl, the key's PTTL when the script
+// returned it.
+func parse(v string, pttl []any) (idempotency.Entry, error) {
 	ts, rest, ok1 := strings.Cut(v, ":")
 	st, rest, ok2 := strings.Cut(rest, ":")
 	ls, rest, ok3 := strings.Cut(rest, ":")
@@ -175,6 +187,10 @@ func parse(v string) (idempotency.Entry, error) {
 	e := idempotency.Entry{Token: t, Fingerprint: rest[:l], Done: st == "1"}
 	if e.Done {
 		e.Response = []byte(rest[l:])
+	} else if len(pttl) > 0 {
+		if ms, ok := pttl[0].(int64); ok && ms > 0 {
+			e.LeaseLeft = time.Duration(ms) * time.Millisecond
+		}
 	}
 	return e, nil
 }

@@ -35,6 +35,12 @@ func Run(t *testing.T, s idempotency.Store, prefix string, sleep func(d time.Dur
 	if err != nil || ok || e.Done || e.Fingerprint != fp || e.Token != t1 {
 		t.Fatalf("Reserve in flight: got %+v, %v, %v; want the first reservation", e, ok, err)
 	}
+	if e.LeaseLeft <= 0 || e.LeaseLeft > time.Minute {
+		t.Fatalf("Reserve in flight: LeaseLeft %v, want what is left of the 1m lease", e.LeaseLeft)
+	}
+	if e, ok, err := s.Get(ctx, k("a")); err != nil || !ok || e.Done || e.LeaseLeft <= 0 || e.LeaseLeft > time.Minute {
+		t.Fatalf("Get in flight: got %+v, %v, %v; want the reservation with what is left of its lease", e, ok, err)
+	}
 	if err := s.Complete(ctx, k("a"), t1+1, resp, time.Hour); !errors.Is(err, idempotency.ErrLeaseLost) {
 		t.Fatalf("Complete with another token: got %v, want ErrLeaseLost", err)
 	}
