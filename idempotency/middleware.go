@@ -143,12 +143,28 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusUnprocessableEntity, "This Idempotency-Key was used for a different request.")
 	case errors.Is(err, ErrStore):
 		w.Header().Set("Retry-After", "1")
-		writeProblem(w, http.StatusServiceUnavailable, "Idempotency keys cannot be checked right now; retry later.")
+		writeProblem(w, http.StatusServiceUnavailable, storeProblem(err))
 	default:
 		// The client went away (its context ended) before the request
 		// could be reserved: nobody reads an answer.
 		writeProblem(w, http.StatusServiceUnavailable, "The request was canceled.")
 	}
+}
+
+// storeProblem says, for a client, what failed when the store could not
+// reserve a key: whether the store is full, did not answer in time, or
+// failed otherwise. The store's own error (addresses, internals) stays in
+// the server's telemetry.
+func storeProblem(err error) string {
+	why := "the idempotency store is unavailable"
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrStoreFull):
+		why = "the idempotency store is full"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		why = "the idempotency store is unavailable (it did not answer in time)"
+	}
+	return "The request was not run: its Idempotency-Key could not be checked, because " + why + ". Retry later."
 }
 
 // wholeSeconds returns d in whole seconds, rounded up, at least 1.

@@ -184,6 +184,9 @@ func TestRedisDown(t *testing.T) {
 	if status != http.StatusServiceUnavailable || h.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("fail closed: got %d %q, want a 503 problem", status, body)
 	}
+	if !strings.Contains(body, "not run") || !strings.Contains(body, "idempotency store is unavailable") {
+		t.Errorf("fail closed: problem %q, want it to say the request was not run because the store is unavailable", body)
+	}
 	runs := effect.runs.Load()
 	if status, _, _ := post(t, c, open.URL, `"during"`); status != 200 || effect.runs.Load() != runs+1 {
 		t.Errorf("fail open: got %d, want the handler's 200", status)
@@ -204,6 +207,49 @@ func TestRedisDown(t *testing.T) {
 	}
 	if status, body, h := post(t, c, open.URL, `"after"`); status != 200 || h.Get("Idempotent-Replayed") != "true" || body == "" {
 		t.Errorf("after the restart, the other instance: got %d %v, want a replay", status, h)
+	}
+}
+
+// TestFrozenRedis: with the client options the README shows, a keyed
+// request against a Redis that accepts connections but answers nothing
+// (CLIENT PAUSE) fails with a 503 that says the store did not answer in
+// time, within the client's bound instead of go-redis's defaults (3s read
+// timeout, 3 retries).
+func TestFrozenRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := client(t, srv)
+	rdb := redis.NewClient(&redis.Options{
+		Addr:        srv.Addr,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
+		PoolTimeout: 200 * time.Millisecond,
+		MaxRetries:  -1,
+	})
+	t.Cleanup(func() { rdb.Close() })
+	var effect side
+	s := httptest.NewServer(idempotency.Middleware(redisstore.New(rdb))(&effect))
+	t.Cleanup(s.Close)
+	c := &http.Client{}
+	t.Cleanup(c.CloseIdleConnections)
+	if status, _, _ := post(t, c, s.URL, `"warm"`); status != 200 {
+		t.Fatalf("before the freeze: got %d, want 200", status)
+	}
+	ctx := context.Background()
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", "5000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "CLIENT", "UNPAUSE") })
+	start := time.Now()
+	status, body, _ := post(t, c, s.URL, `"frozen"`)
+	took := time.Since(start)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "did not answer in time") {
+		t.Errorf("frozen store: got %d %q, want a 503 saying the store did not answer in time", status, body)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the 503 took %v, want it within the client's bound (well under the 5s freeze)", took)
+	}
+	t.Logf("503 after %v", took)
+	if effect.runs.Load() != 1 {
+		t.Errorf("the handler ran during the freeze")
 	}
 }
 
