@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -46,7 +47,8 @@ func (e *InFlightError) Unwrap() error { return ErrInFlight }
 // is a Guard for an http.Handler; resiliencegrpc's
 // IdempotencyServerInterceptor one for gRPC. Use a Guard directly for
 // another protocol. Build it with [NewGuard]; it is safe for concurrent
-// use.
+// use. The zero value is not usable: it has no Store, and its Run fails
+// with an error matching [ErrStore] without running the request.
 type Guard struct {
 	store Store
 	c     config
@@ -83,12 +85,21 @@ func newGuard(fn string, store Store, opts []Option) *Guard {
 	return &Guard{store: store, c: c, tel: newTelemetry(c.tel)}
 }
 
-// MaxKeyLength returns the longest key the Guard accepts (WithMaxKeyLength).
-func (g *Guard) MaxKeyLength() int { return g.c.maxKeyLen }
+// errZeroGuard is the error of a zero Guard's Run.
+var errZeroGuard = fmt.Errorf("%w: a zero Guard has no store (build it with NewGuard)", ErrStore)
+
+// MaxKeyLength returns the longest key the Guard accepts (WithMaxKeyLength;
+// the default for a zero Guard).
+func (g *Guard) MaxKeyLength() int { return cmp.Or(g.c.maxKeyLen, DefaultMaxKeyLength) }
 
 // MaxResponse returns the largest response the Guard records
-// (WithMaxResponse).
-func (g *Guard) MaxResponse() int { return g.c.maxResponse }
+// (WithMaxResponse; the default for a zero Guard).
+func (g *Guard) MaxResponse() int {
+	if g.store == nil {
+		return DefaultMaxResponse
+	}
+	return g.c.maxResponse
+}
 
 // Principal returns the principal of the request in ctx given by
 // WithContextPrincipal, and ok false when no such option was given.
@@ -139,6 +150,9 @@ const (
 // run returns the encoded response and what to do with it. When run
 // panics, Run releases the key and panics again with the same value.
 func (g *Guard) Run(ctx context.Context, principal, key, fingerprint string, run func(ctx context.Context) ([]byte, Outcome)) (Result, error) {
+	if g.store == nil {
+		return Result{}, errZeroGuard
+	}
 	skey := storeKey(principal, key)
 	var deadline time.Time
 	if g.c.wait > 0 {

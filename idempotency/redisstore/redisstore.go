@@ -21,6 +21,10 @@ const (
 
 // Store is an idempotency.Store on Redis. Build it with [New]; it is safe
 // for concurrent use. Closing the Redis client is the caller's business.
+//
+// The zero value is not usable: it has no Redis client, and each of its
+// methods returns an error saying so (which the idempotency Guard turns
+// into 503, as any store failure).
 type Store struct {
 	rdb      redis.UniversalClient
 	prefix   string
@@ -101,6 +105,9 @@ redis.call('DEL', KEYS[1])
 return 1
 `)
 
+// errZero is the error of every method of a zero Store.
+var errZero = errors.New("redisstore: zero Store has no Redis client (build it with New)")
+
 func (s *Store) keys(key string) []string {
 	k := s.prefix + "{" + key + "}"
 	return []string{k, k + ":fence"}
@@ -108,6 +115,9 @@ func (s *Store) keys(key string) []string {
 
 // Reserve implements idempotency.Store.
 func (s *Store) Reserve(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.Entry, bool, error) {
+	if s.rdb == nil {
+		return idempotency.Entry{}, false, errZero
+	}
 	res, err := reserveScript.Run(ctx, s.rdb, s.keys(key), fingerprint, ms(lease), ms(s.fenceTTL)).Slice()
 	if err != nil {
 		return idempotency.Entry{}, false, fmt.Errorf("redisstore: reserve: %w", err)
@@ -132,6 +142,9 @@ func (s *Store) Reserve(ctx context.Context, key, fingerprint string, lease time
 
 // Complete implements idempotency.Store.
 func (s *Store) Complete(ctx context.Context, key string, token uint64, response []byte, ttl time.Duration) error {
+	if s.rdb == nil {
+		return errZero
+	}
 	n, err := completeScript.Run(ctx, s.rdb, s.keys(key)[:1], strconv.FormatUint(token, 10), response, ms(ttl)).Int()
 	if err != nil {
 		return fmt.Errorf("redisstore: complete: %w", err)
@@ -144,6 +157,9 @@ func (s *Store) Complete(ctx context.Context, key string, token uint64, response
 
 // Release implements idempotency.Store.
 func (s *Store) Release(ctx context.Context, key string, token uint64) error {
+	if s.rdb == nil {
+		return errZero
+	}
 	n, err := releaseScript.Run(ctx, s.rdb, s.keys(key)[:1], strconv.FormatUint(token, 10)).Int()
 	if err != nil {
 		return fmt.Errorf("redisstore: release: %w", err)
@@ -156,6 +172,9 @@ func (s *Store) Release(ctx context.Context, key string, token uint64) error {
 
 // Get implements idempotency.Store.
 func (s *Store) Get(ctx context.Context, key string) (idempotency.Entry, bool, error) {
+	if s.rdb == nil {
+		return idempotency.Entry{}, false, errZero
+	}
 	res, err := getScript.Run(ctx, s.rdb, s.keys(key)[:1]).Slice()
 	if err != nil {
 		return idempotency.Entry{}, false, fmt.Errorf("redisstore: get: %w", err)

@@ -310,3 +310,22 @@ func TestErrorsAreReturned(t *testing.T) {
 		t.Error("Get: no error")
 	}
 }
+
+// TestZeroStore: a zero Store is not usable and says so with an error,
+// never a panic.
+func TestZeroStore(t *testing.T) {
+	var s redisstore.Store
+	ctx := context.Background()
+	if _, _, err := s.Reserve(ctx, "k", "fp", time.Second); err == nil || !strings.Contains(err.Error(), "New") {
+		t.Errorf("Reserve: got %v, want an error naming New", err)
+	}
+	if err := s.Complete(ctx, "k", 1, nil, time.Second); err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Errorf("Complete: got %v, want an error", err)
+	}
+	if err := s.Release(ctx, "k", 1); err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Errorf("Release: got %v, want an error", err)
+	}
+	if _, _, err := s.Get(ctx, "k"); err == nil {
+		t.Error("Get: no error")
+	}
+}
