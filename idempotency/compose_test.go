@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/resilience-go/resilience/idempotency"
 	"github.com/resilience-go/resilience/ratelimit"
+	"github.com/resilience-go/resilience/resiliencehttp"
 )
 
 // TestNotProcessedReleases checks which statuses are recorded: an answer
@@ -121,6 +124,60 @@ func TestOuterRateLimitFieldsWin(t *testing.T) {
 		if got := second.header.Values(ratelimit.StateHeader); len(got) != 1 || got[0] != want {
 			t.Errorf("replay's %s: got %q (first request's: %q), want the limiter's decision for it, %q",
 				ratelimit.StateHeader, got, first.header.Values(ratelimit.StateHeader), want)
+		}
+	})
+}
+
+// handlerTransport serves requests with a handler in the process, so that
+// a client and a server share a synctest bubble's clock.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	w := httptest.NewRecorder()
+	t.h.ServeHTTP(w, r)
+	resp := w.Result()
+	resp.Request = r
+	return resp, nil
+}
+
+// TestClientIsNotPausedByAReplay composes the library's client with the
+// server stacked as the README says: a replay carries the quota the
+// limiter has now, so the client's pushback gate does not hold the next
+// call to the host for a pause the quota no longer needs.
+func TestClientIsNotPausedByAReplay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+		lim := ratelimit.NewLocal(ratelimit.Quota{Name: "q", Limit: 2, Window: 2 * time.Second})
+		perClient := func(*http.Request) string { return "one client" }
+		srv := ratelimit.Middleware(lim, perClient)(idempotency.Middleware(idempotency.NewMemoryStore())(h))
+		tr, err := resiliencehttp.Standard(handlerTransport{srv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &http.Client{Transport: tr}
+		do := func(method, key string) *http.Response {
+			req, _ := http.NewRequest(method, "http://api.example.com/charges", strings.NewReader("{}"))
+			if key != "" {
+				req.Header.Set("Idempotency-Key", key)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp
+		}
+		do("POST", `"a"`)
+		do("POST", `"b"`)           // the last of the quota: r=0
+		time.Sleep(3 * time.Second) // the quota is whole again
+		if resp := do("POST", `"b"`); resp.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("repeat of b: got %v, want a replay", resp.Header)
+		}
+		start := time.Now()
+		do("GET", "")
+		if d := time.Since(start); d != 0 {
+			t.Errorf("the next call waited %v at the client's gate after a replay, want no wait", d)
 		}
 	})
 }
