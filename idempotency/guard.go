@@ -14,7 +14,8 @@ import (
 // Errors of [Guard.Run], matched with errors.Is.
 var (
 	// ErrInFlight: the key's first request still runs (HTTP 409, gRPC
-	// Aborted). Retry later.
+	// Aborted). Retry later: Run's error is an [*InFlightError] that says
+	// when.
 	ErrInFlight = errors.New("idempotency: a request with this key is in flight")
 	// ErrMismatch: the key was used for another request (HTTP 422, gRPC
 	// FailedPrecondition).
@@ -143,7 +144,8 @@ const (
 // returns the response to send. fingerprint identifies the request: a
 // repeat of key with another fingerprint fails with [ErrMismatch]. A
 // repeat of a completed request returns its recorded response, Replayed;
-// a repeat while it runs fails with [ErrInFlight], or waits for it
+// a repeat while it runs fails with an [*InFlightError] (matching
+// [ErrInFlight]) that says when to ask again, or waits for it
 // ([WithWait]). When the store fails, Run fails with an error wrapping
 // [ErrStore], or, with [WithFailOpen], runs run without deduplication.
 //

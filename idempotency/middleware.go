@@ -21,16 +21,25 @@ import (
 )
 
 // Middleware returns HTTP middleware that runs each request carrying an
-// Idempotency-Key header at most once per key, a [Guard] that keeps its
+// Idempotency-Key header at most once per key (see the package
+// documentation for what exactly holds), a [Guard] that keeps its
 // reservations and records in store:
 //
-//   - The first request with a key runs. Its response (status, headers,
-//     body) is sent as the handler writes it and recorded, with a
-//     fingerprint of the request (method, path and query, body digest; see
-//     [WithFingerprint]).
-//   - A repeat after it completed gets the recorded response, byte for
-//     byte, marked Idempotent-Replayed: true; the handler does not run.
-//   - A repeat while it runs gets 409 Conflict, or waits for its result
+//   - The first request with a key runs. Its response is sent as the
+//     handler writes it and recorded: the status, the header fields the
+//     handler set, the body and the trailers (declared in a Trailer field,
+//     or set with http.TrailerPrefix), with a fingerprint of the request
+//     (method, path and query, body digest; see [WithFingerprint]).
+//   - A repeat after it completed gets the recorded status, fields, body and
+//     trailers, marked Idempotent-Replayed: true; the handler does not run.
+//     Fields an outer middleware set for the repeat itself (before this
+//     one runs) win over recorded ones, and are never recorded: a rate
+//     limiter's RateLimit fields, a request id. The RateLimit and
+//     RateLimit-Policy fields are never recorded at all, since they
+//     describe a quota as it was.
+//   - A repeat while it runs gets 409 Conflict with a Retry-After as long as
+//     the key has been held (at least 1 second, never past the end of the
+//     holder's lease; see [InFlightError]), or waits for its result
 //     ([WithWait]).
 //   - The same key with another fingerprint gets 422 Unprocessable Content.
 //   - A malformed key (not a Structured Field String; see [WithBareKeys]),
@@ -41,19 +50,32 @@ import (
 //   - Keys are scoped by principal ([WithPrincipal]; the Authorization
 //     header by default): a client never receives a response recorded for
 //     another.
-//   - A 5xx response, or a panic in the handler, releases the key instead
-//     of recording it, so that a retry runs the request again. (Stripe
-//     records 500s too and replays them; here a server failure is taken to
-//     have left nothing worth replaying, and the retry is what the client
-//     wants. A handler that fails after a side effect must make the side
-//     effect itself idempotent or answer with a 4xx.) The panic goes on
-//     after the release. A response whose body is larger than 1 MiB
+//   - Which responses are recorded: every 2xx, 3xx and 4xx status except
+//     those that say the request was not processed and may be sent again:
+//     408 Request Timeout, 409 Conflict, 425 Too Early and 429 Too Many
+//     Requests. Those, any 5xx, a hijacked connection, and a panic in the
+//     handler release the key instead, so that a retry runs the request
+//     again. (Stripe records 500s too and replays them; here a server
+//     failure is taken to have left nothing worth replaying, and the retry
+//     is what the client wants. A handler that fails after a side effect
+//     must make the side effect itself idempotent or answer with a status
+//     that is recorded.) The panic goes on after the release. A response
+//     whose record (body, fields and trailers) is larger than 1 MiB
 //     ([WithMaxResponse]) is not recorded either: its key is released.
 //   - Records expire after 24 hours ([WithTTL]); a reservation whose
 //     instance died expires after its lease ([WithLease]).
 //   - When the store fails, the request fails with 503 Service
-//     Unavailable, or runs without deduplication with [WithFailOpen]. It
-//     never panics.
+//     Unavailable, Retry-After: 1 and a problem whose detail says the
+//     request was not run and why (the store is full, did not answer in
+//     time, or is unavailable), or runs without deduplication with
+//     [WithFailOpen]. It never panics.
+//
+// Stack it inside load shedding and rate limiting, next to the handler:
+// ratelimit.Middleware(idempotency.Middleware(h)). A request shed or
+// throttled then never reaches the record, and its repeat gets the
+// limiter's decision for itself. (Stacked the other way round, a 429 from
+// the inner limiter is not recorded either, but a replay, which the
+// limiter never sees, is not counted against the quota.)
 //
 // Errors are answered with application/problem+json bodies (RFC 9457). It
 // panics if store is nil or an option is invalid.
