@@ -44,7 +44,8 @@ func (e *InFlightError) Error() string {
 func (e *InFlightError) Unwrap() error { return ErrInFlight }
 
 // A Guard runs each request that carries an idempotency key at most once
-// per key and replays the recorded response to its repeats. [Middleware]
+// per key (see the package documentation for what exactly holds) and
+// replays the recorded response to its repeats. [Middleware]
 // is a Guard for an http.Handler; resiliencegrpc's
 // IdempotencyServerInterceptor one for gRPC. Use a Guard directly for
 // another protocol. Build it with [NewGuard]; it is safe for concurrent
