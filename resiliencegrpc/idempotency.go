@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 
@@ -59,8 +60,10 @@ const ReplayedMetadata = "idempotent-replayed"
 //     or a record above idempotency.WithMaxResponse releases the key
 //     instead of recording it, so a retry runs again. Every other status,
 //     OK included, is recorded.
-//   - When the store fails, calls fail with Unavailable, or run without
-//     deduplication with idempotency.WithFailOpen.
+//   - When the store fails, calls fail with Unavailable and a message that
+//     says the call was not run and why (the store is full, did not answer
+//     in time, or is unavailable), or run without deduplication with
+//     idempotency.WithFailOpen.
 //
 // To see the metadata a keyed call's handler sets, the interceptor gives
 // the handler a context whose grpc.ServerTransportStream records it; the
@@ -118,7 +121,7 @@ func IdempotencyServerInterceptor(store idempotency.Store, opts ...idempotency.O
 		case errors.Is(err, idempotency.ErrMismatch):
 			return nil, status.Error(codes.FailedPrecondition, "resiliencegrpc: this idempotency-key was used for a different call")
 		case errors.Is(err, idempotency.ErrStore):
-			return nil, status.Error(codes.Unavailable, "resiliencegrpc: idempotency keys cannot be checked right now; retry later")
+			return nil, status.Error(codes.Unavailable, storeDown(err))
 		}
 		return nil, status.FromContextError(err).Err()
 	}
@@ -135,6 +138,21 @@ func inFlight(err error) error {
 		}
 	}
 	return st.Err()
+}
+
+// storeDown says what failed when the store could not reserve a call's
+// key, without the store's own error (addresses, internals), which the
+// Guard counts.
+func storeDown(err error) string {
+	why := "the idempotency store is unavailable"
+	var ne net.Error
+	switch {
+	case errors.Is(err, idempotency.ErrStoreFull):
+		why = "the idempotency store is full"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		why = "the idempotency store is unavailable (it did not answer in time)"
+	}
+	return "resiliencegrpc: the call was not run: its idempotency-key could not be checked, because " + why + "; retry later"
 }
 
 func principal(ctx context.Context, g *idempotency.Guard) string {

@@ -136,3 +136,24 @@ func TestIdempotencyInFlightRetryInfo(t *testing.T) {
 		t.Errorf("details %v, want a RetryInfo of 1s", status.Convert(err).Details())
 	}
 }
+
+// TestIdempotencyStoreDownSaysWhy: when the store cannot reserve a key the
+// call fails with Unavailable and a message that says the call was not run
+// and why.
+func TestIdempotencyStoreDownSaysWhy(t *testing.T) {
+	s := &server{unary: func(ctx context.Context, n int, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+		return &testgrpc.SimpleResponse{}, nil
+	}}
+	store := idempotency.NewMemoryStore(idempotency.WithMaxEntries(1))
+	addr := start(t, s, grpc.ChainUnaryInterceptor(IdempotencyServerInterceptor(store)))
+	c := dial(t, addr, nil)
+	if _, err := c.UnaryCall(withKey(t.Context(), IdempotencyKey, "a"), &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.UnaryCall(withKey(t.Context(), IdempotencyKey, "b"), &testgrpc.SimpleRequest{})
+	wantCode(t, err, codes.Unavailable)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "not run") || !strings.Contains(msg, "store is full") {
+		t.Errorf("message %q, want it to say the call was not run because the store is full", msg)
+	}
+	wantCalls(t, s, 1)
+}
