@@ -29,10 +29,11 @@ var (
 // held by another request that has not finished. It matches [ErrInFlight].
 type InFlightError struct {
 	// RetryAfter is how long to wait before asking again: as long as the
-	// key has been held (a request that has run for a while is likely to
-	// run as long again, and one whose instance died never ends), at
-	// least one second, and never past the end of the holder's lease,
-	// when the key is recorded or free again.
+	// key has been held so far, so that a client that follows it asks
+	// about a long-running holder (or one whose instance died, which
+	// never ends) at doubling intervals; at least one second; and never
+	// past the end of the holder's lease, when the key is recorded or
+	// free again.
 	RetryAfter time.Duration
 }
 
