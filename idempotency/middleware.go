@@ -142,7 +142,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res, err := g.Run(r.Context(), h.principal(r), key, fp, func(context.Context) ([]byte, Outcome) {
 		// What outer middleware set for this request is not the
 		// handler's response, and is not recorded.
-		rec := &recorder{ResponseWriter: w, max: g.c.maxResponse, pre: w.Header().Clone()}
+		rec := &recorder{ResponseWriter: w, max: g.c.maxResponse}
+		if wh := w.Header(); len(wh) > 0 {
+			rec.pre = wh.Clone()
+		}
 		h.next.ServeHTTP(rec, r)
 		return rec.result()
 	})
@@ -356,15 +359,28 @@ func notProcessed(status int) bool {
 // every repeat), and never the RateLimit fields, which describe a quota as
 // it was when the response was sent.
 func recordedHeader(h, pre http.Header, trailers map[string]bool) http.Header {
+	keep := func(k string, vs []string) bool {
+		if k == rateLimitHeader || k == rateLimitPolicyHeader || trailers[k] || strings.HasPrefix(k, http.TrailerPrefix) {
+			return false
+		}
+		old, ok := pre[k]
+		return !ok || !slices.Equal(old, vs)
+	}
+	all := true
+	for k, vs := range h {
+		if !keep(k, vs) {
+			all = false
+			break
+		}
+	}
+	if all {
+		return h // h is the recorder's own copy
+	}
 	out := make(http.Header, len(h))
 	for k, vs := range h {
-		if k == rateLimitHeader || k == rateLimitPolicyHeader || trailers[k] || strings.HasPrefix(k, http.TrailerPrefix) {
-			continue
+		if keep(k, vs) {
+			out[k] = vs
 		}
-		if old, ok := pre[k]; ok && slices.Equal(old, vs) {
-			continue
-		}
-		out[k] = vs
 	}
 	return out
 }
@@ -460,6 +476,9 @@ func (d *decoder) fields() http.Header {
 	n := d.uvarint()
 	if d.err != nil || n > uint64(len(d.b)) {
 		d.err = errBadRecord
+		return nil
+	}
+	if n == 0 {
 		return nil
 	}
 	h := make(http.Header, n)
