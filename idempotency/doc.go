@@ -25,34 +25,48 @@
 //
 // [Middleware] wraps an http.Handler, and resiliencegrpc's
 // IdempotencyServerInterceptor a gRPC server, so that each request with a
-// key runs at most once per key and principal: a repeat gets the recorded
-// response (marked Idempotent-Replayed: true), a repeat while the first
-// runs a 409, a repeat with another payload a 422. [Guard] is the
-// protocol-neutral core both use. Reservations and records live in a
+// key runs at most once per key and principal (see Guarantees for what
+// exactly holds): a repeat gets the recorded response (marked
+// Idempotent-Replayed: true), a repeat while the first runs a 409, a
+// repeat with another payload a 422. A server stacks it inside load
+// shedding and rate limiting, next to the handler:
+//
+//	load shedding → rate limit → idempotency → handler
+//
+// [Guard] is the protocol-neutral core both use. Reservations and records live in a
 // [Store]: [MemoryStore] for one process, package redisstore for a fleet
 // that shares one Redis.
 //
 // # Guarantees
 //
-//   - While a record lives (24 hours by default), a request with a key
-//     runs at most once per principal and key, across every instance that
-//     shares the store; the others get its response or a conflict.
-//   - A request whose instance died runs again once its lease runs out; a
-//     request that outlives its lease cannot record over the one that took
-//     over (fencing tokens).
-//   - A server failure (5xx, a panic, a failure status in gRPC) or a
-//     response above the size bound is not recorded: the key is released
-//     and a retry runs again.
+// What holds, exactly, for requests with one key and principal on every
+// instance that shares a store, while the key's record lives (24 hours by
+// default):
+//
+//   - Two runs never overlap: while one request holds the key (its
+//     reservation's lease, 1 minute by default, has not run out), the
+//     others get its record once it is done, or a conflict meanwhile.
+//   - Once a response is recorded, the request never runs again: every
+//     repeat gets the record.
+//   - A request runs again only when its run left no record: it answered
+//     with a status that is not recorded (a server failure, or "not
+//     processed": see [Middleware]), panicked, or was too large to record
+//     (the key is then released at once); or its record could not be
+//     written because its instance died, or the store failed or was full,
+//     between the handler's end and the record (the key is then free
+//     again once the lease runs out, and the next request runs).
+//   - A request that outlives its lease may be run again by a retry, and
+//     cannot then record over the one that took over (fencing tokens).
 //   - When the store fails, requests fail with 503 (fail closed) unless
 //     [WithFailOpen] says to run them without deduplication.
 //
-// What it does not guarantee: a handler that performs its side effect and
-// then fails with a 5xx, or panics, is run again by a retry. Make such a
-// side effect idempotent itself, or answer with a 4xx, which is recorded.
-// And a response that could not be recorded because the store failed (or,
-// for the memory store, was full) just after the handler ran is counted
-// (store_error, reason complete): its key stays reserved until the lease
-// runs out, and a retry after that runs the request again.
+// So "at most once" holds for runs that leave a record: a handler's side
+// effect is done again when its run left none. A handler that
+// performs its side effect and then fails with a 5xx, or panics, or whose
+// instance dies before recording, is run again by a retry. Make such side
+// effects idempotent themselves (a unique constraint on the key, say), and
+// answer with a status that is recorded once the effect is done. Set the
+// lease above the longest a handler may run ([WithLease]).
 //
 // # Telemetry
 //

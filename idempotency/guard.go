@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -13,7 +14,8 @@ import (
 // Errors of [Guard.Run], matched with errors.Is.
 var (
 	// ErrInFlight: the key's first request still runs (HTTP 409, gRPC
-	// Aborted). Retry later.
+	// Aborted). Retry later: Run's error is an [*InFlightError] that says
+	// when.
 	ErrInFlight = errors.New("idempotency: a request with this key is in flight")
 	// ErrMismatch: the key was used for another request (HTTP 422, gRPC
 	// FailedPrecondition).
@@ -23,12 +25,33 @@ var (
 	ErrStore = errors.New("idempotency: store unavailable")
 )
 
+// An InFlightError is the error of [Guard.Run] for a request whose key is
+// held by another request that has not finished. It matches [ErrInFlight].
+type InFlightError struct {
+	// RetryAfter is how long to wait before asking again: as long as the
+	// key has been held so far, so that a client that follows it asks
+	// about a long-running holder (or one whose instance died, which
+	// never ends) at doubling intervals; at least one second; and never
+	// past the end of the holder's lease, when the key is recorded or
+	// free again.
+	RetryAfter time.Duration
+}
+
+func (e *InFlightError) Error() string {
+	return fmt.Sprintf("%v; retry after %v", ErrInFlight, e.RetryAfter)
+}
+
+// Unwrap returns [ErrInFlight].
+func (e *InFlightError) Unwrap() error { return ErrInFlight }
+
 // A Guard runs each request that carries an idempotency key at most once
-// per key and replays the recorded response to its repeats. [Middleware]
+// per key (see the package documentation for what exactly holds) and
+// replays the recorded response to its repeats. [Middleware]
 // is a Guard for an http.Handler; resiliencegrpc's
 // IdempotencyServerInterceptor one for gRPC. Use a Guard directly for
 // another protocol. Build it with [NewGuard]; it is safe for concurrent
-// use.
+// use. The zero value is not usable: it has no Store, and its Run fails
+// with an error matching [ErrStore] without running the request.
 type Guard struct {
 	store Store
 	c     config
@@ -65,12 +88,21 @@ func newGuard(fn string, store Store, opts []Option) *Guard {
 	return &Guard{store: store, c: c, tel: newTelemetry(c.tel)}
 }
 
-// MaxKeyLength returns the longest key the Guard accepts (WithMaxKeyLength).
-func (g *Guard) MaxKeyLength() int { return g.c.maxKeyLen }
+// errZeroGuard is the error of a zero Guard's Run.
+var errZeroGuard = fmt.Errorf("%w: a zero Guard has no store (build it with NewGuard)", ErrStore)
+
+// MaxKeyLength returns the longest key the Guard accepts (WithMaxKeyLength;
+// the default for a zero Guard).
+func (g *Guard) MaxKeyLength() int { return cmp.Or(g.c.maxKeyLen, DefaultMaxKeyLength) }
 
 // MaxResponse returns the largest response the Guard records
-// (WithMaxResponse).
-func (g *Guard) MaxResponse() int { return g.c.maxResponse }
+// (WithMaxResponse; the default for a zero Guard).
+func (g *Guard) MaxResponse() int {
+	if g.store == nil {
+		return DefaultMaxResponse
+	}
+	return g.c.maxResponse
+}
 
 // Principal returns the principal of the request in ctx given by
 // WithContextPrincipal, and ok false when no such option was given.
@@ -103,19 +135,28 @@ const (
 	// TooLarge: the response is above the Guard's MaxResponse; release the
 	// key, and count it.
 	TooLarge
+	// NotProcessed: the request was turned away without being processed
+	// (HTTP 408, 409, 425, 429; gRPC ResourceExhausted, Aborted): release
+	// the key, so that a retry runs, and count it apart from server
+	// failures.
+	NotProcessed
 )
 
 // Run runs run at most once for key, among the requests of principal, and
 // returns the response to send. fingerprint identifies the request: a
 // repeat of key with another fingerprint fails with [ErrMismatch]. A
 // repeat of a completed request returns its recorded response, Replayed;
-// a repeat while it runs fails with [ErrInFlight], or waits for it
+// a repeat while it runs fails with an [*InFlightError] (matching
+// [ErrInFlight]) that says when to ask again, or waits for it
 // ([WithWait]). When the store fails, Run fails with an error wrapping
 // [ErrStore], or, with [WithFailOpen], runs run without deduplication.
 //
 // run returns the encoded response and what to do with it. When run
 // panics, Run releases the key and panics again with the same value.
 func (g *Guard) Run(ctx context.Context, principal, key, fingerprint string, run func(ctx context.Context) ([]byte, Outcome)) (Result, error) {
+	if g.store == nil {
+		return Result{}, errZeroGuard
+	}
 	skey := storeKey(principal, key)
 	var deadline time.Time
 	if g.c.wait > 0 {
@@ -147,7 +188,7 @@ func (g *Guard) Run(ctx context.Context, principal, key, fingerprint string, run
 		now := time.Now()
 		if deadline.IsZero() || !now.Before(deadline) {
 			g.tel.event(ctx, eventConflict, "")
-			return Result{}, ErrInFlight
+			return Result{}, &InFlightError{RetryAfter: g.retryAfter(e.LeaseLeft)}
 		}
 		delay = min(delay, deadline.Sub(now))
 		t := time.NewTimer(delay)
@@ -159,6 +200,17 @@ func (g *Guard) Run(ctx context.Context, principal, key, fingerprint string, run
 		}
 		delay = min(2*delay, 100*time.Millisecond)
 	}
+}
+
+// retryAfter returns the wait to advise for a key held by a reservation
+// whose lease has left left; see [InFlightError]. How long the key has been
+// held is taken to be the lease less what is left of it: the instances
+// sharing a store are expected to share one lease.
+func (g *Guard) retryAfter(left time.Duration) time.Duration {
+	if left <= 0 {
+		return time.Second
+	}
+	return min(max(g.c.lease-left, time.Second), left)
 }
 
 func (g *Guard) runReserved(ctx context.Context, skey string, token uint64, run func(context.Context) ([]byte, Outcome)) (res Result, err error) {
@@ -177,6 +229,8 @@ func (g *Guard) runReserved(ctx context.Context, skey string, token uint64, run 
 		g.release(ctx, skey, token, "server_error")
 	case TooLarge:
 		g.release(ctx, skey, token, "too_large")
+	case NotProcessed:
+		g.release(ctx, skey, token, "not_processed")
 	default:
 		if len(resp) > g.c.maxResponse {
 			g.release(ctx, skey, token, "too_large")

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/dunglas/httpsfv"
 
@@ -29,11 +30,14 @@ var (
 // ParseKey returns the key in the Idempotency-Key header values vs (as
 // http.Header.Values returns them). The IETF httpapi draft makes the header
 // a Structured Field String (Idempotency-Key: "8e03978e-..."), parsed here
-// with github.com/dunglas/httpsfv; with bare, a Token or the bare value as
-// it is (Idempotency-Key: 8e03978e-...) is accepted too. Parameters on the
-// item are ignored. A key must be non-empty printable ASCII of at most max
-// bytes. The error wraps [ErrKeyMissing], [ErrKeyMalformed] or
-// [ErrKeyTooLong].
+// with github.com/dunglas/httpsfv; parameters on it are not part of the key
+// and are ignored, as Structured Fields have it. With bare, a value that is
+// not quoted is taken as the key whole, as it is (Idempotency-Key:
+// 8e03978e-...): "invoice-17;attempt=1" is the key invoice-17;attempt=1,
+// not invoice-17 with a parameter, so distinct bare values are distinct
+// keys. A key must be non-empty printable ASCII of at most max bytes; a
+// bare one has no space, quote or comma. The error wraps [ErrKeyMissing],
+// [ErrKeyMalformed] or [ErrKeyTooLong].
 func ParseKey(vs []string, bare bool, max int) (string, error) {
 	if len(vs) == 0 {
 		return "", ErrKeyMissing
@@ -48,27 +52,24 @@ func ParseKey(vs []string, bare bool, max int) (string, error) {
 		return "", fmt.Errorf("%w: %d bytes, at most %d", ErrKeyTooLong, size, max)
 	}
 	var key string
-	item, err := httpsfv.UnmarshalItem(vs)
-	switch {
-	case err == nil:
-		switch v := item.Value.(type) {
-		case string:
-			key = v
-		case httpsfv.Token:
-			if !bare {
-				return "", fmt.Errorf("%w: a token, want a quoted string (or allow bare keys)", ErrKeyMalformed)
-			}
-			key = string(v)
-		default:
-			if !bare || len(vs) != 1 {
-				return "", fmt.Errorf("%w: a %T, want a quoted string", ErrKeyMalformed, item.Value)
-			}
-			key = vs[0] // a bare key that parses as a number, say
+	if v := strings.Trim(vs[0], " \t"); bare && len(vs) == 1 && !strings.HasPrefix(v, `"`) {
+		if !printable(v, false) {
+			return "", fmt.Errorf("%w: a bare key must be printable ASCII without spaces, quotes or commas", ErrKeyMalformed)
 		}
-	case bare && len(vs) == 1 && printable(vs[0], false):
-		key = vs[0]
-	default:
-		return "", fmt.Errorf("%w: %v", ErrKeyMalformed, err)
+		key = v
+	} else {
+		item, err := httpsfv.UnmarshalItem(vs)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrKeyMalformed, err)
+		}
+		s, ok := item.Value.(string)
+		if !ok {
+			if bare {
+				return "", fmt.Errorf("%w: a %s, want a quoted string or one bare key", ErrKeyMalformed, sfType(item.Value))
+			}
+			return "", fmt.Errorf("%w: a %s, want a quoted string (or allow bare keys)", ErrKeyMalformed, sfType(item.Value))
+		}
+		key = s
 	}
 	switch {
 	case key == "":
@@ -79,6 +80,23 @@ func ParseKey(vs []string, bare bool, max int) (string, error) {
 		return "", fmt.Errorf("%w: not printable ASCII", ErrKeyMalformed)
 	}
 	return key, nil
+}
+
+// sfType names the type of a Structured Field bare item.
+func sfType(v any) string {
+	switch v.(type) {
+	case httpsfv.Token:
+		return "token"
+	case int64:
+		return "integer"
+	case float64:
+		return "decimal"
+	case bool:
+		return "boolean"
+	case []byte:
+		return "byte sequence"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // printable reports whether s is printable ASCII; space is allowed only

@@ -36,6 +36,14 @@ func TestParseKey(t *testing.T) {
 		{[]string{`"` + strings.Repeat("x", 11) + `"`}, false, "", idempotency.ErrKeyTooLong},
 		{[]string{strings.Repeat("x", 1000)}, true, "", idempotency.ErrKeyTooLong},
 		{[]string{"\"a\u00e9\""}, false, "", idempotency.ErrKeyMalformed},
+		// A bare key is taken whole: what looks like parameters is part
+		// of it.
+		{[]string{`inv;a=1`}, true, "inv;a=1", nil},
+		{[]string{`inv;a=2`}, true, "inv;a=2", nil},
+		{[]string{`1;a`}, true, "1;a", nil},
+		{[]string{` abc `}, true, "abc", nil},
+		{[]string{`"abc";p=1`}, true, "abc", nil},
+		{[]string{`inv;a=1`}, false, "", idempotency.ErrKeyMalformed},
 	}
 	for _, tt := range tests {
 		got, err := idempotency.ParseKey(tt.vs, tt.bare, 10)
@@ -99,6 +107,41 @@ func FuzzParseKey(f *testing.F) {
 		}
 		if again, err := idempotency.ParseKey([]string{s}, false, max); err != nil || again != key {
 			t.Fatalf("round trip of %q through %q: got %q, %v", key, s, again, err)
+		}
+	})
+}
+
+// FuzzBareKeysAreDistinct checks that in bare mode (always used by gRPC)
+// distinct accepted values are distinct keys: a bare value is the key as it
+// is, around spaces aside, and a quoted one the Structured Field String it
+// holds, whose serialization is never a bare value.
+func FuzzBareKeysAreDistinct(f *testing.F) {
+	for _, s := range [][2]string{
+		{"invoice-17;attempt=1", "invoice-17;attempt=2"},
+		{"1;a", "1;b"},
+		{"abc;p", "abc"},
+		{`"abc"`, "abc"},
+		{`"abc";p=1`, `"abc";p=2`},
+		{"?1", "?0"},
+		{":YWJj:", "abc"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		const max = 255
+		ka, erra := idempotency.ParseKey([]string{a}, true, max)
+		kb, errb := idempotency.ParseKey([]string{b}, true, max)
+		if erra != nil || errb != nil {
+			return
+		}
+		ta, tb := strings.Trim(a, " \t"), strings.Trim(b, " \t")
+		for _, c := range [][2]string{{ta, ka}, {tb, kb}} {
+			if !strings.HasPrefix(c[0], `"`) && c[0] != c[1] {
+				t.Fatalf("bare value %q: got key %q, want it whole", c[0], c[1])
+			}
+		}
+		if ka == kb && ta != tb && !strings.HasPrefix(ta, `"`) && !strings.HasPrefix(tb, `"`) {
+			t.Fatalf("distinct bare values %q and %q give one key %q", a, b, ka)
 		}
 	})
 }

@@ -29,6 +29,9 @@ import (
 // Transport does: it resends a request that carries an Idempotency-Key
 // header (any method) when a reused keep-alive connection breaks before
 // the response, as it does for a GET.
+//
+// Build a Keyer with [NewKeyer]. The zero value has an empty scope: it
+// stamps no key, and runs every call as it is.
 type Keyer struct {
 	hosts   map[string]bool // "host" or "host:port"
 	methods map[string]bool // "/pkg.Service/Method" or "/pkg.Service/*"

@@ -17,9 +17,12 @@ const (
 )
 
 // ErrStoreFull is returned by [MemoryStore.Reserve] when the store holds
-// as many live entries, or bytes, as it may. The Guard treats it as any
-// store failure (503 by default): evicting a live record instead could let
-// a retry run twice.
+// as many live entries, or bytes, as it may, and by [MemoryStore.Complete]
+// when the record would not fit. The Guard treats it as any store failure:
+// a request it cannot reserve fails (503 by default), and a record that
+// does not fit leaves its key reserved until the lease runs out, so that a
+// retry within the lease gets a conflict instead of running again.
+// Evicting a live record instead could let a retry run twice.
 var ErrStoreFull = errors.New("idempotency: memory store full")
 
 // entryOverhead is what each entry counts against the byte bound besides
@@ -110,7 +113,7 @@ func (s *MemoryStore) Reserve(ctx context.Context, key, fingerprint string, leas
 	s.sweepLocked(now)
 	if e, ok := s.entries[key]; ok {
 		// Live: sweepLocked dropped the expired ones.
-		return copyEntry(e.Entry), false, nil
+		return copyEntry(e, now), false, nil
 	}
 	size := entryOverhead + len(key) + len(fingerprint)
 	if len(s.entries) >= cmp.Or(s.maxEntries, DefaultMaxEntries) || s.bytes+size > cmp.Or(s.maxBytes, DefaultMaxBytes) {
@@ -138,7 +141,8 @@ func (s *MemoryStore) Complete(ctx context.Context, key string, token uint64, re
 	}
 	size := entryOverhead + len(key) + len(e.Fingerprint) + len(response)
 	if s.bytes-e.size+size > cmp.Or(s.maxBytes, DefaultMaxBytes) {
-		s.removeLocked(e)
+		// The reservation stays until its lease runs out: the request
+		// ran, and a retry must not run it again at once.
 		return ErrStoreFull
 	}
 	s.bytes += size - e.size
@@ -175,7 +179,7 @@ func (s *MemoryStore) Get(ctx context.Context, key string) (Entry, bool, error) 
 	if !ok || !now.Before(e.expires) {
 		return Entry{}, false, nil
 	}
-	return copyEntry(e.Entry), true, nil
+	return copyEntry(e, now), true, nil
 }
 
 // heldLocked returns the live reservation of key held with token.
@@ -201,8 +205,13 @@ func (s *MemoryStore) sweepLocked(now time.Time) {
 	}
 }
 
-func copyEntry(e Entry) Entry {
+// copyEntry returns what holds e's key as of now.
+func copyEntry(m *memEntry, now time.Time) Entry {
+	e := m.Entry
 	e.Response = append([]byte(nil), e.Response...)
+	if !e.Done {
+		e.LeaseLeft = m.expires.Sub(now)
+	}
 	return e
 }
 

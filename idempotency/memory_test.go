@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,8 +44,39 @@ func TestMemoryStoreBounds(t *testing.T) {
 		if err := small.Complete(ctx, "k", e.Token, make([]byte, 1000), time.Hour); !errors.Is(err, idempotency.ErrStoreFull) {
 			t.Fatalf("record above the byte bound: got %v, want ErrStoreFull", err)
 		}
-		if _, ok, _ := small.Get(ctx, "k"); ok {
-			t.Error("the reservation of a record that did not fit is still held")
+	})
+}
+
+// TestMemoryStoreRefusedRecord: a record above the byte bound is refused,
+// and its key stays reserved until the lease runs out.
+func TestMemoryStoreRefusedRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := idempotency.NewMemoryStore(idempotency.WithMaxBytes(1000))
+		storetest.RefusedRecord(t, s, "k", make([]byte, 1000), func() func() { return func() {} }, time.Sleep)
+	})
+}
+
+// TestRecordTooLargeForStoreDoesNotRunAgain: a response the handler sent
+// but the memory store could not hold is not run again by an immediate
+// retry (409); once the lease ran out, a retry runs.
+func TestRecordTooLargeForStoreDoesNotRunAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var runs atomic.Int64
+		h := idempotency.Middleware(idempotency.NewMemoryStore(idempotency.WithMaxBytes(4096)), idempotency.WithLease(time.Minute))(
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				runs.Add(1)
+				w.Write(make([]byte, 8192))
+			}))
+		if got := serve(h, "POST", key1, "", "{}"); got.status != 200 || len(got.body) != 8192 {
+			t.Fatalf("first: got %d with %d bytes, want the handler's 200", got.status, len(got.body))
+		}
+		problemOf(t, serve(h, "POST", key1, "", "{}"), http.StatusConflict)
+		if runs.Load() != 1 {
+			t.Fatalf("an immediate retry ran the handler again (%d runs)", runs.Load())
+		}
+		time.Sleep(time.Minute)
+		if got := serve(h, "POST", key1, "", "{}"); got.status != 200 || runs.Load() != 2 {
+			t.Errorf("after the lease: got %d after %d runs, want a second run", got.status, runs.Load())
 		}
 	})
 }

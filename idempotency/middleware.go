@@ -13,20 +13,33 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // Middleware returns HTTP middleware that runs each request carrying an
-// Idempotency-Key header at most once per key, a [Guard] that keeps its
+// Idempotency-Key header at most once per key (see the package
+// documentation for what exactly holds), a [Guard] that keeps its
 // reservations and records in store:
 //
-//   - The first request with a key runs. Its response (status, headers,
-//     body) is sent as the handler writes it and recorded, with a
-//     fingerprint of the request (method, path and query, body digest; see
-//     [WithFingerprint]).
-//   - A repeat after it completed gets the recorded response, byte for
-//     byte, marked Idempotent-Replayed: true; the handler does not run.
-//   - A repeat while it runs gets 409 Conflict, or waits for its result
+//   - The first request with a key runs. Its response is sent as the
+//     handler writes it and recorded: the status, the header fields the
+//     handler set, the body and the trailers (declared in a Trailer field,
+//     or set with http.TrailerPrefix), with a fingerprint of the request
+//     (method, path and query, body digest; see [WithFingerprint]).
+//   - A repeat after it completed gets the recorded status, fields, body and
+//     trailers, marked Idempotent-Replayed: true; the handler does not run.
+//     Fields an outer middleware set for the repeat itself (before this
+//     one runs) win over recorded ones, and are never recorded: a rate
+//     limiter's RateLimit fields, a request id. The RateLimit and
+//     RateLimit-Policy fields are never recorded at all, since they
+//     describe a quota as it was.
+//   - A repeat while it runs gets 409 Conflict with a Retry-After as long as
+//     the key has been held (at least 1 second, never past the end of the
+//     holder's lease; see [InFlightError]), or waits for its result
 //     ([WithWait]).
 //   - The same key with another fingerprint gets 422 Unprocessable Content.
 //   - A malformed key (not a Structured Field String; see [WithBareKeys]),
@@ -37,19 +50,32 @@ import (
 //   - Keys are scoped by principal ([WithPrincipal]; the Authorization
 //     header by default): a client never receives a response recorded for
 //     another.
-//   - A 5xx response, or a panic in the handler, releases the key instead
-//     of recording it, so that a retry runs the request again. (Stripe
-//     records 500s too and replays them; here a server failure is taken to
-//     have left nothing worth replaying, and the retry is what the client
-//     wants. A handler that fails after a side effect must make the side
-//     effect itself idempotent or answer with a 4xx.) The panic goes on
-//     after the release. A response whose body is larger than 1 MiB
+//   - Which responses are recorded: every 2xx, 3xx and 4xx status except
+//     those that say the request was not processed and may be sent again:
+//     408 Request Timeout, 409 Conflict, 425 Too Early and 429 Too Many
+//     Requests. Those, any 5xx, a hijacked connection, and a panic in the
+//     handler release the key instead, so that a retry runs the request
+//     again. (Stripe records 500s too and replays them; here a server
+//     failure is taken to have left nothing worth replaying, and the retry
+//     is what the client wants. A handler that fails after a side effect
+//     must make the side effect itself idempotent or answer with a status
+//     that is recorded.) The panic goes on after the release. A response
+//     whose record (body, fields and trailers) is larger than 1 MiB
 //     ([WithMaxResponse]) is not recorded either: its key is released.
 //   - Records expire after 24 hours ([WithTTL]); a reservation whose
 //     instance died expires after its lease ([WithLease]).
 //   - When the store fails, the request fails with 503 Service
-//     Unavailable, or runs without deduplication with [WithFailOpen]. It
-//     never panics.
+//     Unavailable, Retry-After: 1 and a problem whose detail says the
+//     request was not run and why (the store is full, did not answer in
+//     time, or is unavailable), or runs without deduplication with
+//     [WithFailOpen]. It never panics.
+//
+// Stack it inside load shedding and rate limiting, next to the handler:
+// ratelimit.Middleware(idempotency.Middleware(h)). A request shed or
+// throttled then never reaches the record, and its repeat gets the
+// limiter's decision for itself. (Stacked the other way round, a 429 from
+// the inner limiter is not recorded either, but a replay, which the
+// limiter never sees, is not counted against the quota.)
 //
 // Errors are answered with application/problem+json bodies (RFC 9457). It
 // panics if store is nil or an option is invalid.
@@ -114,7 +140,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	fp := h.fingerprint(r, body)
 	res, err := g.Run(r.Context(), h.principal(r), key, fp, func(context.Context) ([]byte, Outcome) {
+		// What outer middleware set for this request is not the
+		// handler's response, and is not recorded.
 		rec := &recorder{ResponseWriter: w, max: g.c.maxResponse}
+		if wh := w.Header(); len(wh) > 0 {
+			rec.pre = wh.Clone()
+		}
 		h.next.ServeHTTP(rec, r)
 		return rec.result()
 	})
@@ -127,18 +158,43 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		// The handler wrote the response.
 	case errors.Is(err, ErrInFlight):
-		w.Header().Set("Retry-After", "1")
+		ra := time.Second
+		if ife := (*InFlightError)(nil); errors.As(err, &ife) {
+			ra = ife.RetryAfter
+		}
+		w.Header().Set("Retry-After", strconv.FormatInt(wholeSeconds(ra), 10))
 		writeProblem(w, http.StatusConflict, "A request with this Idempotency-Key is being processed; retry later.")
 	case errors.Is(err, ErrMismatch):
 		writeProblem(w, http.StatusUnprocessableEntity, "This Idempotency-Key was used for a different request.")
 	case errors.Is(err, ErrStore):
 		w.Header().Set("Retry-After", "1")
-		writeProblem(w, http.StatusServiceUnavailable, "Idempotency keys cannot be checked right now; retry later.")
+		writeProblem(w, http.StatusServiceUnavailable, storeProblem(err))
 	default:
 		// The client went away (its context ended) before the request
 		// could be reserved: nobody reads an answer.
 		writeProblem(w, http.StatusServiceUnavailable, "The request was canceled.")
 	}
+}
+
+// storeProblem says, for a client, what failed when the store could not
+// reserve a key: whether the store is full, did not answer in time, or
+// failed otherwise. The store's own error (addresses, internals) stays in
+// the server's telemetry.
+func storeProblem(err error) string {
+	why := "the idempotency store is unavailable"
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrStoreFull):
+		why = "the idempotency store is full"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		why = "the idempotency store is unavailable (it did not answer in time)"
+	}
+	return "The request was not run: its Idempotency-Key could not be checked, because " + why + ". Retry later."
+}
+
+// wholeSeconds returns d in whole seconds, rounded up, at least 1.
+func wholeSeconds(d time.Duration) int64 {
+	return max(int64((d+time.Second-1)/time.Second), 1)
 }
 
 func (h *handler) principal(r *http.Request) string {
@@ -187,6 +243,7 @@ func writeProblem(w http.ResponseWriter, status int, detail string) {
 type recorder struct {
 	http.ResponseWriter
 	max      int
+	pre      http.Header // the header before the handler ran
 	status   int
 	header   http.Header // as it was when the status was written
 	body     bytes.Buffer
@@ -251,21 +308,106 @@ func (rec *recorder) result() ([]byte, Outcome) {
 	switch {
 	case rec.status >= 500, rec.hijacked:
 		return nil, Release
+	case notProcessed(rec.status):
+		return nil, NotProcessed
 	case rec.over:
 		return nil, TooLarge
 	}
-	return encodeResponse(rec.status, rec.header, rec.body.Bytes()), Record
+	declared, trailer := trailers(rec.header, rec.ResponseWriter.Header())
+	return encodeResponse(rec.status, recordedHeader(rec.header, rec.pre, declared), rec.body.Bytes(), trailer), Record
 }
 
-// The record of an HTTP response: a version byte, then uvarints and
-// length-prefixed strings: status, number of header fields, each field's
-// name, number of values and values, and the body.
-const recordVersion = 1
+// trailers returns the trailer fields declared in h, the header as the
+// status was written, and the trailers of the response, taken from final,
+// the header after the handler returned: the declared fields' values, and
+// the fields named with http.TrailerPrefix (kept with their prefix).
+func trailers(h, final http.Header) (declared map[string]bool, trailer http.Header) {
+	for _, v := range h["Trailer"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				if declared == nil {
+					declared = make(map[string]bool)
+				}
+				declared[http.CanonicalHeaderKey(name)] = true
+			}
+		}
+	}
+	for k, vs := range final {
+		if declared[k] || strings.HasPrefix(k, http.TrailerPrefix) {
+			if trailer == nil {
+				trailer = make(http.Header)
+			}
+			trailer[k] = vs
+		}
+	}
+	return declared, trailer
+}
 
-func encodeResponse(status int, h http.Header, body []byte) []byte {
+// notProcessed reports whether status says that the request was turned
+// away before it was processed, and may be sent again: such an answer is
+// not recorded.
+func notProcessed(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
+// recordedHeader returns the fields of h the handler set: those not in pre
+// (set by outer middleware for this request, which sets them again for
+// every repeat), and never the RateLimit fields, which describe a quota as
+// it was when the response was sent.
+func recordedHeader(h, pre http.Header, trailers map[string]bool) http.Header {
+	keep := func(k string, vs []string) bool {
+		if k == rateLimitHeader || k == rateLimitPolicyHeader || trailers[k] || strings.HasPrefix(k, http.TrailerPrefix) {
+			return false
+		}
+		old, ok := pre[k]
+		return !ok || !slices.Equal(old, vs)
+	}
+	all := true
+	for k, vs := range h {
+		if !keep(k, vs) {
+			all = false
+			break
+		}
+	}
+	if all {
+		return h // h is the recorder's own copy
+	}
+	out := make(http.Header, len(h))
+	for k, vs := range h {
+		if keep(k, vs) {
+			out[k] = vs
+		}
+	}
+	return out
+}
+
+// The fields of draft-ietf-httpapi-ratelimit-headers, in canonical form.
+const (
+	rateLimitHeader       = "Ratelimit"
+	rateLimitPolicyHeader = "Ratelimit-Policy"
+)
+
+// The record of an HTTP response: a version byte, then uvarints and
+// length-prefixed strings: status, the header fields (their number, then
+// each field's name, number of values and values), the body, and, from
+// version 2 on, the trailer fields as the header fields. Version 1 records
+// (no trailers) are still read.
+const recordVersion = 2
+
+func encodeResponse(status int, h http.Header, body []byte, trailer http.Header) []byte {
 	b := make([]byte, 0, 64+len(body))
 	b = append(b, recordVersion)
 	b = binary.AppendUvarint(b, uint64(status))
+	b = appendFields(b, h)
+	b = appendString(b, string(body))
+	return appendFields(b, trailer)
+}
+
+func appendFields(b []byte, h http.Header) []byte {
 	b = binary.AppendUvarint(b, uint64(len(h)))
 	for k, vs := range h {
 		b = appendString(b, k)
@@ -274,7 +416,7 @@ func encodeResponse(status int, h http.Header, body []byte) []byte {
 			b = appendString(b, v)
 		}
 	}
-	return appendString(b, string(body))
+	return b
 }
 
 func appendString(b []byte, s string) []byte {
@@ -313,22 +455,39 @@ func (d *decoder) bytes() []byte {
 	return s
 }
 
-func decodeResponse(rec []byte) (status int, h http.Header, body []byte, err error) {
-	if len(rec) == 0 || rec[0] != recordVersion {
-		return 0, nil, nil, errBadRecord
+func decodeResponse(rec []byte) (status int, h http.Header, body []byte, trailer http.Header, err error) {
+	if len(rec) == 0 || (rec[0] != 1 && rec[0] != recordVersion) {
+		return 0, nil, nil, nil, errBadRecord
 	}
 	d := &decoder{b: rec[1:]}
 	status = int(d.uvarint())
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		return 0, nil, nil, errBadRecord
+	h = d.fields()
+	body = d.bytes()
+	if rec[0] >= 2 {
+		trailer = d.fields()
 	}
-	h = make(http.Header, n)
+	if d.err != nil || len(d.b) != 0 || status < 200 || status > 999 {
+		return 0, nil, nil, nil, errBadRecord
+	}
+	return status, h, body, trailer, nil
+}
+
+func (d *decoder) fields() http.Header {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.err = errBadRecord
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	h := make(http.Header, n)
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		k := string(d.bytes())
 		nv := d.uvarint()
 		if nv > uint64(len(d.b)) {
-			return 0, nil, nil, errBadRecord
+			d.err = errBadRecord
+			return nil
 		}
 		vs := make([]string, 0, nv)
 		for j := uint64(0); j < nv && d.err == nil; j++ {
@@ -336,25 +495,31 @@ func decodeResponse(rec []byte) (status int, h http.Header, body []byte, err err
 		}
 		h[k] = vs
 	}
-	body = d.bytes()
-	if d.err != nil || len(d.b) != 0 || status < 200 || status > 999 {
-		return 0, nil, nil, errBadRecord
-	}
-	return status, h, body, nil
+	return h
 }
 
 // replay writes a recorded response.
 func replay(w http.ResponseWriter, rec []byte) error {
-	status, h, body, err := decodeResponse(rec)
+	status, h, body, trailer, err := decodeResponse(rec)
 	if err != nil {
 		return err
 	}
 	wh := w.Header()
 	for k, vs := range h {
-		wh[k] = vs
+		// A field already set was set for this request by an outer
+		// middleware (a rate limiter's RateLimit, a request id): it wins
+		// over the recorded one.
+		if _, ok := wh[k]; !ok {
+			wh[k] = vs
+		}
 	}
 	wh.Set(ReplayedHeader, "true")
 	w.WriteHeader(status)
 	w.Write(body) // an error means the client went away
+	// Declared trailers (named in the replayed Trailer field) and
+	// TrailerPrefix ones are sent by net/http once the handler returns.
+	for k, vs := range trailer {
+		wh[k] = vs
+	}
 	return nil
 }

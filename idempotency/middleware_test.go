@@ -117,6 +117,16 @@ func problemOf(t *testing.T, resp response, status int) {
 	}
 }
 
+// problemDetail returns the detail of the problem in resp's body.
+func problemDetail(t *testing.T, resp response) string {
+	t.Helper()
+	var p struct{ Detail string }
+	if err := json.Unmarshal([]byte(resp.body), &p); err != nil {
+		t.Fatalf("problem body %q: %v", resp.body, err)
+	}
+	return p.Detail
+}
+
 func TestMismatch(t *testing.T) {
 	var c counter
 	h := idempotency.Middleware(idempotency.NewMemoryStore())(&c)
@@ -367,7 +377,12 @@ func TestStoreFullFailsClosedOrOpen(t *testing.T) {
 	var c counter
 	closed := idempotency.Middleware(idempotency.NewMemoryStore(idempotency.WithMaxEntries(1)))(&c)
 	serve(closed, "POST", `"a"`, "", "{}")
-	problemOf(t, serve(closed, "POST", `"b"`, "", "{}"), http.StatusServiceUnavailable)
+	full := serve(closed, "POST", `"b"`, "", "{}")
+	problemOf(t, full, http.StatusServiceUnavailable)
+	// The problem says what failed, so that a client can tell its caller.
+	if d := problemDetail(t, full); !strings.Contains(d, "not run") || !strings.Contains(d, "idempotency store is full") {
+		t.Errorf("detail %q, want it to say the request was not run because the store is full", d)
+	}
 
 	open := idempotency.Middleware(idempotency.NewMemoryStore(idempotency.WithMaxEntries(1)), idempotency.WithFailOpen())(&c)
 	serve(open, "POST", `"a"`, "", "{}")

@@ -136,10 +136,11 @@ type maxResponseOption int
 func (o maxResponseOption) apply(c *config) { c.maxResponse = int(o); c.server("WithMaxResponse") }
 
 // WithMaxResponse bounds the size of a recorded response (default 1 MiB):
-// the body for HTTP, the encoded reply for gRPC. A larger response is sent
-// to the client but not recorded, and its key is released, so a retry runs
-// the request again; it is counted (released, reason too_large). Guard and
-// Middleware; n must not be negative.
+// the whole record, that is the body, header fields and trailers for HTTP,
+// the encoded reply or status and metadata for gRPC. A larger response is
+// sent to the client but not recorded, and its key is released, so a retry
+// runs the request again; it is counted (released, reason too_large).
+// Guard and Middleware; n must not be negative.
 func WithMaxResponse(n int) Option { return maxResponseOption(n) }
 
 type bareOption struct{}

@@ -24,12 +24,15 @@ type Store interface {
 	// for lease. If the key is free (never used, released, expired, or
 	// held by a reservation whose lease ran out) it reserves it and
 	// returns reserved true and the new reservation's Token. Otherwise it
-	// returns what holds the key: a reservation in flight, or a completed
-	// record (Done).
+	// returns what holds the key: a reservation in flight (with what is
+	// left of its lease, Entry.LeaseLeft), or a completed record (Done).
 	Reserve(ctx context.Context, key, fingerprint string, lease time.Duration) (e Entry, reserved bool, err error)
 	// Complete replaces the reservation held with token by a record of
 	// response, kept for ttl. It returns [ErrLeaseLost] if token no
-	// longer holds the key.
+	// longer holds the key. If it cannot keep the record (too large, out
+	// of memory, a failure), it returns an error and leaves the
+	// reservation as it was, holding the key until its lease runs out:
+	// the request ran, and a retry must not run it again at once.
 	Complete(ctx context.Context, key string, token uint64, response []byte, ttl time.Duration) error
 	// Release frees the key held with token, so that the next request with
 	// it runs. It returns [ErrLeaseLost] if token no longer holds the key.
@@ -49,6 +52,11 @@ type Entry struct {
 	Done bool
 	// Response is the record, as the Guard's caller encoded it.
 	Response []byte
+	// LeaseLeft is, for a reservation in flight (not Done), how long its
+	// lease had left when the Store answered. The stores of this module
+	// report it; a Store that does not leaves it zero, and the Guard then
+	// advises retrying after one second.
+	LeaseLeft time.Duration
 }
 
 // ErrLeaseLost is returned by [Store.Complete] and [Store.Release] when the

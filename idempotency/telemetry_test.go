@@ -37,6 +37,7 @@ func TestTelemetry(t *testing.T) {
 		}
 		return nil, idempotency.Release
 	})
+	g.Run(ctx, "", "throttled", "fp", func(context.Context) ([]byte, idempotency.Outcome) { return nil, idempotency.NotProcessed })
 	g.Run(ctx, "", "c", "fp", record("too large"))
 	g.Run(ctx, "", "d", "fp", record("ok"))
 	g.Run(ctx, "", "e", "fp", record("ok"))
@@ -62,6 +63,7 @@ func TestTelemetry(t *testing.T) {
 		base + "resilience.event=mismatch":                                                                        1,
 		base + "resilience.event=conflict":                                                                        1,
 		base + "resilience.event=released resilience.reason=server_error":                                         1,
+		base + "resilience.event=released resilience.reason=not_processed":                                        1,
 		base + "resilience.event=released resilience.reason=too_large":                                            1,
 		base + "resilience.event=store_error resilience.reason=reserve":                                           1,
 		base + "resilience.event=rejected resilience.reason=malformed":                                            1,
@@ -79,6 +81,7 @@ func TestTelemetry(t *testing.T) {
 		"resilience.idempotency.mismatch resilience.name=pay",
 		"resilience.idempotency.conflict resilience.name=pay",
 		"resilience.idempotency.released resilience.name=pay resilience.reason=server_error",
+		"resilience.idempotency.released resilience.name=pay resilience.reason=not_processed",
 		"resilience.idempotency.released resilience.name=pay resilience.reason=too_large",
 		"resilience.idempotency.store_error resilience.name=pay resilience.reason=reserve",
 		"resilience.idempotency.rejected resilience.name=pay resilience.reason=malformed",

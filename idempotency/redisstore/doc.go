@@ -11,7 +11,13 @@
 //
 // Errors (Redis down, a timeout) are returned, never panicked; the
 // idempotency Guard turns them into 503 Service Unavailable, or runs the
-// request anyway with idempotency.WithFailOpen. Timeouts are the client's:
-// set redis.Options.ReadTimeout and WriteTimeout to bound how long a
-// request waits for the store.
+// request anyway with idempotency.WithFailOpen. Timeouts are the client's,
+// and go-redis's defaults are long for a request path: with them (a 3
+// second read timeout, 3 retries), a Redis that accepts connections but
+// does not answer held a keyed request 10 seconds before its 503. Bound
+// the wait with the client's options (DialTimeout, ReadTimeout,
+// WriteTimeout, PoolTimeout of a few hundred milliseconds, and MaxRetries:
+// -1 or 1), as the example does: a keyed request then fails fast with a
+// 503 that says the store did not answer in time, and the client's retry,
+// or its caller, decides what to do.
 package redisstore

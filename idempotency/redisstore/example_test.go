@@ -16,10 +16,15 @@ import (
 func Example() {
 	rdb := redis.NewClient(&redis.Options{
 		Addr: "localhost:6379",
-		// Bound how long a request waits for the store; past that it
-		// fails with 503 (or runs, with idempotency.WithFailOpen).
+		// Bound how long a request waits for the store (with go-redis's
+		// defaults, a frozen Redis held it 10 seconds);
+		// past that it fails with 503 (or runs, with
+		// idempotency.WithFailOpen).
+		DialTimeout:  200 * time.Millisecond,
 		ReadTimeout:  200 * time.Millisecond,
 		WriteTimeout: 200 * time.Millisecond,
+		PoolTimeout:  200 * time.Millisecond,
+		MaxRetries:   -1,
 	})
 	defer rdb.Close()
 

@@ -21,6 +21,10 @@ const (
 
 // Store is an idempotency.Store on Redis. Build it with [New]; it is safe
 // for concurrent use. Closing the Redis client is the caller's business.
+//
+// The zero value is not usable: it has no Redis client, and each of its
+// methods returns an error saying so (which the idempotency Guard turns
+// into 503, as any store failure).
 type Store struct {
 	rdb      redis.UniversalClient
 	prefix   string
@@ -70,7 +74,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Store {
 
 var reserveScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
-if v then return {0, v} end
+if v then return {0, v, redis.call('PTTL', KEYS[1])} end
 local t = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[1], t .. ':0:' .. string.len(ARGV[1]) .. ':' .. ARGV[1], 'NX', 'PX', ARGV[2])
@@ -86,6 +90,12 @@ redis.call('SET', KEYS[1], t .. ':1:' .. rest .. ARGV[2], 'PX', ARGV[3])
 return 1
 `)
 
+var getScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return {} end
+return {v, redis.call('PTTL', KEYS[1])}
+`)
+
 var releaseScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
@@ -95,6 +105,9 @@ redis.call('DEL', KEYS[1])
 return 1
 `)
 
+// errZero is the error of every method of a zero Store.
+var errZero = errors.New("redisstore: zero Store has no Redis client (build it with New)")
+
 func (s *Store) keys(key string) []string {
 	k := s.prefix + "{" + key + "}"
 	return []string{k, k + ":fence"}
@@ -102,11 +115,14 @@ func (s *Store) keys(key string) []string {
 
 // Reserve implements idempotency.Store.
 func (s *Store) Reserve(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.Entry, bool, error) {
+	if s.rdb == nil {
+		return idempotency.Entry{}, false, errZero
+	}
 	res, err := reserveScript.Run(ctx, s.rdb, s.keys(key), fingerprint, ms(lease), ms(s.fenceTTL)).Slice()
 	if err != nil {
 		return idempotency.Entry{}, false, fmt.Errorf("redisstore: reserve: %w", err)
 	}
-	if len(res) != 2 {
+	if len(res) < 2 {
 		return idempotency.Entry{}, false, fmt.Errorf("redisstore: reserve: unexpected reply %v", res)
 	}
 	if n, _ := res[0].(int64); n == 1 {
@@ -120,12 +136,15 @@ func (s *Store) Reserve(ctx context.Context, key, fingerprint string, lease time
 	if !ok {
 		return idempotency.Entry{}, false, fmt.Errorf("redisstore: reserve: unexpected value %T", res[1])
 	}
-	e, err := parse(v)
+	e, err := parse(v, res[2:])
 	return e, false, err
 }
 
 // Complete implements idempotency.Store.
 func (s *Store) Complete(ctx context.Context, key string, token uint64, response []byte, ttl time.Duration) error {
+	if s.rdb == nil {
+		return errZero
+	}
 	n, err := completeScript.Run(ctx, s.rdb, s.keys(key)[:1], strconv.FormatUint(token, 10), response, ms(ttl)).Int()
 	if err != nil {
 		return fmt.Errorf("redisstore: complete: %w", err)
@@ -138,6 +157,9 @@ func (s *Store) Complete(ctx context.Context, key string, token uint64, response
 
 // Release implements idempotency.Store.
 func (s *Store) Release(ctx context.Context, key string, token uint64) error {
+	if s.rdb == nil {
+		return errZero
+	}
 	n, err := releaseScript.Run(ctx, s.rdb, s.keys(key)[:1], strconv.FormatUint(token, 10)).Int()
 	if err != nil {
 		return fmt.Errorf("redisstore: release: %w", err)
@@ -150,20 +172,29 @@ func (s *Store) Release(ctx context.Context, key string, token uint64) error {
 
 // Get implements idempotency.Store.
 func (s *Store) Get(ctx context.Context, key string) (idempotency.Entry, bool, error) {
-	v, err := s.rdb.Get(ctx, s.keys(key)[0]).Result()
-	if errors.Is(err, redis.Nil) {
-		return idempotency.Entry{}, false, nil
+	if s.rdb == nil {
+		return idempotency.Entry{}, false, errZero
 	}
+	res, err := getScript.Run(ctx, s.rdb, s.keys(key)[:1]).Slice()
 	if err != nil {
 		return idempotency.Entry{}, false, fmt.Errorf("redisstore: get: %w", err)
 	}
-	e, err := parse(v)
+	if len(res) == 0 {
+		return idempotency.Entry{}, false, nil
+	}
+	v, ok := res[0].(string)
+	if !ok {
+		return idempotency.Entry{}, false, fmt.Errorf("redisstore: get: unexpected value %T", res[0])
+	}
+	e, err := parse(v, res[1:])
 	return e, err == nil, err
 }
 
 var errValue = errors.New("redisstore: malformed value")
 
-func parse(v string) (idempotency.Entry, error) {
+// parse reads a key's value, and pttl, the key's PTTL when the script
+// returned it.
+func parse(v string, pttl []any) (idempotency.Entry, error) {
 	ts, rest, ok1 := strings.Cut(v, ":")
 	st, rest, ok2 := strings.Cut(rest, ":")
 	ls, rest, ok3 := strings.Cut(rest, ":")
@@ -175,6 +206,10 @@ func parse(v string) (idempotency.Entry, error) {
 	e := idempotency.Entry{Token: t, Fingerprint: rest[:l], Done: st == "1"}
 	if e.Done {
 		e.Response = []byte(rest[l:])
+	} else if len(pttl) > 0 {
+		if ms, ok := pttl[0].(int64); ok && ms > 0 {
+			e.LeaseLeft = time.Duration(ms) * time.Millisecond
+		}
 	}
 	return e, nil
 }

@@ -41,6 +41,26 @@ func TestContract(t *testing.T) {
 	storetest.Run(t, s, t.Name()+":", func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) })
 }
 
+// TestRefusedRecord: a record Redis refuses (out of memory) leaves the key
+// reserved until its lease runs out, as with the memory store.
+func TestRefusedRecord(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := client(t, srv)
+	s := redisstore.New(rdb)
+	ctx := context.Background()
+	refuse := func() func() {
+		if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			if err := rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	storetest.RefusedRecord(t, s, t.Name(), []byte("a record"), refuse, func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) })
+}
+
 func TestClusterSafeKeys(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := client(t, srv)
@@ -164,6 +184,9 @@ func TestRedisDown(t *testing.T) {
 	if status != http.StatusServiceUnavailable || h.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("fail closed: got %d %q, want a 503 problem", status, body)
 	}
+	if !strings.Contains(body, "not run") || !strings.Contains(body, "idempotency store is unavailable") {
+		t.Errorf("fail closed: problem %q, want it to say the request was not run because the store is unavailable", body)
+	}
 	runs := effect.runs.Load()
 	if status, _, _ := post(t, c, open.URL, `"during"`); status != 200 || effect.runs.Load() != runs+1 {
 		t.Errorf("fail open: got %d, want the handler's 200", status)
@@ -184,6 +207,49 @@ func TestRedisDown(t *testing.T) {
 	}
 	if status, body, h := post(t, c, open.URL, `"after"`); status != 200 || h.Get("Idempotent-Replayed") != "true" || body == "" {
 		t.Errorf("after the restart, the other instance: got %d %v, want a replay", status, h)
+	}
+}
+
+// TestFrozenRedis: with the client options the README shows, a keyed
+// request against a Redis that accepts connections but answers nothing
+// (CLIENT PAUSE) fails with a 503 that says the store did not answer in
+// time, within the client's bound instead of go-redis's defaults (3s read
+// timeout, 3 retries).
+func TestFrozenRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := client(t, srv)
+	rdb := redis.NewClient(&redis.Options{
+		Addr:        srv.Addr,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
+		PoolTimeout: 200 * time.Millisecond,
+		MaxRetries:  -1,
+	})
+	t.Cleanup(func() { rdb.Close() })
+	var effect side
+	s := httptest.NewServer(idempotency.Middleware(redisstore.New(rdb))(&effect))
+	t.Cleanup(s.Close)
+	c := &http.Client{}
+	t.Cleanup(c.CloseIdleConnections)
+	if status, _, _ := post(t, c, s.URL, `"warm"`); status != 200 {
+		t.Fatalf("before the freeze: got %d, want 200", status)
+	}
+	ctx := context.Background()
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", "5000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "CLIENT", "UNPAUSE") })
+	start := time.Now()
+	status, body, _ := post(t, c, s.URL, `"frozen"`)
+	took := time.Since(start)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "did not answer in time") {
+		t.Errorf("frozen store: got %d %q, want a 503 saying the store did not answer in time", status, body)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the 503 took %v, want it within the client's bound (well under the 5s freeze)", took)
+	}
+	t.Logf("503 after %v", took)
+	if effect.runs.Load() != 1 {
+		t.Errorf("the handler ran during the freeze")
 	}
 }
 
@@ -239,6 +305,25 @@ func TestErrorsAreReturned(t *testing.T) {
 	}
 	if err := s.Complete(ctx, "k", 1, nil, time.Second); err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
 		t.Errorf("Complete: got %v, want a connection error", err)
+	}
+	if _, _, err := s.Get(ctx, "k"); err == nil {
+		t.Error("Get: no error")
+	}
+}
+
+// TestZeroStore: a zero Store is not usable and says so with an error,
+// never a panic.
+func TestZeroStore(t *testing.T) {
+	var s redisstore.Store
+	ctx := context.Background()
+	if _, _, err := s.Reserve(ctx, "k", "fp", time.Second); err == nil || !strings.Contains(err.Error(), "New") {
+		t.Errorf("Reserve: got %v, want an error naming New", err)
+	}
+	if err := s.Complete(ctx, "k", 1, nil, time.Second); err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Errorf("Complete: got %v, want an error", err)
+	}
+	if err := s.Release(ctx, "k", 1); err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Errorf("Release: got %v, want an error", err)
 	}
 	if _, _, err := s.Get(ctx, "k"); err == nil {
 		t.Error("Get: no error")

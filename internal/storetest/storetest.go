@@ -35,6 +35,12 @@ func Run(t *testing.T, s idempotency.Store, prefix string, sleep func(d time.Dur
 	if err != nil || ok || e.Done || e.Fingerprint != fp || e.Token != t1 {
 		t.Fatalf("Reserve in flight: got %+v, %v, %v; want the first reservation", e, ok, err)
 	}
+	if e.LeaseLeft <= 0 || e.LeaseLeft > time.Minute {
+		t.Fatalf("Reserve in flight: LeaseLeft %v, want what is left of the 1m lease", e.LeaseLeft)
+	}
+	if e, ok, err := s.Get(ctx, k("a")); err != nil || !ok || e.Done || e.LeaseLeft <= 0 || e.LeaseLeft > time.Minute {
+		t.Fatalf("Get in flight: got %+v, %v, %v; want the reservation with what is left of its lease", e, ok, err)
+	}
 	if err := s.Complete(ctx, k("a"), t1+1, resp, time.Hour); !errors.Is(err, idempotency.ErrLeaseLost) {
 		t.Fatalf("Complete with another token: got %v, want ErrLeaseLost", err)
 	}
@@ -120,5 +126,38 @@ func Run(t *testing.T, s idempotency.Store, prefix string, sleep func(d time.Dur
 	cancel()
 	if _, _, err := s.Reserve(cctx, k("f"), fp, time.Minute); err == nil {
 		t.Fatal("Reserve with a canceled context: no error")
+	}
+}
+
+// RefusedRecord checks that a record the store refuses (too large for a
+// bounded store, Redis out of memory) leaves the key reserved until its
+// lease runs out, as the Guard's documentation promises: a retry within the
+// lease finds the reservation in flight and does not run again; one after
+// it runs. refuse makes s refuse the next Complete of response and returns
+// what undoes that. sleep is as for [Run].
+func RefusedRecord(t *testing.T, s idempotency.Store, key string, response []byte, refuse func() (undo func()), sleep func(d time.Duration)) {
+	t.Helper()
+	ctx := context.Background()
+	const lease = 100 * time.Millisecond
+	e, ok, err := s.Reserve(ctx, key, "fp", lease)
+	if err != nil || !ok {
+		t.Fatalf("Reserve: got %v, %v; want a reservation", ok, err)
+	}
+	undo := refuse()
+	err = s.Complete(ctx, key, e.Token, response, time.Hour)
+	undo()
+	if err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Fatalf("Complete of a refused record: got %v, want the store's error", err)
+	}
+	got, ok, err := s.Get(ctx, key)
+	if err != nil || !ok || got.Done || got.Token != e.Token {
+		t.Fatalf("Get after a refused record: got %+v, %v, %v; want the reservation still held", got, ok, err)
+	}
+	if _, reserved, err := s.Reserve(ctx, key, "fp", lease); reserved || err != nil {
+		t.Fatalf("Reserve within the lease: got %v, %v; want the reservation in flight", reserved, err)
+	}
+	sleep(lease)
+	if _, reserved, err := s.Reserve(ctx, key, "fp", lease); !reserved || err != nil {
+		t.Fatalf("Reserve after the lease: got %v, %v; want a new reservation", reserved, err)
 	}
 }
