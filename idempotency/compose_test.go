@@ -112,8 +112,8 @@ func TestOuterRateLimitFieldsWin(t *testing.T) {
 			io.WriteString(w, "charged")
 		})
 		lim := ratelimit.NewLocal(ratelimit.Quota{Name: "q", Limit: 3, Window: time.Minute})
-		perClient := func(*http.Request) string { return "one client" }
-		stack := ratelimit.Middleware(lim, perClient)(idempotency.Middleware(idempotency.NewMemoryStore())(h))
+		// One quota for every request: its fields carry no partition key.
+		stack := ratelimit.Middleware(lim, ratelimit.Global)(idempotency.Middleware(idempotency.NewMemoryStore())(h))
 
 		first := serve(stack, "POST", key1, "", "{}")
 		second := serve(stack, "POST", key1, "", "{}")
