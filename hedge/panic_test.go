@@ -2,6 +2,7 @@ package hedge_test
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -90,4 +91,38 @@ func TestFirstAttemptPanicStartsNothingAfter(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A first attempt that calls runtime.Goexit (t.FailNow in a test's
+// operation) unwinds Do as a panic does: nothing starts after.
+func TestFirstAttemptGoexitStartsNothingAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var started []int
+		p := hedge.New(hedge.WithDelay(50*ms), hedge.WithMaxHedges(3))
+		exited := make(chan struct{})
+		go func() {
+			defer close(exited)
+			_ = p.Do(idempotent(), func(ctx context.Context) error {
+				n := resilience.AttemptNumber(ctx)
+				mu.Lock()
+				started = append(started, n)
+				mu.Unlock()
+				if n == 1 {
+					time.Sleep(70 * ms) // one hedge started
+					runtime.Goexit()
+				}
+				<-ctx.Done()
+				return ctx.Err()
+			})
+		}()
+		<-exited
+		time.Sleep(time.Second)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(started) != 2 {
+			t.Fatalf("attempts %v started, want [1 2]: none after Do unwound", started)
+		}
+	})
 }
