@@ -178,6 +178,8 @@ var stdScenarios = [][]step{
 	// The end of an operation after its deadline, nothing having asked.
 	{sleep(time.Second), cancelOwn, observe, observeDone, cancelParent, observe},
 	{sleep(1500 * time.Millisecond), observeDone, observe, lateAfterFunc},
+	// AfterFunc is the first thing to ask after the deadline passed.
+	{sleep(1500 * time.Millisecond), lateAfterFunc, observe, cancelParent, observe},
 	{sleep(4 * time.Second), observe, cancelParent, observe},
 }
 
