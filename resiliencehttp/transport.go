@@ -274,9 +274,9 @@ func (rt *roundTrip) Run(ctx context.Context) error {
 		}
 		return classifyError(err)
 	}
-	if _, ok := resp.Body.(io.Writer); ok {
-		// A switched protocol (101): the body is the connection,
-		// passed on untouched (see upgraded).
+	if _, ok := resp.Body.(io.Writer); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		// A switched protocol: the body is the connection, passed on
+		// untouched (see upgraded).
 		rt.upgraded(ctx, resp)
 	} else if resp.Body != nil && resp.Body != http.NoBody {
 		var hb *heldBody
