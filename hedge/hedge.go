@@ -27,6 +27,10 @@ var (
 // errLost is the cause with which a losing attempt's context is cancelled.
 var errLost = errors.New("hedge: another attempt won")
 
+// errAbandoned is the cause with which the attempts still running are
+// cancelled when the first attempt panicked.
+var errAbandoned = errors.New("hedge: the first attempt panicked")
+
 // Error reports that a [Policy] stopped after attempts that all failed in a
 // way worth another attempt. errors.Is and errors.As see both the reason
 // and the last failed attempt's error.
@@ -84,9 +88,12 @@ func New(opts ...Option) *Policy {
 // rules.
 //
 // The first attempt runs on the calling goroutine, hedges on goroutines of
-// their own. An op that panics is not recovered: in the first attempt the
-// panic unwinds through Do, leaving any hedge it started to finish on its
-// own; in a hedge it ends the program, as any goroutine's panic does.
+// their own. An op that panics is not recovered. In the first attempt (or
+// if it calls runtime.Goexit) the panic unwinds through Do once no attempt
+// can start any more: the hedge timer is stopped, the hedges already
+// running are cancelled, Do waits for them to return and discards every
+// attempt's result, so that nothing of the call runs after Do. In a hedge
+// a panic ends the program, as any goroutine's panic does.
 func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	call, inCall := resilience.CallFrom(ctx)
 	if inCall && (!call.Idempotent || call.NoRetry != nil) {
@@ -101,7 +108,14 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		r.timer = time.AfterFunc(p.delay(), r.fire)
 		r.mu.Unlock()
 	}
+	unwound := true
+	defer func() {
+		if unwound {
+			r.abandon()
+		}
+	}()
 	r.exec(a)
+	unwound = false
 	return r.wait()
 }
 
@@ -261,11 +275,18 @@ func (r *run) nextLocked() *attempt {
 	r.begin(a, len(r.hedges)+2)
 	r.hedges = append(r.hedges, a)
 	r.running++
+	// Counted now, under r.mu, not when its goroutine starts: a call
+	// that closes (abandon) waits for it even if start comes later.
+	r.wg.Add(1)
 	return a
 }
 
+// start runs a, prepared by nextLocked, on a goroutine of its own.
 func (r *run) start(a *attempt) {
-	r.wg.Go(func() { r.exec(a) })
+	go func() {
+		defer r.wg.Done()
+		r.exec(a)
+	}()
 }
 
 // fire sends a hedge once the delay passed, and arms the timer for the
@@ -288,6 +309,9 @@ func (r *run) fire() {
 }
 
 func (r *run) closeLocked() {
+	if r.closed {
+		return // abandon closed it before the last hedge returned
+	}
 	r.closed = true
 	if r.timer != nil {
 		r.timer.Stop()
@@ -354,6 +378,24 @@ func (r *run) wait() error {
 		r.p.event(r.ctx, telemetry.EventBudgetExhausted, e.Attempts, "budget")
 	}
 	return e
+}
+
+// abandon ends the call when its first attempt unwound Do (a panic, or
+// runtime.Goexit) instead of returning: no attempt starts any more, those
+// running are cancelled and waited for, and every attempt is discarded.
+func (r *run) abandon() {
+	r.mu.Lock()
+	r.closeLocked()
+	running := r.runningLocked()
+	r.mu.Unlock()
+	for _, a := range running {
+		a.cancel(errAbandoned)
+	}
+	r.wg.Wait()
+	r.each(func(a *attempt) {
+		a.at.Discard()
+		a.cancel(errAbandoned)
+	})
 }
 
 func (r *run) each(f func(*attempt)) {

@@ -82,4 +82,17 @@
 // it. Close
 // every response body, as net/http requires: a body never closed holds its
 // resources, exactly as it would hold its connection with plain net/http.
+//
+// A response that switches protocols (101 Switching Protocols, as for a
+// WebSocket or h2c) is the exception. Its body is the connection itself,
+// an io.ReadWriteCloser, and reaches the caller untouched, with its Write
+// and CloseWrite. The call ends with the switch, as the HTTP exchange
+// does: when RoundTrip returns, what the attempt took is released (a
+// bulkhead slot, a breaker's probe counted as a success), and neither a
+// per-attempt nor a total timeout bounds the connection, which net/http
+// too stops watching the request's context for. A connection that lives
+// for hours would otherwise hold a bulkhead slot as long. Bound it
+// yourself (SetDeadline on a connection of your own dialer, or your
+// protocol's own pings), and close it when done. An attempt that switched
+// and that a policy throws away (a losing hedge) has its connection closed.
 package resiliencehttp

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,6 +121,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		noReplay(req, &call) // see idempotency.go
 	}
 	err := resilience.DoCall(req.Context(), t.Policy, call, &rt)
+	if rt.upgrades != nil {
+		rt.endUpgrades(err)
+	}
 	if !rt.bodySent.Load() && rt.body != nil {
 		rt.body.Close()
 	}
@@ -185,6 +189,9 @@ type roundTrip struct {
 	bodySent atomic.Bool                   // body was handed to base, which closes it
 	getBody  func() (io.ReadCloser, error) // for later attempts
 	last     *http.Response                // the latest attempt's response, or the kept one's when attempts run in parallel
+
+	mu       sync.Mutex      // guards upgrades
+	upgrades []*upgradedConn // responses that switched protocols (101), held until the call ends
 
 	// The first attempt's request and response body, which need no
 	// allocation of their own: only the first attempt uses them.
@@ -267,7 +274,11 @@ func (rt *roundTrip) Run(ctx context.Context) error {
 		}
 		return classifyError(err)
 	}
-	if resp.Body != nil && resp.Body != http.NoBody {
+	if _, ok := resp.Body.(io.Writer); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		// A switched protocol: the body is the connection, passed on
+		// untouched (see upgraded).
+		rt.upgraded(ctx, resp)
+	} else if resp.Body != nil && resp.Body != http.NoBody {
 		var hb *heldBody
 		if first {
 			hb = &rt.firstBody // as firstReq
@@ -476,6 +487,47 @@ func (b *heldBody) discard() {
 	t.Stop()
 	b.rc.Close()
 }
+
+// upgraded holds the connection of a response that switched protocols
+// (101: net/http returns a body that is also an io.Writer, for WebSockets
+// and h2c) while the call runs, so that a policy that throws the attempt
+// away (a retry, a losing hedge) closes it. The body itself is passed on
+// untouched: wrapped, it would lose its Write and CloseWrite.
+func (rt *roundTrip) upgraded(ctx context.Context, resp *http.Response) {
+	u := &upgradedConn{resp: resp}
+	u.held = resilience.HoldWith(ctx, u)
+	rt.mu.Lock()
+	rt.upgrades = append(rt.upgrades, u)
+	rt.mu.Unlock()
+}
+
+// endUpgrades ends the call's switched connections once its policies
+// returned err: the call ends with the switch, as the HTTP exchange does.
+// What the attempt took (a bulkhead slot, the timeouts' contexts) is
+// released now, not when the caller closes the connection, which may be
+// hours later; net/http, too, stops watching the request's context for it.
+// A connection that is not the call's response is closed.
+func (rt *roundTrip) endUpgrades(err error) {
+	rt.mu.Lock()
+	us := rt.upgrades
+	rt.upgrades = nil
+	rt.mu.Unlock()
+	for _, u := range us {
+		if err != nil || u.resp != rt.last {
+			u.resp.Body.Close()
+		}
+		u.held.Done(nil)
+	}
+}
+
+// upgradedConn is a switched connection held while its call runs.
+type upgradedConn struct {
+	resp *http.Response
+	held resilience.Holding
+}
+
+// Discard closes the connection of an attempt a policy threw away.
+func (u *upgradedConn) Discard() { u.resp.Body.Close() }
 
 // lengthCheck passes a request body through and notes whether it ended
 // before its ContentLength.

@@ -23,7 +23,17 @@ import (
 // checks its context between steps, the policies around it) costs no
 // timer: Err reads the clock instead, and ends the context once the
 // deadline has passed. Arming and stopping a runtime timer costs more than
-// the rest of the policy.
+// the rest of the policy. A deadline that passes unarmed counts as if the
+// timer had fired then: whatever asks or ends the context after it (Err,
+// Done, AfterFunc, the parent's end, the policy's cancel) finds it ended by
+// its deadline, as a context.WithTimeout would be.
+//
+// It answers as context.WithTimeout does in every other way a caller can
+// observe it, context.Cause included (see Value), with one difference: a
+// parent that is not one of this module's contexts tells it that it ended
+// through context.AfterFunc, on a goroutine of its own, a moment after
+// its cancel returns, as it does any context not made by the context
+// package.
 type timerCtx struct {
 	parent   context.Context
 	deadline time.Time
@@ -34,11 +44,13 @@ type timerCtx struct {
 	mu    sync.Mutex  // guards the fields below; never held while calling out
 	// The flags sit beside the mutex, where the struct has room.
 	fired     bool          // the end came from the policy's deadline
+	byParent  bool          // the end came from the parent
 	following bool          // follow holds a registration to stop at the end
 	stopped   bool          // the policy stopped its deadline (see stopTimer): never arm
 	timer     *time.Timer   // armed on first need (see armLocked); nil until then
 	done      chan struct{} // made on the first Done, closed at the end
 	err       error         // nil until the end
+	causeCtx  any           // with byParent: what Value answers for context.Cause (see Value)
 	funcs     []func()      // registered with AfterFunc, run at the end; nil once stopped
 	first     [2]func()     // funcs' first backing array: most calls register one or two
 	watchers  ctxwatch.List // registered by the module's own contexts (AddWatch)
@@ -52,9 +64,8 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // parent's end.
 func newTimerCtx(parent context.Context, deadline time.Time) *timerCtx {
 	c := &timerCtx{parent: parent, deadline: deadline}
-	if err := parent.Err(); err != nil {
-		c.err = err
-		c.ended.Store(true)
+	if parent.Err() != nil {
+		c.parentDone()
 		return c
 	}
 	// A parent that never ends takes no registration; this module's own
@@ -86,7 +97,6 @@ func (c *timerCtx) Deadline() (time.Time, bool) { return c.deadline, true }
 
 func (c *timerCtx) Done() <-chan struct{} {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.done == nil {
 		if c.err != nil {
 			c.done = closedChan
@@ -94,8 +104,12 @@ func (c *timerCtx) Done() <-chan struct{} {
 			c.done = make(chan struct{})
 		}
 	}
-	c.armLocked()
-	return c.done
+	done, due := c.done, c.armLocked()
+	c.mu.Unlock()
+	if due {
+		c.expire() // closes done
+	}
+	return done
 }
 
 func (c *timerCtx) Err() error {
@@ -113,14 +127,21 @@ func (c *timerCtx) Err() error {
 }
 
 // armLocked arms the timer, if it is not armed yet and the context can
-// still end by its deadline: something now waits for the end. A deadline
-// already past fires at once, on the timer's goroutine. c.mu must be held.
-func (c *timerCtx) armLocked() {
+// still end by its deadline: something now waits for the end. It reports
+// true, arming nothing, if the deadline has already passed: the caller
+// then ends the context (expire), once it has released c.mu, as the timer
+// would have at the deadline. c.mu must be held.
+func (c *timerCtx) armLocked() (due bool) {
 	if c.timer != nil || c.stopped || c.err != nil {
-		return
+		return false
 	}
-	c.timer = afterFunc(time.Until(c.deadline), c.expire)
+	d := time.Until(c.deadline)
+	if d <= 0 {
+		return true
+	}
+	c.timer = afterFunc(d, c.expire)
 	c.timed.Store(true)
+	return false
 }
 
 // expireUnarmed ends the context by its deadline, which has passed, unless
@@ -134,13 +155,60 @@ func (c *timerCtx) expireUnarmed() {
 	}
 }
 
-func (c *timerCtx) Value(key any) any { return c.parent.Value(key) }
+// Value returns the parent's value for key, except for the key
+// context.Cause looks up: there it answers as a context.WithTimeout would.
+// Once the context ended by its deadline or by the policy's cancel, it
+// answers nothing, so that Cause reports Err, not the cause a parent is
+// canceled with later. Once it ended by its parent, it answers what the
+// parent did then: the cancel context of the context package whose cause
+// the parent ended with, or nothing if there was none.
+func (c *timerCtx) Value(key any) any {
+	if key == cancelCtxKey {
+		c.mu.Lock()
+		ended, byParent, cc := c.err != nil, c.byParent, c.causeCtx
+		c.mu.Unlock()
+		if ended {
+			if byParent {
+				return cc
+			}
+			return nil
+		}
+	}
+	return c.parent.Value(key)
+}
+
+// cancelCtxKey is the key context.Cause looks the nearest cancel context
+// of the context package up with, found by asking Cause about a context
+// that records it (an unexported variable of the context package: Cause
+// is the only way to learn it). Nil if Cause ever stops asking; Value then
+// answers for the parent, as it did before Cause had to be matched.
+var cancelCtxKey = func() any {
+	var p keyProbe
+	_ = context.Cause(&p)
+	return p.key
+}()
+
+// keyProbe is an ended context that records the key it is asked for.
+type keyProbe struct {
+	context.Context // nil: only Err and Value are called
+	key             any
+}
+
+func (*keyProbe) Err() error          { return context.Canceled }
+func (p *keyProbe) Value(key any) any { p.key = key; return nil }
 
 // AfterFunc runs f, on the goroutine that ends the context, when it ends;
 // at once, on its own goroutine, if it already has. Contexts derived from
 // this one use it to follow it without a goroutine of their own.
 func (c *timerCtx) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Lock()
+	if c.armLocked() {
+		// The deadline has passed: the context has ended, and f runs as
+		// it would have had the timer fired then.
+		c.mu.Unlock()
+		c.expire()
+		c.mu.Lock()
+	}
 	if c.err != nil {
 		c.mu.Unlock()
 		go f()
@@ -151,7 +219,6 @@ func (c *timerCtx) AfterFunc(f func()) (stop func() bool) {
 	}
 	i := len(c.funcs)
 	c.funcs = append(c.funcs, f)
-	c.armLocked()
 	c.mu.Unlock()
 	// funcs only grows until the end, when it is dropped: i stays f's
 	// index for as long as f may run.
@@ -167,12 +234,30 @@ func (c *timerCtx) AfterFunc(f func()) (stop func() bool) {
 }
 
 // expire ends the context by its deadline: the timer's function.
-func (c *timerCtx) expire() { c.end(context.DeadlineExceeded, true) }
+func (c *timerCtx) expire() { c.end(context.DeadlineExceeded, endDeadline, nil) }
 
-func (c *timerCtx) parentDone() { c.end(c.parent.Err(), false) }
+// parentDone ends the context by its parent's end, noting what
+// context.Cause reported for the parent then: a context derived from a
+// context.WithTimeout keeps its parent's cause at the time it ended.
+func (c *timerCtx) parentDone() {
+	cc := c.parent.Value(cancelCtxKey)
+	if p, ok := cc.(context.Context); !ok || p.Err() == nil {
+		// No cancel context above, or not the one that ended: Cause
+		// reports the parent's Err, and so will Cause of this context.
+		cc = nil
+	}
+	c.end(c.parent.Err(), endParent, cc)
+}
 
 // cancel ends the context once the operation and its result are done.
-func (c *timerCtx) cancel() { c.end(context.Canceled, false) }
+func (c *timerCtx) cancel() { c.end(context.Canceled, endCancel, nil) }
+
+// How a context ended.
+const (
+	endDeadline = iota // its own deadline
+	endParent          // its parent ended
+	endCancel          // the policy canceled it
+)
 
 // Release is cancel, deferred for a held result (resilience.DeferRelease).
 func (c *timerCtx) Release(error) { c.cancel() }
@@ -196,13 +281,21 @@ func (c *timerCtx) stopTimer() (armed, stopped bool) {
 	return t != nil, t != nil && t.Stop()
 }
 
-func (c *timerCtx) end(err error, fromTimer bool) {
+// end ends the context with err, how says why; causeCtx is what Value
+// answers for context.Cause when the parent ended it.
+func (c *timerCtx) end(err error, how int, causeCtx any) {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
 		return
 	}
-	c.err, c.fired = err, fromTimer
+	if how != endDeadline && !c.timed.Load() && !time.Now().Before(c.deadline) {
+		// Neither armed nor stopped, and the deadline has passed: it
+		// ended then, before whatever ends it now.
+		err, how, causeCtx = context.DeadlineExceeded, endDeadline, nil
+	}
+	fromTimer := how == endDeadline
+	c.err, c.fired, c.byParent, c.causeCtx = err, fromTimer, how == endParent, causeCtx
 	c.ended.Store(true)
 	if c.done != nil {
 		close(c.done)
@@ -236,12 +329,16 @@ func (c *timerCtx) end(err error, fromTimer bool) {
 // internal/ctxwatch), or reports false if it has ended.
 func (c *timerCtx) AddWatch(r *ctxwatch.Reg) bool {
 	c.mu.Lock()
+	if c.armLocked() {
+		c.mu.Unlock()
+		c.expire()
+		return false
+	}
 	defer c.mu.Unlock()
 	if c.err != nil {
 		return false
 	}
 	c.watchers.Push(r)
-	c.armLocked()
 	return true
 }
 

@@ -15,6 +15,19 @@
 // reads the clock, and reports the deadline as soon as it has passed, so
 // an operation that only checks Err between steps costs no timer.
 //
+// Otherwise the operation's context answers as one made by
+// context.WithTimeout would. Its Err, context.Cause, Done, AfterFunc and
+// the contexts derived from it report the end that came first (the
+// policy's deadline, the caller's cancellation with its cause, or the
+// policy's own end of the call) and keep reporting it whatever ends later:
+// a caller that cancels with a cause after the deadline passed does not
+// change what context.Cause reports. A deadline that passes while nothing
+// waits counts as if its timer had fired then. One difference remains: a
+// caller's context that is not one of this module's tells the operation's
+// context that it ended through context.AfterFunc, on a goroutine of its
+// own, a moment after the caller's cancel returns, as it tells any context
+// not made by the context package.
+//
 // When the policy's own deadline cuts the operation short, Do returns an
 // error that matches both [ErrTimeout] and context.DeadlineExceeded with
 // errors.Is, so it can be told apart from the caller's own deadline, which

@@ -319,3 +319,33 @@ func TestNilOptionNamed(t *testing.T) {
 	}()
 	timeout.New(time.Second, nil)
 }
+
+// Once the policy's deadline ended the operation's context, context.Cause
+// reports that deadline, even when the caller's context is canceled with a
+// cause afterwards, as for a context.WithTimeout; whether the operation
+// waited on Done (the timer armed) or only asked Err (no timer).
+func TestCauseAfterDeadlineIsTheDeadline(t *testing.T) {
+	for name, wait := range map[string]func(ctx context.Context){
+		"Done":          func(ctx context.Context) { <-ctx.Done() },
+		"no timer":      func(context.Context) { time.Sleep(2 * time.Second) },
+		"Err, no timer": func(ctx context.Context) { time.Sleep(2 * time.Second); _ = ctx.Err() },
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				parent, cancel := context.WithCancelCause(context.Background())
+				defer cancel(nil)
+				var gotErr, gotCause error
+				_ = timeout.New(time.Second).Do(parent, func(ctx context.Context) error {
+					wait(ctx)
+					cancel(errors.New("the caller gave up"))
+					synctest.Wait()
+					gotErr, gotCause = ctx.Err(), context.Cause(ctx)
+					return gotErr
+				})
+				if gotErr != context.DeadlineExceeded || gotCause != context.DeadlineExceeded {
+					t.Fatalf("Err %v, Cause %v; want both %v", gotErr, gotCause, context.DeadlineExceeded)
+				}
+			})
+		})
+	}
+}

@@ -8,6 +8,11 @@
 //	go run ./cmd/scenarios                    # the whole suite, about 5 minutes
 //	go run ./cmd/scenarios -runs 3 -scenarios outage-503,throttling
 //	go run ./cmd/scenarios -smoke             # a few seconds, output to a temporary directory
+//	go run ./cmd/scenarios -redraw ../docs/charts   # draw the charts again, from their own data, running nothing
+//
+// Each SVG chart carries the data it shows (the median per bucket and
+// stack, as JSON in a metadata element), so that a change of layout is one
+// -redraw, not a run of the suite.
 //
 // # Method
 //

@@ -39,6 +39,7 @@ func run(args []string) error {
 		label     = fs.String("label", "", "free text for the section's heading, such as \"baseline\"")
 		png       = fs.Bool("png", false, "also write each chart as PNG, for viewers without SVG")
 		smoke     = fs.Bool("smoke", false, "a few seconds: one short outage, stacks none and standard, output to a temporary directory, with sanity checks")
+		redraw    = fs.String("redraw", "", "draw every chart in this directory again from the data embedded in it, run nothing, and exit")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./cmd/scenarios [flags]  (inside benchmarks/)\n\n"+
@@ -51,6 +52,11 @@ func run(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *redraw != "" {
+		n, err := redrawCharts(*redraw, *png)
+		fmt.Fprintf(os.Stderr, "redrew %d chart(s) in %s\n", n, *redraw)
+		return err
 	}
 	switch {
 	case *rate <= 0 || *rate > 2000:

@@ -3,23 +3,13 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"image/color"
 	"io"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
-
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // suite is everything one invocation measured.
@@ -190,101 +180,6 @@ func markdown(s *suite, mdPath, chartsDir string) string {
 
 func chartName(section string, sc scenario) string { return section + "-" + sc.Name + ".svg" }
 
-// writeCharts draws, per scenario, the success rate and the upstream's
-// requests per second over time, in 250ms buckets, one line per stack
-// (the median over the runs, bucket by bucket), the fault shaded.
-func writeCharts(dir string, s *suite) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, sc := range s.scenarios {
-		n := int((sc.total() + bucketWidth - 1) / bucketWidth)
-		succ := plot.New()
-		succ.Title.Text = sc.Title
-		succ.Y.Label.Text = "success (share of calls due in the bucket)"
-		succ.Y.Min, succ.Y.Max = 0, 1.05
-		rps := plot.New()
-		rps.X.Label.Text = fmt.Sprintf("time since the start of the load (s); fault from %gs to %gs; %d run(s), median per bucket", sc.Pre.Seconds(), sc.faultEnd().Seconds(), s.runs)
-		rps.Y.Label.Text = "requests/s at the upstream"
-		rps.Y.Min = 0
-		type series struct{ succ, rps plotter.XYs }
-		all := make([]series, len(s.stacks))
-		var top float64
-		for i, st := range s.stacks {
-			rs := s.results[sc.Name][st.name]
-			all[i] = series{make(plotter.XYs, n), make(plotter.XYs, n)}
-			for k := range n {
-				x := (float64(k) + 0.5) * bucketWidth.Seconds()
-				var sv, rv []float64
-				for _, r := range rs {
-					bs := successBuckets(sc, r.calls)
-					if bs[k].calls > 0 {
-						sv = append(sv, float64(bs[k].ok)/float64(bs[k].calls))
-					}
-					var a int
-					if k < len(r.up.Arrivals) {
-						a = r.up.Arrivals[k]
-					}
-					rv = append(rv, float64(a)/bucketWidth.Seconds())
-				}
-				all[i].succ[k] = plotter.XY{X: x, Y: median(sv)}
-				all[i].rps[k] = plotter.XY{X: x, Y: median(rv)}
-				top = math.Max(top, all[i].rps[k].Y)
-			}
-		}
-		rps.Y.Max = math.Max(top*1.05, 1)
-		for _, p := range []*plot.Plot{succ, rps} {
-			p.X.Min, p.X.Max = 0, sc.total().Seconds()
-			p.X.Tick.Marker = secondTicks{}
-			shade(p, sc) // first, so that the lines are drawn over it
-			p.Add(plotter.NewGrid())
-		}
-		for i, st := range s.stacks {
-			for _, pl := range []struct {
-				p   *plot.Plot
-				xys plotter.XYs
-			}{{succ, all[i].succ}, {rps, all[i].rps}} {
-				l, err := plotter.NewLine(dropNaN(pl.xys))
-				if err != nil {
-					return err
-				}
-				l.Color = plotutil.Color(i)
-				l.Dashes = plotutil.Dashes(i)
-				l.Width = vg.Points(1.5)
-				l.StepStyle = plotter.MidStep // flat across each bucket
-				pl.p.Add(l)
-				if pl.p == succ {
-					pl.p.Legend.Add(st.name, l)
-				}
-			}
-		}
-		succ.Legend.Top = false
-		succ.Legend.Left = true
-		succ.Legend.XOffs = vg.Points(6)
-		succ.Legend.YOffs = vg.Points(70) // above the lines at 0, below those at 1
-
-		c := vgsvg.New(9*vg.Inch, 7*vg.Inch)
-		dc := draw.New(c)
-		tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(12), PadY: vg.Points(12)}
-		cs := plot.Align([][]*plot.Plot{{succ}, {rps}}, tiles, dc)
-		succ.Draw(cs[0][0])
-		rps.Draw(cs[1][0])
-		if s.png {
-			pc := vgimg.PngCanvas{Canvas: vgimg.New(9*vg.Inch, 7*vg.Inch)}
-			pcs := plot.Align([][]*plot.Plot{{succ}, {rps}}, tiles, draw.New(pc))
-			succ.Draw(pcs[0][0])
-			rps.Draw(pcs[1][0])
-			if err := writeFile(filepath.Join(dir, strings.TrimSuffix(chartName(s.section, sc), ".svg")+".png"), pc); err != nil {
-				return err
-			}
-		}
-		if err := writeFile(filepath.Join(dir, chartName(s.section, sc)), c); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func writeFile(path string, w io.WriterTo) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -295,37 +190,4 @@ func writeFile(path string, w io.WriterTo) error {
 		return err
 	}
 	return f.Close()
-}
-
-// shade marks the fault window with a light band behind the lines.
-func shade(p *plot.Plot, sc scenario) {
-	lo, hi := sc.Pre.Seconds(), sc.faultEnd().Seconds()
-	poly, err := plotter.NewPolygon(plotter.XYs{{X: lo, Y: p.Y.Min}, {X: hi, Y: p.Y.Min}, {X: hi, Y: p.Y.Max}, {X: lo, Y: p.Y.Max}})
-	if err != nil {
-		return
-	}
-	poly.Color = color.RGBA{R: 240, G: 220, B: 220, A: 255}
-	poly.LineStyle.Width = 0
-	p.Add(poly)
-}
-
-func dropNaN(xys plotter.XYs) plotter.XYs {
-	out := xys[:0:0]
-	for _, xy := range xys {
-		if !math.IsNaN(xy.Y) {
-			out = append(out, xy)
-		}
-	}
-	return out
-}
-
-// secondTicks puts a labelled tick on every whole second.
-type secondTicks struct{}
-
-func (secondTicks) Ticks(min, max float64) []plot.Tick {
-	var ts []plot.Tick
-	for x := math.Ceil(min); x <= max; x++ {
-		ts = append(ts, plot.Tick{Value: x, Label: fmt.Sprintf("%g", x)})
-	}
-	return ts
 }
