@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -163,9 +165,17 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 	u := &unaryCall{ctx: ctx, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts}
+	if slices.ContainsFunc(opts, isAfterCall) {
+		u.after = new(afterCall)
+		u.opts = u.after.split(opts)
+	}
 	// DoCall puts the call's description and the chain's context in one
 	// allocation, and runs u as a value (no closure).
-	return toStatus(resilience.DoCall(ctx, c.policy, c.call(ctx, cc, method, opts), u))
+	err := toStatus(resilience.DoCall(ctx, c.policy, c.call(ctx, cc, method, opts), u))
+	if u.after != nil {
+		u.after.finish(err)
+	}
+	return err
 }
 
 // unaryCall is one unary call as the operation the policies run.
@@ -175,21 +185,146 @@ type unaryCall struct {
 	req, reply any
 	cc         *grpc.ClientConn
 	invoker    grpc.UnaryInvoker
-	opts       []grpc.CallOption
+	opts       []grpc.CallOption // the caller's, without its after-call options
+	after      *afterCall        // nil when the caller gave none
 }
 
 // Run makes one attempt.
 func (u *unaryCall) Run(actx context.Context) error {
-	var trailer metadata.MD
 	out := u.reply
-	if resilience.Parallel(actx) {
+	parallel := resilience.Parallel(actx)
+	if parallel {
 		// Attempts overlap (hedging): each decodes into a reply of its
 		// own, and only the kept one's is copied to the caller's.
 		out = ownReply(actx, u.reply)
 	}
 	n := len(u.opts)
-	err := u.invoker(outgoingKey(actx), u.method, u.req, out, u.cc, append(u.opts[:n:n], grpc.Trailer(&trailer))...)
-	return classify(u.ctx, err, trailer)
+	if u.after == nil {
+		var trailer metadata.MD
+		err := u.invoker(outgoingKey(actx), u.method, u.req, out, u.cc, append(u.opts[:n:n], grpc.Trailer(&trailer))...)
+		return classify(u.ctx, err, trailer)
+	}
+	r := new(received)
+	err := u.invoker(outgoingKey(actx), u.method, u.req, out, u.cc, u.after.attemptOpts(append(u.opts[:n:n], grpc.Trailer(&r.trailer)), r)...)
+	r.ran = true
+	if parallel {
+		// Published on the goroutine that keeps the attempt, before
+		// the policies return.
+		resilience.OnKeep(actx, func() { u.after.kept = r })
+	} else {
+		// Attempts follow one another: the last one is kept.
+		u.after.kept = r
+	}
+	return classify(u.ctx, err, r.trailer)
+}
+
+// afterCall holds the caller's after-call options: grpc.Header,
+// grpc.Trailer, grpc.Peer and grpc.OnFinish. grpc-go runs them once per
+// call, with what the attempt it committed received. Given to every
+// attempt, they would run once per attempt, and overlapping attempts
+// (hedging) would write into the caller's variables at the same time: so
+// each attempt gets variables of its own, and the kept attempt's are
+// handed to the caller's once the call ends.
+type afterCall struct {
+	headers, trailers []*metadata.MD
+	peers             []*peer.Peer
+	onFinish          []func(error)
+	// kept is what the kept attempt received: set by the attempt
+	// (sequential attempts) or when it is kept (parallel ones), read once
+	// the policies returned. Nil if no attempt was made.
+	kept *received
+}
+
+// unsetMD is what an attempt's header or trailer holds until gRPC fills it
+// in: a key no real metadata has (metadata keys are lowercase ASCII
+// without control characters), so that an attempt that never had a stream
+// (gRPC then runs no after-call option) is told from one that received
+// nothing. It is never modified.
+var unsetMD = metadata.MD{"\x00unset": nil}
+
+func isUnset(md metadata.MD) bool {
+	_, ok := md["\x00unset"]
+	return ok
+}
+
+// split takes the after-call options out of opts and returns the others,
+// which every attempt gets.
+func (a *afterCall) split(opts []grpc.CallOption) []grpc.CallOption {
+	rest := make([]grpc.CallOption, 0, len(opts))
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			a.headers = append(a.headers, o.HeaderAddr)
+		case grpc.TrailerCallOption:
+			a.trailers = append(a.trailers, o.TrailerAddr)
+		case grpc.PeerCallOption:
+			a.peers = append(a.peers, o.PeerAddr)
+		case grpc.OnFinishCallOption:
+			a.onFinish = append(a.onFinish, o.OnFinish)
+		default:
+			rest = append(rest, o)
+		}
+	}
+	return rest
+}
+
+func isAfterCall(o grpc.CallOption) bool {
+	switch o.(type) {
+	case grpc.HeaderCallOption, grpc.TrailerCallOption, grpc.PeerCallOption, grpc.OnFinishCallOption:
+		return true
+	}
+	return false
+}
+
+// received is what one attempt received, for the caller's after-call
+// options. The trailer is always read: its pushback is the policies'.
+type received struct {
+	header, trailer metadata.MD
+	peer            *peer.Peer
+	ran             bool // the attempt returned
+}
+
+// attemptOpts returns opts, which ends with grpc.Trailer(&r.trailer), with
+// the options that fill in r for the caller's after-call options.
+func (a *afterCall) attemptOpts(opts []grpc.CallOption, r *received) []grpc.CallOption {
+	if len(a.trailers) > 0 {
+		r.trailer = unsetMD
+	}
+	if len(a.headers) > 0 {
+		r.header = unsetMD
+		opts = append(opts, grpc.Header(&r.header))
+	}
+	if len(a.peers) > 0 {
+		r.peer = new(peer.Peer)
+		opts = append(opts, grpc.Peer(r.peer))
+	}
+	return opts
+}
+
+// finish runs the caller's after-call options once the call ended with
+// err, as gRPC would for one attempt: the header, trailer and peer that
+// the kept attempt received, if it had a stream, then every OnFinish.
+func (a *afterCall) finish(err error) {
+	if r := a.kept; r != nil && r.ran {
+		if len(a.headers) > 0 && !isUnset(r.header) {
+			for _, h := range a.headers {
+				*h = r.header
+			}
+		}
+		if len(a.trailers) > 0 && !isUnset(r.trailer) {
+			for _, t := range a.trailers {
+				*t = r.trailer
+			}
+		}
+		if p := r.peer; p != nil && (p.Addr != nil || p.LocalAddr != nil || p.AuthInfo != nil) {
+			for _, q := range a.peers {
+				*q = *p
+			}
+		}
+	}
+	for _, f := range a.onFinish {
+		f(err)
+	}
 }
 
 // ownReply returns a new, empty reply of the same type as reply, and

@@ -90,6 +90,18 @@
 // bulkhead.ErrFull, ratelimit.ErrLimited, timeout.ErrTimeout,
 // context.Canceled and the like, and errors.As finds *retry.Error.
 //
+// # Call options
+//
+// A unary call's options go to each of its attempts, except those that
+// report on the call when it ends: grpc.Header, grpc.Trailer, grpc.Peer
+// and grpc.OnFinish. As with gRPC's own retry, they belong to the call:
+// the header, trailer and peer are those of the attempt whose result the
+// caller gets (the last one, or a hedging policy's winner), written once
+// the policies returned, and left untouched when no attempt reached the
+// server (a breaker or rate limit turned the call away); OnFinish runs
+// once, with the error the caller gets. No attempt writes into the
+// caller's variables while another may still run.
+//
 // # Streams
 //
 // A stream is retried only before it commits: before any response header
