@@ -378,8 +378,7 @@ func (c *Client) idempotent(ctx context.Context, method string) bool {
 }
 
 // target names the dependency: the authority a call option overrides, or
-// the connection's target without a "dns:///" or "passthrough:///" prefix,
-// so that "dns:///api:443" and "api:443" share per-target policies.
+// the endpoint of the connection's target (see [targetEndpoint]).
 func target(cc *grpc.ClientConn, opts []grpc.CallOption) string {
 	for _, o := range opts {
 		if a, ok := o.(grpc.AuthorityOverrideCallOption); ok && a.Authority != "" {
@@ -389,16 +388,58 @@ func target(cc *grpc.ClientConn, opts []grpc.CallOption) string {
 	if cc == nil {
 		return ""
 	}
-	t := cc.Target()
-	for _, scheme := range [...]string{"dns://", "passthrough://"} {
+	return targetEndpoint(cc.Target())
+}
+
+// targetEndpoint returns the endpoint a target names, without its
+// resolver's scheme and authority, so that "dns:///api:443" and "api:443"
+// share per-target policies and no metric records a URL: "api:443" for
+// "dns:///api:443", "dns://8.8.8.8/api:443" and "passthrough:///api:443";
+// "orders" for a custom resolver's "orders:///orders" (its authority when
+// the path is empty, as in "orders://orders"); the socket's path for
+// "unix:///tmp/s" or "unix:/tmp/s", its name for "unix-abstract:s". A
+// target with no scheme ("api:443", "[::1]:50051") is returned as it is.
+func targetEndpoint(t string) string {
+	if scheme, rest, ok := strings.Cut(t, "://"); ok && isScheme(scheme) {
+		authority, endpoint, _ := strings.Cut(rest, "/")
+		if i := strings.IndexAny(endpoint, "?#"); i >= 0 {
+			endpoint = endpoint[:i]
+		}
+		switch {
+		case scheme == "unix" && endpoint != "":
+			return "/" + endpoint
+		case endpoint != "":
+			return endpoint
+		}
+		if i := strings.IndexAny(authority, "?#"); i >= 0 {
+			authority = authority[:i]
+		}
+		return authority
+	}
+	for _, scheme := range [...]string{"unix:", "unix-abstract:"} {
 		if rest, ok := strings.CutPrefix(t, scheme); ok {
-			// Skip the resolver's authority, usually empty.
-			if _, endpoint, ok := strings.Cut(rest, "/"); ok && endpoint != "" {
-				return endpoint
-			}
+			return rest
 		}
 	}
 	return t
+}
+
+// isScheme reports whether s is a URL scheme: a letter, then letters,
+// digits, '+', '-' or '.'.
+func isScheme(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // classify marks an attempt's error for the policies; see the package

@@ -21,10 +21,12 @@
 // are the Client's, not a policy's, hence the type.
 //
 // Each call runs with a context that describes it (resilience.CallFrom):
-// its Target is the connection's target without a "dns:///" or
-// "passthrough:///" prefix, or the authority set by grpc.CallAuthority, and
-// its Method the full method name, so that per-target policies (a breaker
-// per dependency) key by it.
+// its Target is the authority set by grpc.CallAuthority, or else the
+// endpoint the connection's target names, without the resolver's scheme
+// and authority ("api:443" for "dns:///api:443", "orders" for a custom
+// resolver's "orders:///orders", "/tmp/s" for "unix:///tmp/s"), and its
+// Method the full method name, so that per-target policies (a breaker per
+// dependency) key by it, and server.address never holds a URL.
 //
 // # Outcomes
 //
