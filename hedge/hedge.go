@@ -105,6 +105,10 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	return r.wait()
 }
 
+// MaxHedges returns how many attempts the policy may send beside the first
+// ([WithMaxHedges]).
+func (p *Policy) MaxHedges() int { return p.c.maxHedges }
+
 func (p *Policy) delay() time.Duration {
 	if p.lat != nil {
 		if d := p.lat.delay(); d > 0 {

@@ -80,9 +80,10 @@ type retriesOption int
 func (o retriesOption) apply(c *config) { c.retries, c.retriesSet = int(o), true }
 
 // WithRetries sets how many times a failed call is retried (default 3, so 4
-// attempts at most); 0 retries nothing. It must not be negative, and it
-// conflicts with retry.WithMaxAttempts given to [WithRetry] unless both
-// say the same.
+// attempts at most); 0 retries nothing. With [WithHedging] it is the number
+// of hedges instead, and 0 sends none. It must not be negative, and it
+// conflicts with retry.WithMaxAttempts given to [WithRetry], or
+// hedge.WithMaxHedges given to WithHedging, unless both say the same.
 func WithRetries(n int) Option { return retriesOption(n) }
 
 type retryOptions []retry.Option
@@ -126,9 +127,11 @@ func (o hedgingOption) apply(c *config) { c.hedging, c.hedgeOpts = true, append(
 // place: an idempotent call still running after the hedge delay (30ms by
 // default) gets another attempt beside it, and the first acceptable result
 // wins. A failed attempt is followed at once by the next one. The preset
-// allows as many extra attempts as retries ([WithRetries]: 3 by default,
-// hedge.WithMaxHedges), all paid for from the retry budget; opts are
-// applied after the preset's. It is off by default; options given with
+// allows as many extra attempts as retries ([WithRetries]: 3 by default;
+// WithRetries(0) leaves hedging out), all paid for from the retry budget;
+// opts are applied after the preset's, and a hedge.WithMaxHedges among
+// them sets the number when WithRetries is not given (New reports the two
+// when they disagree). It is off by default; options given with
 // [WithRetry] are then unused.
 func WithHedging(opts ...hedge.Option) Option { return hedgingOption(opts) }
 

@@ -77,11 +77,23 @@ func New(opts ...Option) (resilience.Policy, error) {
 		switch {
 		case c.hedging:
 			opts := telemetryOpts(&c, hedge.WithName, hedge.WithMeterProvider, hedge.WithTracerProvider, nil)
-			if c.retries > 0 {
-				opts = append(opts, hedge.WithMaxHedges(c.retries))
+			// As many hedges as retries. hedge.WithMaxHedges(0) is
+			// invalid: with no retries, the policy is built to see
+			// whether the user's options ask for hedges, and left out
+			// unless they do (and then conflict).
+			hedges := c.retries
+			if hedges == 0 {
+				hedges = noHedges
 			}
-			opts = append(opts, hedge.WithBudget(b))
-			ps = append(ps, hedge.New(append(opts, c.hedgeOpts...)...))
+			opts = append(opts, hedge.WithMaxHedges(hedges), hedge.WithBudget(b))
+			h := hedge.New(append(opts, c.hedgeOpts...)...)
+			n := h.MaxHedges()
+			if c.retriesSet && n != c.retries && !(c.retries == 0 && n == noHedges) {
+				panic(fmt.Sprintf("standard: WithRetries(%d) conflicts with hedge.WithMaxHedges(%d) given to WithHedging: give the number of extra attempts once", c.retries, n))
+			}
+			if n != noHedges {
+				ps = append(ps, h)
+			}
 		case c.retries > 0 || len(c.retryOpts) > 0:
 			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider, retry.WithoutServerAddress)
 			opts = append(opts, retry.WithMaxAttempts(c.retries+1), retry.WithBudget(b))
@@ -120,6 +132,10 @@ func New(opts ...Option) (resilience.Policy, error) {
 	}
 	return resilience.Chain(ps...), nil
 }
+
+// noHedges stands for "no hedge" while the hedge policy is built with no
+// retries: a number no one asks for.
+const noHedges = math.MaxInt32
 
 // validate checks the pipeline's own options. The parts check theirs when
 // they are built.
