@@ -95,14 +95,14 @@ func newConfig(opts []Option) config {
 
 // Standard returns a Client that runs every call under the standard
 // pipeline built by standard.New, the same as the HTTP transport's: a
-// per-target rate limit if configured, a total timeout (30s), retries (3,
-// with jittered exponential backoff), a per-target pushback gate (holds
-// calls while the server's grpc-retry-pushback-ms lasts; turned away:
-// ResourceExhausted), a per-target circuit breaker (opens
-// at 50% failures over 30s once 20 calls were counted, for 5s), a
-// per-target bulkhead if configured, and a per-attempt timeout (10s).
-// [WithPipeline] changes each part; the Client's own options say which
-// calls are idempotent, and so retried:
+// total timeout, a per-target rate limit and idempotency keys if
+// configured, retries (or hedging) paid for from a per-target retry
+// budget, a per-target pushback gate (holds calls while the server's
+// grpc-retry-pushback-ms lasts; turned away: ResourceExhausted), a
+// per-target circuit breaker, a per-target bulkhead if configured, and a
+// per-attempt timeout. The package documentation of standard gives the
+// order and every default. [WithPipeline] changes each part; the Client's
+// own options say which calls are idempotent, and so retried:
 //
 //	c, err := resiliencegrpc.Standard(
 //		resiliencegrpc.WithIdempotentMethods("/pkg.Users/Get", "/pkg.Catalog/*"),

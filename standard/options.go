@@ -211,12 +211,13 @@ func (o rateOption) apply(c *config) {
 
 // WithRateLimit adds a per-host client-side rate limit (ratelimit.NewKeyed)
 // of r calls per second with bursts of burst, configured by opts. It comes
-// first in the pipeline, so a call takes one turn however many attempts it
-// makes. There is none by default.
+// before the retry in the pipeline, so a call takes one turn however many
+// attempts it makes. There is none by default.
 //
 // A call that finds no token waits for its turn, as rate.Limiter.Wait
-// does: up to the total timeout, and never past the call's own deadline;
-// a call whose turn would come too late fails at once with a
+// does: within the total timeout, which counts the wait (the total
+// timeout is outside the rate limit), and never past the call's own
+// deadline; a call whose turn would come too late fails at once with a
 // ratelimit.LimitedError. So a burst above the limit is paced, not failed.
 // To fail at once instead, pass ratelimit.WithMaxWait(0) in opts.
 //

@@ -24,9 +24,9 @@ import (
 
 // New builds the standard pipeline, outermost first:
 //
-//	rate limit (per host, if configured)
+//	total timeout
+//	→ rate limit (per host, if configured)
 //	→ idempotency keys (if configured, WithIdempotencyKeys)
-//	→ total timeout
 //	→ retry, or hedging with [WithHedging]
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
@@ -57,6 +57,11 @@ func New(opts ...Option) (resilience.Policy, error) {
 
 	var ps []resilience.Policy
 	err := build(func() {
+		// The total timeout comes first, so that it bounds the whole
+		// call, the rate limit's wait included: the limiter then never
+		// waits past it, and turns a call whose turn would come later
+		// away at once.
+		ps = append(ps, timeout.New(c.total, append(timeoutOpts(&c, "total"), timeout.WithScope(timeout.ScopeCall))...))
 		if c.hasRate {
 			opts := telemetryOpts(&c, ratelimit.WithName, ratelimit.WithMeterProvider, ratelimit.WithTracerProvider, ratelimit.WithoutServerAddress)
 			// Pace a burst within the call's deadline, as rate.Limiter.Wait
@@ -67,7 +72,6 @@ func New(opts ...Option) (resilience.Policy, error) {
 		if k := keyer(&c); k != nil {
 			ps = append(ps, k)
 		}
-		ps = append(ps, timeout.New(c.total, append(timeoutOpts(&c, "total"), timeout.WithScope(timeout.ScopeCall))...))
 		var b *budget.Budget
 		if !c.noBudget {
 			opts := telemetryOpts(&c, budget.WithName, budget.WithMeterProvider, nil, nil)
