@@ -91,6 +91,16 @@ func (o meterProviderOption) apply(c *config) { c.tel.MeterProvider = o.mp }
 // is the global provider as it is when the policy is built.
 func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
 
+type noServerAddressOption struct{}
+
+func (noServerAddressOption) apply(c *config) { c.tel.NoServerAddress = true }
+
+// WithoutServerAddress leaves the server.address and server.port
+// attributes off the policy's metrics (its events and attempt durations),
+// so that their series stay bounded however many hosts it sees. Span
+// events are not affected.
+func WithoutServerAddress() Option { return noServerAddressOption{} }
+
 type tracerProviderOption struct{ tp trace.TracerProvider }
 
 func (o tracerProviderOption) apply(c *config) { c.tel.TracerProvider = o.tp }

@@ -80,7 +80,7 @@ func New(opts ...Option) (resilience.Policy, error) {
 		maxPushback, minAttempt := pushback.DefaultMaxPushback, pushback.DefaultMinAttemptTime
 		switch {
 		case c.hedging:
-			opts := telemetryOpts(&c, hedge.WithName, hedge.WithMeterProvider, hedge.WithTracerProvider, nil)
+			opts := telemetryOpts(&c, hedge.WithName, hedge.WithMeterProvider, hedge.WithTracerProvider, hedge.WithoutServerAddress)
 			// As many hedges as retries. hedge.WithMaxHedges(0) is
 			// invalid: with no retries, the policy is built to see
 			// whether the user's options ask for hedges, and left out
