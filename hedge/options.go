@@ -72,7 +72,9 @@ func (o budgetOption) apply(c *config) { c.budget = o.b }
 // may be shared with a retry policy (see package budget): a hedge takes
 // its cost from b before it is sent and is not sent when b has too few
 // tokens; a hedge that wins gets its cost back, and every successful call
-// credits b. Nil, the default, sets no budget.
+// credits b. With a budget from budget.NewKeyed, each call spends from and
+// credits the budget of its host (b.For). Nil, the default, sets no
+// budget.
 func WithBudget(b *budget.Budget) Option { return budgetOption{b} }
 
 type nameOption string

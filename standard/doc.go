@@ -24,13 +24,14 @@
 //   - 3 retries (4 attempts at most), exponential backoff from 100ms with
 //     jitter, honouring the server's Retry-After up to 10s; only
 //     idempotent calls are retried (see package retry).
-//   - A retry budget shared by every call through the pipeline (package
-//     budget): each retry costs 5 tokens of a quota of 500, each
+//   - A retry budget per host (package budget, budget.NewKeyed): each
+//     retry or hedge costs 5 tokens of the host's quota of 500, each
 //     successful call earns 1, and a retry that succeeds is refunded. A
-//     dependency that is down gets one attempt per call once the quota is
-//     spent, even before the breaker opens; one that fails 30% of its
-//     requests still gets every retry it needs. [WithRetryBudget] changes
-//     it, [WithoutRetryBudget] leaves it out.
+//     dependency that is down gets one attempt per call once its quota is
+//     spent, even before the breaker opens, while calls to the other hosts
+//     keep their retries; one that fails 30% of its requests still gets
+//     every retry it needs. [WithRetryBudget] changes it,
+//     [WithoutRetryBudget] leaves it out.
 //   - A circuit breaker per host that opens when at least half of the
 //     calls counted over a rolling 30s window failed, once 100 were
 //     counted, or at 20 failures in a row within the window, and stays

@@ -144,8 +144,10 @@ func (o budgetOptions) apply(c *config) { c.budgetOpts = append(c.budgetOpts, o.
 // every retry costs 5 tokens of a quota of 500 that each successful call
 // refills by 1, and a retry that succeeds is refunded, so that during an
 // outage retries stop once the quota is spent while a brownout keeps every
-// retry it needs. The budget is shared by every call through the pipeline,
-// whatever their host.
+// retry it needs. Each host has a budget of its own (budget.NewKeyed, keyed
+// like the other per-host parts: see [WithKey]), so that one host's outage,
+// or the hedges sent to it, do not spend the retries of the others; the
+// budgets of hosts idle for 10 minutes are forgotten, and start full again.
 func WithRetryBudget(opts ...budget.Option) Option { return budgetOptions(opts) }
 
 type noBudgetOption struct{}
@@ -241,10 +243,11 @@ type keyOption func(context.Context) string
 
 func (o keyOption) apply(c *config) { c.key = o }
 
-// WithKey sets the key of the per-host parts (pushback gate, breaker,
-// bulkhead, rate limit) instead of the call's target host. Options given
-// to one part with [WithPushbackGate], [WithBreaker], [WithBulkhead] or
-// [WithRateLimit] override it for that part.
+// WithKey sets the key of the per-host parts (retry budget, pushback gate,
+// breaker, bulkhead, rate limit) instead of the call's target host.
+// Options given to one part with [WithRetryBudget], [WithPushbackGate],
+// [WithBreaker], [WithBulkhead] or [WithRateLimit] override it for that
+// part.
 func WithKey(f func(ctx context.Context) string) Option { return keyOption(f) }
 
 type nameOption string

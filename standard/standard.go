@@ -74,8 +74,10 @@ func New(opts ...Option) (resilience.Policy, error) {
 		}
 		var b *budget.Budget
 		if !c.noBudget {
-			opts := telemetryOpts(&c, budget.WithName, budget.WithMeterProvider, nil, nil)
-			b = budget.New(append(opts, c.budgetOpts...)...)
+			// One budget per host, so that one host's outage does not
+			// spend the retries of the others.
+			opts := telemetryOpts(&c, budget.WithName, budget.WithMeterProvider, nil, budget.WithoutServerAddress)
+			b = budget.NewKeyed(append(opts, prepend(c.key, budget.WithKey, c.budgetOpts)...)...)
 		}
 		maxPushback, minAttempt := pushback.DefaultMaxPushback, pushback.DefaultMinAttemptTime
 		switch {
