@@ -65,6 +65,10 @@ var errNoPushback = errors.New("resiliencegrpc: server asked not to retry (grpc-
 // A Client is safe for concurrent use, and one Client may serve several
 // connections. [UnaryClientInterceptor] and [StreamClientInterceptor] are
 // shorthands for a Client with no options.
+//
+// The zero Client has no policy and no options: its interceptors pass
+// every call to gRPC unchanged, as those of NewClient(nil) do. Build a
+// Client with NewClient or [Standard] to run calls under a policy.
 type Client struct {
 	policy resilience.Policy
 	c      config

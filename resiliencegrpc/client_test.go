@@ -521,3 +521,12 @@ func TestStandard(t *testing.T) {
 	}
 	wantCalls(t, s, 2)
 }
+
+// The zero Client passes every call through unchanged, as documented.
+func TestZeroClient(t *testing.T) {
+	s := &server{unary: failing(1, errUnavailable)}
+	var zero Client
+	_, err := dial(t, start(t, s), &zero).UnaryCall(t.Context(), &testgrpc.SimpleRequest{})
+	wantCode(t, err, codes.Unavailable)
+	wantCalls(t, s, 1)
+}
