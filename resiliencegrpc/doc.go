@@ -14,8 +14,9 @@
 //		grpc.WithChainStreamInterceptor(c.StreamInterceptor()))
 //
 // [Standard] builds a Client on the standard pipeline, the same as the HTTP
-// transport's, and takes the Client's options (WithIdempotentMethods, ...)
-// with the pipeline's ([WithPipeline]). [UnaryClientInterceptor] and [StreamClientInterceptor] are
+// transport's (package standard documents its order and every default),
+// and takes the Client's options (WithIdempotentMethods, ...) with the
+// pipeline's ([WithPipeline]). [UnaryClientInterceptor] and [StreamClientInterceptor] are
 // shorthands for a Client without options. The options that describe the
 // calls (which are idempotent, how much of a stream to keep for replay)
 // are the Client's, not a policy's, hence the type.
