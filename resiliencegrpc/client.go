@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -401,8 +402,9 @@ func target(cc *grpc.ClientConn, opts []grpc.CallOption) string {
 // "dns:///api:443", "dns://8.8.8.8/api:443" and "passthrough:///api:443";
 // "orders" for a custom resolver's "orders:///orders" (its authority when
 // the path is empty, as in "orders://orders"); the socket's path for
-// "unix:///tmp/s" or "unix:/tmp/s", its name for "unix-abstract:s". A
-// target with no scheme ("api:443", "[::1]:50051") is returned as it is.
+// "unix:///tmp/s" or "unix:/tmp/s", its name for "unix-abstract:s";
+// "api:443" for "dns:api:443". A target with no scheme ("api:443",
+// "[::1]:50051") is returned as it is.
 func targetEndpoint(t string) string {
 	if scheme, rest, ok := strings.Cut(t, "://"); ok && isScheme(scheme) {
 		authority, endpoint, _ := strings.Cut(rest, "/")
@@ -420,10 +422,10 @@ func targetEndpoint(t string) string {
 		}
 		return authority
 	}
-	for _, scheme := range [...]string{"unix:", "unix-abstract:"} {
-		if rest, ok := strings.CutPrefix(t, scheme); ok {
-			return rest
-		}
+	// "scheme:endpoint", as in "dns:api:443" or "unix:/tmp/s", only for a
+	// registered resolver's scheme: "api:443" has the same form.
+	if scheme, rest, ok := strings.Cut(t, ":"); ok && isScheme(scheme) && resolver.Get(scheme) != nil {
+		return rest
 	}
 	return t
 }

@@ -470,6 +470,7 @@ func TestTarget(t *testing.T) {
 		{"orders://orders", "orders"},
 		{"[::1]:50051", "[::1]:50051"},
 		{"localhost:50051", "localhost:50051"},
+		{"dns:api.example:443", "api.example:443"},
 	}
 	for _, tt := range tests {
 		cc, err := grpc.NewClient(tt.target, grpc.WithTransportCredentials(insecure.NewCredentials()))
