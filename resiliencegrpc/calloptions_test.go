@@ -231,3 +231,17 @@ func TestUnaryCallOptionsNoAttempt(t *testing.T) {
 	}
 	wantCalls(t, s, 0)
 }
+
+// Hedges sent at once, whose attempts all answer: under -race, no two
+// attempts write into the caller's variables. Before, each attempt's gRPC
+// wrote the caller's header, trailer and peer from its own goroutine.
+func TestHedgedUnaryCallOptionsNoRace(t *testing.T) {
+	s := &server{unary: attemptMetadata(nil, nil)}
+	conn := dialConn(t, start(t, s), NewClient(hedge.New(hedge.WithDelay(time.Microsecond), hedge.WithMaxHedges(3)), WithIdempotentMethods(unaryMethod)))
+	for i := range 50 {
+		got := invokeObserved(t, conn)
+		if got.header != got.reply || got.trailer != got.reply || got.onFinish != 1 {
+			t.Fatalf("call %d: observed %+v: want the header and trailer of the attempt whose reply it got, and OnFinish once", i, got)
+		}
+	}
+}
