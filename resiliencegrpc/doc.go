@@ -99,9 +99,9 @@
 // report on the call when it ends: grpc.Header, grpc.Trailer, grpc.Peer
 // and grpc.OnFinish. As with gRPC's own retry, they belong to the call:
 // the header, trailer and peer are those of the attempt whose result the
-// caller gets (the last one, or a hedging policy's winner), written once
-// the policies returned, and left untouched when no attempt reached the
-// server (a breaker or rate limit turned the call away); OnFinish runs
+// caller gets (the last attempt sent, or a hedging policy's winner),
+// written once the policies returned, and left untouched when no attempt
+// was sent (a breaker or rate limit turned the call away); OnFinish runs
 // once, with the error the caller gets. No attempt writes into the
 // caller's variables while another may still run.
 //
