@@ -27,7 +27,7 @@ import (
 //	total timeout
 //	→ rate limit (per host, if configured)
 //	→ idempotency keys (if configured, WithIdempotencyKeys)
-//	→ retry, or hedging with [WithHedging]
+//	→ retry, or hedging with [WithHedging] (a retry budget per host)
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host, if configured)
@@ -36,9 +36,10 @@ import (
 // It returns an error, and no policy, if the configuration is invalid: a
 // nil option, an option's value out of range, an attempt timeout above the
 // total timeout, a breaker window shorter than twice the attempt timeout,
-// or WithRetries and retry.WithMaxAttempts that disagree. The error names
-// the option to change. Build the pipeline once and share it: every
-// pipeline has its own breakers, bulkheads and rate limits.
+// or WithRetries and retry.WithMaxAttempts (or hedge.WithMaxHedges) that
+// disagree. The error names the option to change. Build the pipeline once
+// and share it: every pipeline has its own breakers, bulkheads, rate
+// limits and retry budgets.
 func New(opts ...Option) (resilience.Policy, error) {
 	c := config{
 		total:   DefaultTotalTimeout,
