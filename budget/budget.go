@@ -27,26 +27,44 @@ type Budget struct {
 	capacity, cost, reward int64
 	tel                    *telemetry.Policy
 	attrs                  metric.MeasurementOption // of the gauge
+	keys                   *keys                    // NewKeyed only
 }
 
 // New returns a full budget configured by opts. It panics, naming the
-// option, if an option's value is invalid.
+// option, if an option's value is invalid, or if it is given an option of
+// [NewKeyed] only (WithKey, WithMaxKeys, WithIdleTimeout).
 func New(opts ...Option) *Budget {
-	c := config{capacity: DefaultCapacity, cost: DefaultCost, reward: DefaultReward}
+	c := defaultConfig()
 	for _, o := range opts {
 		o.apply(&c)
 	}
+	if c.keyedOnly != "" {
+		panic("budget: " + c.keyedOnly + " applies to NewKeyed only")
+	}
 	c.validate()
-	b := &Budget{capacity: c.capacity, cost: c.cost, reward: c.reward, tel: telemetry.New(telemetry.KindBudget, c.tel)}
-	b.level.Store(c.capacity)
+	b := newBudget(&c, telemetry.New(telemetry.KindBudget, c.tel))
 	if b.tel.Metrics() {
-		b.attrs = metric.WithAttributeSet(attribute.NewSet(b.tel.NameAttrs()...))
-		g, _ := b.tel.Meter().Int64ObservableGauge(telemetry.BudgetTokensName,
-			metric.WithUnit("{token}"),
-			metric.WithDescription("Tokens left in a retry budget: each retry or hedge costs some, each successful call earns some back."))
+		g, _ := b.tel.Meter().Int64ObservableGauge(telemetry.BudgetTokensName, gaugeOpts...)
 		telemetry.Observe(b.tel, b, func(b *Budget, o metric.Observer) {
 			o.ObserveInt64(g, b.level.Load(), b.attrs)
 		}, g)
+	}
+	return b
+}
+
+// gaugeOpts describe resilience.budget.tokens.
+var gaugeOpts = []metric.Int64ObservableGaugeOption{
+	metric.WithUnit("{token}"),
+	metric.WithDescription("Tokens left in a retry budget: each retry or hedge costs some, each successful call earns some back."),
+}
+
+// newBudget returns a full budget configured by c, with telemetry tel (nil
+// for a keyed budget's per-key ones, which the keyed budget reports).
+func newBudget(c *config, tel *telemetry.Policy) *Budget {
+	b := &Budget{capacity: c.capacity, cost: c.cost, reward: c.reward, tel: tel}
+	b.level.Store(c.capacity)
+	if tel.Metrics() {
+		b.attrs = metric.WithAttributeSet(attribute.NewSet(tel.NameAttrs()...))
 	}
 	return b
 }

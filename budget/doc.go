@@ -1,5 +1,5 @@
 // Package budget bounds how much extra load retries and hedges may add to a
-// dependency: a retry budget shared by every call through a pipeline.
+// dependency: a retry budget shared by the calls to it.
 //
 // A [Budget] is a quota of tokens. Every successful call earns a few
 // ([Budget.Deposit]); every retry or hedge costs more ([Budget.TryWithdraw]),
@@ -21,13 +21,18 @@
 // call for as long as the outage lasts.
 //
 // The retry and hedge policies take a Budget with retry.WithBudget and
-// hedge.WithBudget; the standard pipeline builds one by default. Over
+// hedge.WithBudget. [New] makes one budget for every call that spends from
+// it; [NewKeyed] makes one per key, by default per call target, so that
+// one host's outage does not spend the retries of calls to the others
+// (the policies reach a call's budget with [Budget.For]). The standard
+// pipeline builds a keyed one by default. Over
 // budget, the retry or hedge is not attempted and the caller gets the last
 // attempt's outcome with a reason that matches [ErrExhausted].
 //
 // # Telemetry
 //
-// The level is reported as the observable gauge resilience.budget.tokens;
+// The level is reported as the observable gauge resilience.budget.tokens
+// (for a keyed budget, see [NewKeyed]);
 // the policies count each retry or hedge refused as the event
 // budget_exhausted (see the module's docs/telemetry.md).
 package budget

@@ -1,7 +1,9 @@
 package budget
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"go.opentelemetry.io/otel/metric"
 
@@ -18,9 +20,24 @@ const (
 // An Option configures a [Budget].
 type Option interface{ apply(*config) }
 
+// Defaults of the registry of a Budget built with [NewKeyed].
+const (
+	DefaultMaxKeys     = 10_000
+	DefaultIdleTimeout = 10 * time.Minute
+)
+
 type config struct {
 	capacity, cost, reward int64
 	tel                    telemetry.Config
+	key                    func(context.Context) string // nil: the call's target
+	maxKeys                int
+	idle                   time.Duration
+	keyedOnly              string // the name of the last NewKeyed-only option given
+	keySet                 bool   // WithKey given
+}
+
+func defaultConfig() config {
+	return config{capacity: DefaultCapacity, cost: DefaultCost, reward: DefaultReward, maxKeys: DefaultMaxKeys, idle: DefaultIdleTimeout}
 }
 
 type capacityOption int
@@ -66,8 +83,52 @@ func (o meterProviderOption) apply(c *config) { c.tel.MeterProvider = o.mp }
 // the global provider as it is when the budget is built.
 func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
 
+type noServerAddressOption struct{}
+
+func (noServerAddressOption) apply(c *config) { c.tel.NoServerAddress = true }
+
+// WithoutServerAddress leaves server.address off the gauge of a Budget
+// built with [NewKeyed], which then reports the lowest level of all its
+// keys as one series, so that the series stay bounded however many hosts
+// it sees. A Budget built with New has no server.address anyway.
+func WithoutServerAddress() Option { return noServerAddressOption{} }
+
+type keyOption func(context.Context) string
+
+func (o keyOption) apply(c *config) { c.key, c.keyedOnly, c.keySet = o, "WithKey", true }
+
+// WithKey sets the key of each call's budget, for [NewKeyed], instead of
+// the call's target host. A call whose key is empty spends from the
+// budget of the calls without a key. f must be safe for concurrent use.
+// NewKeyed panics if f is nil.
+func WithKey(f func(ctx context.Context) string) Option { return keyOption(f) }
+
+type maxKeysOption int
+
+func (o maxKeysOption) apply(c *config) { c.maxKeys, c.keyedOnly = int(o), "WithMaxKeys" }
+
+// WithMaxKeys bounds how many keys a Budget built with [NewKeyed] keeps
+// (default 10,000): past it, the least recently used are forgotten.
+// NewKeyed panics if n < 1.
+func WithMaxKeys(n int) Option { return maxKeysOption(n) }
+
+type idleOption time.Duration
+
+func (o idleOption) apply(c *config) { c.idle, c.keyedOnly = time.Duration(o), "WithIdleTimeout" }
+
+// WithIdleTimeout sets how long a Budget built with [NewKeyed] keeps the
+// budget of a key no call used (default 10 minutes); a forgotten key's
+// budget starts full again. NewKeyed panics if d <= 0.
+func WithIdleTimeout(d time.Duration) Option { return idleOption(d) }
+
 func (c *config) validate() {
 	switch {
+	case c.keySet && c.key == nil:
+		panic("budget: WithKey: f is nil")
+	case c.maxKeys < 1:
+		panic(fmt.Sprintf("budget: WithMaxKeys: n must be at least 1, got %d", c.maxKeys))
+	case c.idle <= 0:
+		panic(fmt.Sprintf("budget: WithIdleTimeout: d must be positive, got %v", c.idle))
 	case c.cost < 1:
 		panic(fmt.Sprintf("budget: WithCost: tokens must be at least 1, got %d", c.cost))
 	case c.reward < 1:

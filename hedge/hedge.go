@@ -99,7 +99,9 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	if inCall && (!call.Idempotent || call.NoRetry != nil) {
 		return op(ctx)
 	}
-	r := &run{p: p, ctx: ctx, op: op, parallel: !call.Sequential}
+	// The call's budget (its host's, with budget.NewKeyed), looked up
+	// once, outside any lock.
+	r := &run{p: p, ctx: ctx, op: op, parallel: !call.Sequential, budget: p.c.budget.For(ctx)}
 	a := &r.first
 	r.begin(a, 1)
 	r.running = 1
@@ -118,6 +120,10 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	unwound = false
 	return r.wait()
 }
+
+// MaxHedges returns how many attempts the policy may send beside the first
+// ([WithMaxHedges]).
+func (p *Policy) MaxHedges() int { return p.c.maxHedges }
 
 func (p *Policy) delay() time.Duration {
 	if p.lat != nil {
@@ -164,6 +170,7 @@ type run struct {
 	ctx      context.Context // the caller's
 	op       func(context.Context) error
 	parallel bool // false: the call's attempts must not overlap
+	budget   *budget.Budget
 	first    attempt
 	wg       sync.WaitGroup // the goroutines of the hedges
 
@@ -267,7 +274,7 @@ func (r *run) nextLocked() *attempt {
 	if r.closed || r.winner != nil || r.ctx.Err() != nil || len(r.hedges) >= r.p.c.maxHedges {
 		return nil
 	}
-	if !r.p.c.budget.TryWithdraw() {
+	if !r.budget.TryWithdraw() {
 		r.refused = true
 		return nil
 	}
@@ -357,9 +364,9 @@ func (r *run) wait() error {
 	keep.at.Keep()
 	if keep == r.winner {
 		if keep.err == nil {
-			r.p.c.budget.Deposit()
+			r.budget.Deposit()
 			if keep.n > 1 {
-				r.p.c.budget.Refund()
+				r.budget.Refund()
 			}
 		}
 		if keep.n > 1 {

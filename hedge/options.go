@@ -72,7 +72,9 @@ func (o budgetOption) apply(c *config) { c.budget = o.b }
 // may be shared with a retry policy (see package budget): a hedge takes
 // its cost from b before it is sent and is not sent when b has too few
 // tokens; a hedge that wins gets its cost back, and every successful call
-// credits b. Nil, the default, sets no budget.
+// credits b. With a budget from budget.NewKeyed, each call spends from and
+// credits the budget of its host (b.For). Nil, the default, sets no
+// budget.
 func WithBudget(b *budget.Budget) Option { return budgetOption{b} }
 
 type nameOption string
@@ -90,6 +92,16 @@ func (o meterProviderOption) apply(c *config) { c.tel.MeterProvider = o.mp }
 // WithMeterProvider sets the provider of the policy's metrics. The default
 // is the global provider as it is when the policy is built.
 func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
+
+type noServerAddressOption struct{}
+
+func (noServerAddressOption) apply(c *config) { c.tel.NoServerAddress = true }
+
+// WithoutServerAddress leaves the server.address and server.port
+// attributes off the policy's metrics (its events and attempt durations),
+// so that their series stay bounded however many hosts it sees. Span
+// events are not affected.
+func WithoutServerAddress() Option { return noServerAddressOption{} }
 
 type tracerProviderOption struct{ tp trace.TracerProvider }
 

@@ -14,7 +14,7 @@
 // deduplicate (standard.WithIdempotencyKeys in the Standard presets), and
 // sits outside retry:
 //
-//	ratelimit → idempotency key → timeout (total) → retry → breaker → ...
+//	timeout (total) → ratelimit → idempotency key → retry → breaker → ...
 //
 // Stamping a key also changes what net/http's own Transport does: it
 // resends a request that carries an Idempotency-Key header (whatever its

@@ -236,6 +236,16 @@ func (o meterProviderOption) apply(c *config) { c.tel.MeterProvider = o.mp }
 // For all.
 func WithMeterProvider(mp metric.MeterProvider) Option { return meterProviderOption{mp} }
 
+type noServerAddressOption struct{}
+
+func (noServerAddressOption) apply(c *config) { c.tel.NoServerAddress = true }
+
+// WithoutServerAddress leaves the server.address and server.port
+// attributes off a Keyer's metrics, so that their series stay bounded
+// however many hosts it sees. A Guard or Middleware records no server
+// address anyway (its calls are incoming). Span events are not affected.
+func WithoutServerAddress() Option { return noServerAddressOption{} }
+
 type tracerProviderOption struct{ tp trace.TracerProvider }
 
 func (o tracerProviderOption) apply(c *config) { c.tel.TracerProvider = o.tp }

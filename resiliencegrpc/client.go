@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -63,6 +66,10 @@ var errNoPushback = errors.New("resiliencegrpc: server asked not to retry (grpc-
 // A Client is safe for concurrent use, and one Client may serve several
 // connections. [UnaryClientInterceptor] and [StreamClientInterceptor] are
 // shorthands for a Client with no options.
+//
+// The zero Client has no policy and no options: its interceptors pass
+// every call to gRPC unchanged, as those of NewClient(nil) do. Build a
+// Client with NewClient or [Standard] to run calls under a policy.
 type Client struct {
 	policy resilience.Policy
 	c      config
@@ -93,14 +100,14 @@ func newConfig(opts []Option) config {
 
 // Standard returns a Client that runs every call under the standard
 // pipeline built by standard.New, the same as the HTTP transport's: a
-// per-target rate limit if configured, a total timeout (30s), retries (3,
-// with jittered exponential backoff), a per-target pushback gate (holds
-// calls while the server's grpc-retry-pushback-ms lasts; turned away:
-// ResourceExhausted), a per-target circuit breaker (opens
-// at 50% failures over 30s once 20 calls were counted, for 5s), a
-// per-target bulkhead if configured, and a per-attempt timeout (10s).
-// [WithPipeline] changes each part; the Client's own options say which
-// calls are idempotent, and so retried:
+// total timeout, a per-target rate limit and idempotency keys if
+// configured, retries (or hedging) paid for from a per-target retry
+// budget, a per-target pushback gate (holds calls while the server's
+// grpc-retry-pushback-ms lasts; turned away: ResourceExhausted), a
+// per-target circuit breaker, a per-target bulkhead if configured, and a
+// per-attempt timeout. The package documentation of standard gives the
+// order and every default. [WithPipeline] changes each part; the Client's
+// own options say which calls are idempotent, and so retried:
 //
 //	c, err := resiliencegrpc.Standard(
 //		resiliencegrpc.WithIdempotentMethods("/pkg.Users/Get", "/pkg.Catalog/*"),
@@ -163,9 +170,17 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 	u := &unaryCall{ctx: ctx, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts}
+	if slices.ContainsFunc(opts, isAfterCall) {
+		u.after = new(afterCall)
+		u.opts = u.after.split(opts)
+	}
 	// DoCall puts the call's description and the chain's context in one
 	// allocation, and runs u as a value (no closure).
-	return toStatus(resilience.DoCall(ctx, c.policy, c.call(ctx, cc, method, opts), u))
+	err := toStatus(resilience.DoCall(ctx, c.policy, c.call(ctx, cc, method, opts), u))
+	if u.after != nil {
+		u.after.finish(err)
+	}
+	return err
 }
 
 // unaryCall is one unary call as the operation the policies run.
@@ -175,21 +190,146 @@ type unaryCall struct {
 	req, reply any
 	cc         *grpc.ClientConn
 	invoker    grpc.UnaryInvoker
-	opts       []grpc.CallOption
+	opts       []grpc.CallOption // the caller's, without its after-call options
+	after      *afterCall        // nil when the caller gave none
 }
 
 // Run makes one attempt.
 func (u *unaryCall) Run(actx context.Context) error {
-	var trailer metadata.MD
 	out := u.reply
-	if resilience.Parallel(actx) {
+	parallel := resilience.Parallel(actx)
+	if parallel {
 		// Attempts overlap (hedging): each decodes into a reply of its
 		// own, and only the kept one's is copied to the caller's.
 		out = ownReply(actx, u.reply)
 	}
 	n := len(u.opts)
-	err := u.invoker(outgoingKey(actx), u.method, u.req, out, u.cc, append(u.opts[:n:n], grpc.Trailer(&trailer))...)
-	return classify(u.ctx, err, trailer)
+	if u.after == nil {
+		var trailer metadata.MD
+		err := u.invoker(outgoingKey(actx), u.method, u.req, out, u.cc, append(u.opts[:n:n], grpc.Trailer(&trailer))...)
+		return classify(u.ctx, err, trailer)
+	}
+	r := new(received)
+	err := u.invoker(outgoingKey(actx), u.method, u.req, out, u.cc, u.after.attemptOpts(append(u.opts[:n:n], grpc.Trailer(&r.trailer)), r)...)
+	r.ran = true
+	if parallel {
+		// Published on the goroutine that keeps the attempt, before
+		// the policies return.
+		resilience.OnKeep(actx, func() { u.after.kept = r })
+	} else {
+		// Attempts follow one another: the last one is kept.
+		u.after.kept = r
+	}
+	return classify(u.ctx, err, r.trailer)
+}
+
+// afterCall holds the caller's after-call options: grpc.Header,
+// grpc.Trailer, grpc.Peer and grpc.OnFinish. grpc-go runs them once per
+// call, with what the attempt it committed received. Given to every
+// attempt, they would run once per attempt, and overlapping attempts
+// (hedging) would write into the caller's variables at the same time: so
+// each attempt gets variables of its own, and the kept attempt's are
+// handed to the caller's once the call ends.
+type afterCall struct {
+	headers, trailers []*metadata.MD
+	peers             []*peer.Peer
+	onFinish          []func(error)
+	// kept is what the kept attempt received: set by the attempt
+	// (sequential attempts) or when it is kept (parallel ones), read once
+	// the policies returned. Nil if no attempt was made.
+	kept *received
+}
+
+// unsetMD is what an attempt's header or trailer holds until gRPC fills it
+// in: a key no real metadata has (metadata keys are lowercase ASCII
+// without control characters), so that an attempt that never had a stream
+// (gRPC then runs no after-call option) is told from one that received
+// nothing. It is never modified.
+var unsetMD = metadata.MD{"\x00unset": nil}
+
+func isUnset(md metadata.MD) bool {
+	_, ok := md["\x00unset"]
+	return ok
+}
+
+// split takes the after-call options out of opts and returns the others,
+// which every attempt gets.
+func (a *afterCall) split(opts []grpc.CallOption) []grpc.CallOption {
+	rest := make([]grpc.CallOption, 0, len(opts))
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			a.headers = append(a.headers, o.HeaderAddr)
+		case grpc.TrailerCallOption:
+			a.trailers = append(a.trailers, o.TrailerAddr)
+		case grpc.PeerCallOption:
+			a.peers = append(a.peers, o.PeerAddr)
+		case grpc.OnFinishCallOption:
+			a.onFinish = append(a.onFinish, o.OnFinish)
+		default:
+			rest = append(rest, o)
+		}
+	}
+	return rest
+}
+
+func isAfterCall(o grpc.CallOption) bool {
+	switch o.(type) {
+	case grpc.HeaderCallOption, grpc.TrailerCallOption, grpc.PeerCallOption, grpc.OnFinishCallOption:
+		return true
+	}
+	return false
+}
+
+// received is what one attempt received, for the caller's after-call
+// options. The trailer is always read: its pushback is the policies'.
+type received struct {
+	header, trailer metadata.MD
+	peer            *peer.Peer
+	ran             bool // the attempt returned
+}
+
+// attemptOpts returns opts, which ends with grpc.Trailer(&r.trailer), with
+// the options that fill in r for the caller's after-call options.
+func (a *afterCall) attemptOpts(opts []grpc.CallOption, r *received) []grpc.CallOption {
+	if len(a.trailers) > 0 {
+		r.trailer = unsetMD
+	}
+	if len(a.headers) > 0 {
+		r.header = unsetMD
+		opts = append(opts, grpc.Header(&r.header))
+	}
+	if len(a.peers) > 0 {
+		r.peer = new(peer.Peer)
+		opts = append(opts, grpc.Peer(r.peer))
+	}
+	return opts
+}
+
+// finish runs the caller's after-call options once the call ended with
+// err, as gRPC would for one attempt: the header, trailer and peer that
+// the kept attempt received, if it had a stream, then every OnFinish.
+func (a *afterCall) finish(err error) {
+	if r := a.kept; r != nil && r.ran {
+		if len(a.headers) > 0 && !isUnset(r.header) {
+			for _, h := range a.headers {
+				*h = r.header
+			}
+		}
+		if len(a.trailers) > 0 && !isUnset(r.trailer) {
+			for _, t := range a.trailers {
+				*t = r.trailer
+			}
+		}
+		if p := r.peer; p != nil && (p.Addr != nil || p.LocalAddr != nil || p.AuthInfo != nil) {
+			for _, q := range a.peers {
+				*q = *p
+			}
+		}
+	}
+	for _, f := range a.onFinish {
+		f(err)
+	}
 }
 
 // ownReply returns a new, empty reply of the same type as reply, and
@@ -243,8 +383,7 @@ func (c *Client) idempotent(ctx context.Context, method string) bool {
 }
 
 // target names the dependency: the authority a call option overrides, or
-// the connection's target without a "dns:///" or "passthrough:///" prefix,
-// so that "dns:///api:443" and "api:443" share per-target policies.
+// the endpoint of the connection's target (see [targetEndpoint]).
 func target(cc *grpc.ClientConn, opts []grpc.CallOption) string {
 	for _, o := range opts {
 		if a, ok := o.(grpc.AuthorityOverrideCallOption); ok && a.Authority != "" {
@@ -254,16 +393,59 @@ func target(cc *grpc.ClientConn, opts []grpc.CallOption) string {
 	if cc == nil {
 		return ""
 	}
-	t := cc.Target()
-	for _, scheme := range [...]string{"dns://", "passthrough://"} {
-		if rest, ok := strings.CutPrefix(t, scheme); ok {
-			// Skip the resolver's authority, usually empty.
-			if _, endpoint, ok := strings.Cut(rest, "/"); ok && endpoint != "" {
-				return endpoint
-			}
+	return targetEndpoint(cc.Target())
+}
+
+// targetEndpoint returns the endpoint a target names, without its
+// resolver's scheme and authority, so that "dns:///api:443" and "api:443"
+// share per-target policies and no metric records a URL: "api:443" for
+// "dns:///api:443", "dns://8.8.8.8/api:443" and "passthrough:///api:443";
+// "orders" for a custom resolver's "orders:///orders" (its authority when
+// the path is empty, as in "orders://orders"); the socket's path for
+// "unix:///tmp/s" or "unix:/tmp/s", its name for "unix-abstract:s";
+// "api:443" for "dns:api:443". A target with no scheme ("api:443",
+// "[::1]:50051") is returned as it is.
+func targetEndpoint(t string) string {
+	if scheme, rest, ok := strings.Cut(t, "://"); ok && isScheme(scheme) {
+		authority, endpoint, _ := strings.Cut(rest, "/")
+		if i := strings.IndexAny(endpoint, "?#"); i >= 0 {
+			endpoint = endpoint[:i]
 		}
+		switch {
+		case scheme == "unix" && endpoint != "":
+			return "/" + endpoint
+		case endpoint != "":
+			return endpoint
+		}
+		if i := strings.IndexAny(authority, "?#"); i >= 0 {
+			authority = authority[:i]
+		}
+		return authority
+	}
+	// "scheme:endpoint", as in "dns:api:443" or "unix:/tmp/s", only for a
+	// registered resolver's scheme: "api:443" has the same form.
+	if scheme, rest, ok := strings.Cut(t, ":"); ok && isScheme(scheme) && resolver.Get(scheme) != nil {
+		return rest
 	}
 	return t
+}
+
+// isScheme reports whether s is a URL scheme: a letter, then letters,
+// digits, '+', '-' or '.'.
+func isScheme(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // classify marks an attempt's error for the policies; see the package

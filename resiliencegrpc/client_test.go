@@ -461,7 +461,16 @@ func TestTarget(t *testing.T) {
 		{"dns:///api.example:443", "api.example:443"},
 		{"dns://8.8.8.8/api.example:443", "api.example:443"},
 		{"passthrough:///10.0.0.1:80", "10.0.0.1:80"},
-		{"unix:///tmp/sock", "unix:///tmp/sock"},
+		{"unix:///tmp/sock", "/tmp/sock"},
+		{"unix:/tmp/sock", "/tmp/sock"},
+		{"unix-abstract:sock", "sock"},
+		{"orders:///orders", "orders"},
+		{"orders://lb.internal/orders?zone=a", "orders"},
+		{"xds:///orders.prod:8443", "orders.prod:8443"},
+		{"orders://orders", "orders"},
+		{"[::1]:50051", "[::1]:50051"},
+		{"localhost:50051", "localhost:50051"},
+		{"dns:api.example:443", "api.example:443"},
 	}
 	for _, tt := range tests {
 		cc, err := grpc.NewClient(tt.target, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -512,4 +521,13 @@ func TestStandard(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, s, 2)
+}
+
+// The zero Client passes every call through unchanged, as documented.
+func TestZeroClient(t *testing.T) {
+	s := &server{unary: failing(1, errUnavailable)}
+	var zero Client
+	_, err := dial(t, start(t, s), &zero).UnaryCall(t.Context(), &testgrpc.SimpleRequest{})
+	wantCode(t, err, codes.Unavailable)
+	wantCalls(t, s, 1)
 }

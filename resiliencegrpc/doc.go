@@ -14,17 +14,20 @@
 //		grpc.WithChainStreamInterceptor(c.StreamInterceptor()))
 //
 // [Standard] builds a Client on the standard pipeline, the same as the HTTP
-// transport's, and takes the Client's options (WithIdempotentMethods, ...)
-// with the pipeline's ([WithPipeline]). [UnaryClientInterceptor] and [StreamClientInterceptor] are
+// transport's (package standard documents its order and every default),
+// and takes the Client's options (WithIdempotentMethods, ...) with the
+// pipeline's ([WithPipeline]). [UnaryClientInterceptor] and [StreamClientInterceptor] are
 // shorthands for a Client without options. The options that describe the
 // calls (which are idempotent, how much of a stream to keep for replay)
 // are the Client's, not a policy's, hence the type.
 //
 // Each call runs with a context that describes it (resilience.CallFrom):
-// its Target is the connection's target without a "dns:///" or
-// "passthrough:///" prefix, or the authority set by grpc.CallAuthority, and
-// its Method the full method name, so that per-target policies (a breaker
-// per dependency) key by it.
+// its Target is the authority set by grpc.CallAuthority, or else the
+// endpoint the connection's target names, without the resolver's scheme
+// and authority ("api:443" for "dns:///api:443", "orders" for a custom
+// resolver's "orders:///orders", "/tmp/s" for "unix:///tmp/s"), and its
+// Method the full method name, so that per-target policies (a breaker per
+// dependency) key by it, and server.address never holds a URL.
 //
 // # Outcomes
 //
@@ -89,6 +92,18 @@
 // policy's error, so errors.Is still matches breaker.ErrOpen,
 // bulkhead.ErrFull, ratelimit.ErrLimited, timeout.ErrTimeout,
 // context.Canceled and the like, and errors.As finds *retry.Error.
+//
+// # Call options
+//
+// A unary call's options go to each of its attempts, except those that
+// report on the call when it ends: grpc.Header, grpc.Trailer, grpc.Peer
+// and grpc.OnFinish. As with gRPC's own retry, they belong to the call:
+// the header, trailer and peer are those of the attempt whose result the
+// caller gets (the last attempt sent, or a hedging policy's winner),
+// written once the policies returned, and left untouched when no attempt
+// was sent (a breaker or rate limit turned the call away); OnFinish runs
+// once, with the error the caller gets. No attempt writes into the
+// caller's variables while another may still run.
 //
 // # Streams
 //

@@ -8,6 +8,7 @@ import (
 
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/resilience-go/resilience/hedge"
 	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/standard"
 )
@@ -75,4 +76,25 @@ func TestStandardStreamOutlivesAttemptTimeout(t *testing.T) {
 	if err != nil || strings.Join(got, ",") != "a,b" {
 		t.Fatalf("got %q, %v; want a,b (the attempt timeout cut the stream)", got, err)
 	}
+}
+
+// WithRetries(0) with WithHedging sends one attempt, as it retries
+// nothing: a slow call on a real server is not hedged.
+func TestStandardNoRetriesNoHedges(t *testing.T) {
+	s := &server{unary: func(ctx context.Context, n int, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+		select {
+		case <-time.After(100 * time.Millisecond): // far beyond the hedge delay
+		case <-ctx.Done():
+		}
+		return &testgrpc.SimpleResponse{}, nil
+	}}
+	c, err := Standard(WithIdempotentMethods(unaryMethod),
+		WithPipeline(standard.WithRetries(0), standard.WithHedging(hedge.WithDelay(time.Millisecond))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(t, start(t, s), c).UnaryCall(t.Context(), &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, s, 1)
 }

@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
@@ -20,6 +21,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
 	"github.com/resilience-go/resilience"
@@ -411,4 +414,79 @@ func waitSpans(t *testing.T, h *telemetrytest.Harness, kind trace.SpanKind, n in
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// A connection through a custom resolver ("orders:///orders") records the
+// endpoint it names as server.address, never the target's URL.
+func TestCustomResolverTargetNotAURL(t *testing.T) {
+	s := &server{unary: failing(1, errUnavailable)}
+	addr := start(t, s)
+	r := manual.NewBuilderWithScheme("orders")
+	r.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: addr}}})
+	h := telemetrytest.New(t)
+	c, err := Standard(WithIdempotentMethods(unaryMethod), WithPipeline(
+		standard.WithMeterProvider(h.MeterProvider),
+		standard.WithRetry(retry.WithBackoff(time.Millisecond, time.Millisecond))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen string
+	spy := NewClient(policyFunc(func(ctx context.Context, op func(context.Context) error) error {
+		call, _ := resilience.CallFrom(ctx)
+		seen = call.Target
+		return op(ctx)
+	}))
+	conn, err := grpc.NewClient("orders:///orders", grpc.WithResolvers(r),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(spy.UnaryInterceptor(), c.UnaryInterceptor()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := testgrpc.NewTestServiceClient(conn).UnaryCall(t.Context(), &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if seen != "orders" {
+		t.Errorf("call target %q, want %q", seen, "orders")
+	}
+	ms := h.Collect(t)
+	events := telemetrytest.Points(t, ms, telemetry.EventsName, "{event}")
+	if len(events) == 0 {
+		t.Fatal("no event recorded")
+	}
+	for name, m := range ms {
+		for _, a := range seriesAttrs(m) {
+			if strings.Contains(a, "://") || strings.Contains(a, "server.address=orders:") {
+				t.Errorf("%s: series %q holds the target's URL", name, a)
+			}
+			if strings.Contains(a, "server.address") && !strings.Contains(a+" ", "server.address=orders ") {
+				t.Errorf("%s: series %q, want server.address=orders", name, a)
+			}
+		}
+	}
+}
+
+// policyFunc is a policy made of a function.
+type policyFunc func(ctx context.Context, op func(context.Context) error) error
+
+func (f policyFunc) Do(ctx context.Context, op func(context.Context) error) error { return f(ctx, op) }
+
+// seriesAttrs returns the attributes of each series of m.
+func seriesAttrs(m metricdata.Metrics) []string {
+	var out []string
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		for _, p := range d.DataPoints {
+			out = append(out, telemetrytest.Attrs(p.Attributes))
+		}
+	case metricdata.Gauge[int64]:
+		for _, p := range d.DataPoints {
+			out = append(out, telemetrytest.Attrs(p.Attributes))
+		}
+	case metricdata.Histogram[float64]:
+		for _, p := range d.DataPoints {
+			out = append(out, telemetrytest.Attrs(p.Attributes))
+		}
+	}
+	return out
 }

@@ -9,6 +9,9 @@
 //		timeout.New(10*time.Second), // each attempt
 //	)}
 //
+// [Standard] builds the transport on the standard pipeline instead, with
+// safe defaults; package standard documents its order and every default.
+//
 // The transport keeps the whole http.RoundTripper contract: it never
 // modifies the caller's request, always closes the request body, and returns
 // a nil error for any response it hands back.

@@ -8,14 +8,14 @@ import (
 
 // Standard returns a Transport that sends requests through base (nil means
 // http.DefaultTransport) under the standard pipeline built by
-// standard.New: per-host rate limit if configured, total timeout (30s),
-// retry (3 retries with jittered exponential backoff), a per-host pushback
-// gate (holds calls to a host that answered Retry-After, or whose RateLimit
-// field says no quota is left, until the pause ends), a per-host circuit
-// breaker (opens at 50% failures over 30s once 20 calls were counted, for
-// 5s), a per-host bulkhead if configured, and a per-attempt timeout (10s).
-// opts change each part. It returns an error if the configuration is
-// invalid.
+// standard.New: a total timeout, a per-host rate limit and idempotency
+// keys if configured, retries (or hedging) paid for from a per-host retry
+// budget, a per-host pushback gate (holds calls to a host that answered
+// Retry-After, or whose RateLimit field says no quota is left, until the
+// pause ends), a per-host circuit breaker, a per-host bulkhead if
+// configured, and a per-attempt timeout. The package documentation of
+// standard gives the order and every default. opts change each part. It
+// returns an error if the configuration is invalid.
 func Standard(base http.RoundTripper, opts ...standard.Option) (*Transport, error) {
 	p, err := standard.New(opts...)
 	if err != nil {

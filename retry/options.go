@@ -151,8 +151,10 @@ func (o budgetOption) apply(c *config) { c.budget = o.b }
 // retry the policy takes the retry's cost from b, and when b has too few
 // tokens left it gives up with an [*Error] whose reason is [ErrBudget]. A
 // successful call credits b, and a success on a retry gets that retry's
-// cost back. Nil, the default, sets no budget. Calls that are not
-// idempotent are never retried and neither earn nor spend.
+// cost back. With a budget from budget.NewKeyed, each call spends from and
+// credits the budget of its host (b.For). Nil, the default, sets no
+// budget. Calls that are not idempotent are never retried and neither earn
+// nor spend.
 func WithBudget(b *budget.Budget) Option { return budgetOption{b} }
 
 type nameOption string

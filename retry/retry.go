@@ -166,7 +166,7 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 			p.attempts.Record(ctx, n, time.Since(began), err)
 		}
 		if err == nil {
-			p.earn(n)
+			p.earn(ctx, n)
 			at.Keep()
 			return nil
 		}
@@ -217,7 +217,7 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 			at.Keep()
 			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrDeadline, Err: err})
 		}
-		if !p.c.budget.TryWithdraw() {
+		if !p.c.budget.For(ctx).TryWithdraw() {
 			at.Keep()
 			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrBudget, Err: err})
 		}
@@ -272,10 +272,11 @@ func (p *Policy) scheduled(ctx context.Context, n int, err error, wait time.Dura
 
 // earn credits the budget, if any, with a successful call; a success on a
 // retry also gets that retry's cost back.
-func (p *Policy) earn(n int) {
-	p.c.budget.Deposit()
+func (p *Policy) earn(ctx context.Context, n int) {
+	b := p.c.budget.For(ctx)
+	b.Deposit()
 	if n > 1 {
-		p.c.budget.Refund()
+		b.Refund()
 	}
 }
 

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/hedge"
 	"github.com/resilience-go/resilience/internal/telemetry"
 	"github.com/resilience-go/resilience/internal/telemetry/telemetrytest"
 	"github.com/resilience-go/resilience/retry"
@@ -108,4 +112,79 @@ func TestSeriesBoundedWithoutServerAddress(t *testing.T) {
 		}
 	}
 	t.Logf("without: %v, overflow %v", n, overflow)
+}
+
+// With WithoutServerAddress, no part of the pipeline records
+// server.address or server.port: 50 hosts through a pipeline with every
+// part on (hedging, idempotency keys, rate limit, bulkhead) leave no
+// series with either. Before, the hedge's events and attempt durations and
+// the idempotency keyer's events carried the host.
+func TestWithoutServerAddressEveryPart(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts []standard.Option
+	}{
+		{"retry", []standard.Option{standard.WithRetry(retry.WithBackoff(time.Microsecond, time.Microsecond))}},
+		{"hedging", []standard.Option{standard.WithHedging(hedge.WithDelay(time.Microsecond))}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := telemetrytest.New(t)
+			p, err := standard.New(append([]standard.Option{standard.WithMeterProvider(h.MeterProvider),
+				standard.WithoutServerAddress(), standard.WithIdempotencyKeys("*"),
+				standard.WithBulkhead(4), standard.WithRateLimit(rate.Inf, 0)}, tt.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 50 {
+				ctx := resilience.WithCall(context.Background(), resilience.Call{
+					Target: fmt.Sprintf("h%d.example:%d", i, 8000+i), Method: "POST"})
+				var n atomic.Int32
+				if err := p.Do(ctx, func(context.Context) error {
+					if n.Add(1) == 1 {
+						return errors.New("transient") // a retry, or a hedge, per host
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ms := h.Collect(t)
+			runtime.KeepAlive(p)
+			seen := map[string]bool{}
+			for name, m := range ms {
+				for _, a := range seriesAttrs(m) {
+					seen[name] = true
+					if strings.Contains(a, "server.address") || strings.Contains(a, "server.port") {
+						t.Errorf("%s: series %q carries the host", name, a)
+						break
+					}
+				}
+			}
+			for _, name := range []string{telemetry.EventsName, telemetry.AttemptDurationName} {
+				if !seen[name] {
+					t.Errorf("no series of %s: the test no longer looks at it", name)
+				}
+			}
+		})
+	}
+}
+
+// seriesAttrs returns the attributes of each series of m.
+func seriesAttrs(m metricdata.Metrics) []string {
+	var out []string
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		for _, p := range d.DataPoints {
+			out = append(out, telemetrytest.Attrs(p.Attributes))
+		}
+	case metricdata.Gauge[int64]:
+		for _, p := range d.DataPoints {
+			out = append(out, telemetrytest.Attrs(p.Attributes))
+		}
+	case metricdata.Histogram[float64]:
+		for _, p := range d.DataPoints {
+			out = append(out, telemetrytest.Attrs(p.Attributes))
+		}
+	}
+	return out
 }

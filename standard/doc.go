@@ -1,25 +1,37 @@
 // Package standard builds the recommended pipeline of resilience policies,
-// with safe defaults, in the order the best-tested stacks use:
+// with safe defaults, in the order the best-tested stacks use, outermost
+// first:
 //
-//	rate limit → total timeout → retry (or hedging) → circuit breaker → bulkhead → attempt timeout
+//	total timeout
+//	→ rate limit (per host; off unless configured)
+//	→ idempotency key (off unless configured)
+//	→ retry (or hedging)
+//	→ pushback gate (per host)
+//	→ circuit breaker (per host)
+//	→ bulkhead (per host; off unless configured)
+//	→ attempt timeout
 //
 // [New] returns it as one resilience.Policy. The adapters wrap it:
-// resiliencehttp.Standard for HTTP clients, and the gRPC adapter likewise,
-// so that every option here configures both.
+// resiliencehttp.Standard for HTTP clients, and resiliencegrpc.Standard for
+// gRPC clients, so that every option here configures both. This page is
+// where the defaults are stated; the adapters' documentation refers to it.
 //
 // # Defaults
 //
-//   - Total timeout 30s, for the whole call, waits included.
+//   - Total timeout 30s, for the whole call, waits included: the rate
+//     limit's, the retries' backoff, the pushback gate's and the
+//     bulkhead's.
 //   - 3 retries (4 attempts at most), exponential backoff from 100ms with
 //     jitter, honouring the server's Retry-After up to 10s; only
 //     idempotent calls are retried (see package retry).
-//   - A retry budget shared by every call through the pipeline (package
-//     budget): each retry costs 5 tokens of a quota of 500, each
+//   - A retry budget per host (package budget, budget.NewKeyed): each
+//     retry or hedge costs 5 tokens of the host's quota of 500, each
 //     successful call earns 1, and a retry that succeeds is refunded. A
-//     dependency that is down gets one attempt per call once the quota is
-//     spent, even before the breaker opens; one that fails 30% of its
-//     requests still gets every retry it needs. [WithRetryBudget] changes
-//     it, [WithoutRetryBudget] leaves it out.
+//     dependency that is down gets one attempt per call once its quota is
+//     spent, even before the breaker opens, while calls to the other hosts
+//     keep their retries; one that fails 30% of its requests still gets
+//     every retry it needs. [WithRetryBudget] changes it,
+//     [WithoutRetryBudget] leaves it out.
 //   - A circuit breaker per host that opens when at least half of the
 //     calls counted over a rolling 30s window failed, once 100 were
 //     counted, or at 20 failures in a row within the window, and stays
@@ -32,9 +44,19 @@
 //     response body or stream the caller is still reading, whether or not
 //     the call is retried (timeout.ScopeAttempt); the total timeout bounds
 //     those (timeout.ScopeCall).
+//   - A pushback gate per host (package pushback): once a host asked for
+//     a pause (Retry-After, grpc-retry-pushback-ms, or a RateLimit field
+//     with no quota left), later calls to it wait at the gate until the
+//     pause ends, capped at the retry's maximum delay (10s); a call whose
+//     deadline cannot wait is turned away at once. [WithPushbackGate]
+//     changes it, [WithoutPushbackGate] leaves it out.
+//   - No idempotency keys unless configured ([WithIdempotencyKeys]): the
+//     unsafe calls in scope then get a key, the same on every attempt,
+//     which makes them retryable.
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
 //     [WithRateLimit]); when configured they too are per host. The rate
-//     limit paces calls: a call waits for its turn, within its deadline.
+//     limit paces calls: a call waits for its turn, within the total
+//     timeout and its own deadline.
 //
 // The breaker's rule is chosen by evidence. A breaker is there to detect an
 // outage, not to punish a brownout that retries ride through: at the 10%

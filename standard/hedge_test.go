@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -152,4 +153,55 @@ func TestWithHedgingLoserReleasesProbe(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The preset sends as many hedges as retries: WithRetries(n) with
+// WithHedging makes at most n+1 attempts, and WithRetries(0) makes one.
+// Before, WithRetries(0) left hedge's own default (1 hedge) in place.
+func TestWithHedgingFollowsWithRetries(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		opts     []standard.Option
+		attempts int
+	}{
+		{"default", nil, 4},
+		{"WithRetries(0)", []standard.Option{standard.WithRetries(0)}, 1},
+		{"WithRetries(1)", []standard.Option{standard.WithRetries(1)}, 2},
+		{"WithRetries(0), delay", []standard.Option{standard.WithRetries(0), standard.WithHedging(hedge.WithDelay(time.Millisecond))}, 1},
+		{"hedge.WithMaxHedges(2)", []standard.Option{standard.WithHedging(hedge.WithMaxHedges(2))}, 3},
+		{"WithRetries(2), hedge.WithMaxHedges(2)", []standard.Option{standard.WithRetries(2), standard.WithHedging(hedge.WithMaxHedges(2))}, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p, err := standard.New(append([]standard.Option{standard.WithHedging(), standard.WithoutBreaker()}, tt.opts...)...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "api:443", Idempotent: true})
+				var attempts atomic.Int32
+				p.Do(ctx, func(ctx context.Context) error {
+					attempts.Add(1)
+					<-ctx.Done() // slow: every hedge the policy allows is sent
+					return ctx.Err()
+				})
+				if got := int(attempts.Load()); got != tt.attempts {
+					t.Errorf("%d attempts, want %d", got, tt.attempts)
+				}
+			})
+		})
+	}
+}
+
+// WithRetries and hedge.WithMaxHedges that disagree are a configuration
+// error, as WithRetries and retry.WithMaxAttempts are.
+func TestWithHedgingRetriesConflict(t *testing.T) {
+	for _, opts := range [][]standard.Option{
+		{standard.WithRetries(0), standard.WithHedging(hedge.WithMaxHedges(2))},
+		{standard.WithRetries(3), standard.WithHedging(hedge.WithMaxHedges(2))},
+	} {
+		_, err := standard.New(opts...)
+		if err == nil || !strings.Contains(err.Error(), "conflicts with hedge.WithMaxHedges") {
+			t.Errorf("got %v, want an error naming the conflict", err)
+		}
+	}
 }

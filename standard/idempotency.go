@@ -36,6 +36,6 @@ func keyer(c *config) resilience.Policy {
 	if len(c.idemScope) == 0 {
 		panic("standard: WithIdempotencyKeys: empty scope")
 	}
-	opts := telemetryOpts(c, idempotency.WithName, idempotency.WithMeterProvider, idempotency.WithTracerProvider, nil)
+	opts := telemetryOpts(c, idempotency.WithName, idempotency.WithMeterProvider, idempotency.WithTracerProvider, idempotency.WithoutServerAddress)
 	return idempotency.NewKeyer(c.idemScope, opts...)
 }

@@ -80,9 +80,10 @@ type retriesOption int
 func (o retriesOption) apply(c *config) { c.retries, c.retriesSet = int(o), true }
 
 // WithRetries sets how many times a failed call is retried (default 3, so 4
-// attempts at most); 0 retries nothing. It must not be negative, and it
-// conflicts with retry.WithMaxAttempts given to [WithRetry] unless both
-// say the same.
+// attempts at most); 0 retries nothing. With [WithHedging] it is the number
+// of hedges instead, and 0 sends none. It must not be negative, and it
+// conflicts with retry.WithMaxAttempts given to [WithRetry], or
+// hedge.WithMaxHedges given to WithHedging, unless both say the same.
 func WithRetries(n int) Option { return retriesOption(n) }
 
 type retryOptions []retry.Option
@@ -126,9 +127,11 @@ func (o hedgingOption) apply(c *config) { c.hedging, c.hedgeOpts = true, append(
 // place: an idempotent call still running after the hedge delay (30ms by
 // default) gets another attempt beside it, and the first acceptable result
 // wins. A failed attempt is followed at once by the next one. The preset
-// allows as many extra attempts as retries ([WithRetries]: 3 by default,
-// hedge.WithMaxHedges), all paid for from the retry budget; opts are
-// applied after the preset's. It is off by default; options given with
+// allows as many extra attempts as retries ([WithRetries]: 3 by default;
+// WithRetries(0) leaves hedging out), all paid for from the retry budget;
+// opts are applied after the preset's, and a hedge.WithMaxHedges among
+// them sets the number when WithRetries is not given (New reports the two
+// when they disagree). It is off by default; options given with
 // [WithRetry] are then unused.
 func WithHedging(opts ...hedge.Option) Option { return hedgingOption(opts) }
 
@@ -141,8 +144,10 @@ func (o budgetOptions) apply(c *config) { c.budgetOpts = append(c.budgetOpts, o.
 // every retry costs 5 tokens of a quota of 500 that each successful call
 // refills by 1, and a retry that succeeds is refunded, so that during an
 // outage retries stop once the quota is spent while a brownout keeps every
-// retry it needs. The budget is shared by every call through the pipeline,
-// whatever their host.
+// retry it needs. Each host has a budget of its own (budget.NewKeyed, keyed
+// like the other per-host parts: see [WithKey]), so that one host's outage,
+// or the hedges sent to it, do not spend the retries of the others; the
+// budgets of hosts idle for 10 minutes are forgotten, and start full again.
 func WithRetryBudget(opts ...budget.Option) Option { return budgetOptions(opts) }
 
 type noBudgetOption struct{}
@@ -208,12 +213,13 @@ func (o rateOption) apply(c *config) {
 
 // WithRateLimit adds a per-host client-side rate limit (ratelimit.NewKeyed)
 // of r calls per second with bursts of burst, configured by opts. It comes
-// first in the pipeline, so a call takes one turn however many attempts it
-// makes. There is none by default.
+// before the retry in the pipeline, so a call takes one turn however many
+// attempts it makes. There is none by default.
 //
 // A call that finds no token waits for its turn, as rate.Limiter.Wait
-// does: up to the total timeout, and never past the call's own deadline;
-// a call whose turn would come too late fails at once with a
+// does: within the total timeout, which counts the wait (the total
+// timeout is outside the rate limit), and never past the call's own
+// deadline; a call whose turn would come too late fails at once with a
 // ratelimit.LimitedError. So a burst above the limit is paced, not failed.
 // To fail at once instead, pass ratelimit.WithMaxWait(0) in opts.
 //
@@ -237,10 +243,11 @@ type keyOption func(context.Context) string
 
 func (o keyOption) apply(c *config) { c.key = o }
 
-// WithKey sets the key of the per-host parts (pushback gate, breaker,
-// bulkhead, rate limit) instead of the call's target host. Options given
-// to one part with [WithPushbackGate], [WithBreaker], [WithBulkhead] or
-// [WithRateLimit] override it for that part.
+// WithKey sets the key of the per-host parts (retry budget, pushback gate,
+// breaker, bulkhead, rate limit) instead of the call's target host.
+// Options given to one part with [WithRetryBudget], [WithPushbackGate],
+// [WithBreaker], [WithBulkhead] or [WithRateLimit] override it for that
+// part.
 func WithKey(f func(ctx context.Context) string) Option { return keyOption(f) }
 
 type nameOption string

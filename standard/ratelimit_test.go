@@ -8,6 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/standard"
@@ -62,4 +64,45 @@ func TestRateLimitPacesOrFailsFast(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The total timeout bounds the whole call, the rate limit's wait included:
+// a call that waits 250ms for its turn under a 300ms total has 50ms left
+// for its attempt. Before, the wait came on top of the total (550ms).
+func TestTotalTimeoutIncludesRateLimitWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := standard.New(standard.WithRateLimit(rate.Every(250*time.Millisecond), 1),
+			standard.WithTotalTimeout(300*time.Millisecond), standard.WithAttemptTimeout(300*time.Millisecond),
+			standard.WithoutBreaker())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := resilience.WithCall(context.Background(), resilience.Call{Target: "api.example:443", Method: "GET", Idempotent: true})
+		if err := p.Do(ctx, func(context.Context) error { return nil }); err != nil {
+			t.Fatal(err) // takes the only token
+		}
+		began := time.Now()
+		err = p.Do(ctx, func(ctx context.Context) error {
+			<-ctx.Done() // a slow dependency
+			return ctx.Err()
+		})
+		if took := time.Since(began); took != 300*time.Millisecond || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("the call ended after %v with %v, want the total timeout's deadline after 300ms", took, err)
+		}
+		// A turn that would come after the total timeout: turned away at
+		// once.
+		p2, err := standard.New(standard.WithRateLimit(rate.Every(time.Second), 1),
+			standard.WithTotalTimeout(300*time.Millisecond), standard.WithAttemptTimeout(300*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p2.Do(ctx, func(context.Context) error { return nil }); err != nil {
+			t.Fatal(err) // takes the only token
+		}
+		began = time.Now()
+		err = p2.Do(ctx, func(context.Context) error { return nil })
+		if took := time.Since(began); took != 0 || !errors.Is(err, ratelimit.ErrLimited) {
+			t.Errorf("a turn 1s away under a 300ms total: %v after %v, want ratelimit.ErrLimited at once", err, took)
+		}
+	})
 }

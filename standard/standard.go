@@ -24,10 +24,10 @@ import (
 
 // New builds the standard pipeline, outermost first:
 //
-//	rate limit (per host, if configured)
+//	total timeout
+//	→ rate limit (per host, if configured)
 //	→ idempotency keys (if configured, WithIdempotencyKeys)
-//	→ total timeout
-//	→ retry, or hedging with [WithHedging]
+//	→ retry, or hedging with [WithHedging] (a retry budget per host)
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host, if configured)
@@ -36,9 +36,10 @@ import (
 // It returns an error, and no policy, if the configuration is invalid: a
 // nil option, an option's value out of range, an attempt timeout above the
 // total timeout, a breaker window shorter than twice the attempt timeout,
-// or WithRetries and retry.WithMaxAttempts that disagree. The error names
-// the option to change. Build the pipeline once and share it: every
-// pipeline has its own breakers, bulkheads and rate limits.
+// or WithRetries and retry.WithMaxAttempts (or hedge.WithMaxHedges) that
+// disagree. The error names the option to change. Build the pipeline once
+// and share it: every pipeline has its own breakers, bulkheads, rate
+// limits and retry budgets.
 func New(opts ...Option) (resilience.Policy, error) {
 	c := config{
 		total:   DefaultTotalTimeout,
@@ -57,6 +58,11 @@ func New(opts ...Option) (resilience.Policy, error) {
 
 	var ps []resilience.Policy
 	err := build(func() {
+		// The total timeout comes first, so that it bounds the whole
+		// call, the rate limit's wait included: the limiter then never
+		// waits past it, and turns a call whose turn would come later
+		// away at once.
+		ps = append(ps, timeout.New(c.total, append(timeoutOpts(&c, "total"), timeout.WithScope(timeout.ScopeCall))...))
 		if c.hasRate {
 			opts := telemetryOpts(&c, ratelimit.WithName, ratelimit.WithMeterProvider, ratelimit.WithTracerProvider, ratelimit.WithoutServerAddress)
 			// Pace a burst within the call's deadline, as rate.Limiter.Wait
@@ -67,21 +73,34 @@ func New(opts ...Option) (resilience.Policy, error) {
 		if k := keyer(&c); k != nil {
 			ps = append(ps, k)
 		}
-		ps = append(ps, timeout.New(c.total, append(timeoutOpts(&c, "total"), timeout.WithScope(timeout.ScopeCall))...))
 		var b *budget.Budget
 		if !c.noBudget {
-			opts := telemetryOpts(&c, budget.WithName, budget.WithMeterProvider, nil, nil)
-			b = budget.New(append(opts, c.budgetOpts...)...)
+			// One budget per host, so that one host's outage does not
+			// spend the retries of the others.
+			opts := telemetryOpts(&c, budget.WithName, budget.WithMeterProvider, nil, budget.WithoutServerAddress)
+			b = budget.NewKeyed(append(opts, prepend(c.key, budget.WithKey, c.budgetOpts)...)...)
 		}
 		maxPushback, minAttempt := pushback.DefaultMaxPushback, pushback.DefaultMinAttemptTime
 		switch {
 		case c.hedging:
-			opts := telemetryOpts(&c, hedge.WithName, hedge.WithMeterProvider, hedge.WithTracerProvider, nil)
-			if c.retries > 0 {
-				opts = append(opts, hedge.WithMaxHedges(c.retries))
+			opts := telemetryOpts(&c, hedge.WithName, hedge.WithMeterProvider, hedge.WithTracerProvider, hedge.WithoutServerAddress)
+			// As many hedges as retries. hedge.WithMaxHedges(0) is
+			// invalid: with no retries, the policy is built to see
+			// whether the user's options ask for hedges, and left out
+			// unless they do (and then conflict).
+			hedges := c.retries
+			if hedges == 0 {
+				hedges = noHedges
 			}
-			opts = append(opts, hedge.WithBudget(b))
-			ps = append(ps, hedge.New(append(opts, c.hedgeOpts...)...))
+			opts = append(opts, hedge.WithMaxHedges(hedges), hedge.WithBudget(b))
+			h := hedge.New(append(opts, c.hedgeOpts...)...)
+			n := h.MaxHedges()
+			if c.retriesSet && n != c.retries && !(c.retries == 0 && n == noHedges) {
+				panic(fmt.Sprintf("standard: WithRetries(%d) conflicts with hedge.WithMaxHedges(%d) given to WithHedging: give the number of extra attempts once", c.retries, n))
+			}
+			if n != noHedges {
+				ps = append(ps, h)
+			}
 		case c.retries > 0 || len(c.retryOpts) > 0:
 			opts := telemetryOpts(&c, retry.WithName, retry.WithMeterProvider, retry.WithTracerProvider, retry.WithoutServerAddress)
 			opts = append(opts, retry.WithMaxAttempts(c.retries+1), retry.WithBudget(b))
@@ -120,6 +139,10 @@ func New(opts ...Option) (resilience.Policy, error) {
 	}
 	return resilience.Chain(ps...), nil
 }
+
+// noHedges stands for "no hedge" while the hedge policy is built with no
+// retries: a number no one asks for.
+const noHedges = math.MaxInt32
 
 // validate checks the pipeline's own options. The parts check theirs when
 // they are built.
