@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/idempotency"
 )
 
 const (
@@ -289,12 +290,33 @@ func (rt *roundTrip) Run(ctx context.Context) error {
 		return nil
 	}
 	se := &StatusError{Response: resp}
-	if kind.Retryable() {
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return resilience.MarkRetryAfter(se, kind, d)
-		}
+	keyed := r.Header.Get(idempotency.HeaderName) != "" || r.Header.Get("X-Idempotency-Key") != ""
+	d, hasDelay := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	if keyed && hasDelay && resp.StatusCode == http.StatusConflict {
+		// The server still runs an earlier attempt of this call, under
+		// the same key: ask again with the key once it asks.
+		return resilience.MarkScopedRetryAfter(se, resilience.KindThrottled, d, resilience.PushbackCall)
+	}
+	if kind.Retryable() && hasDelay {
+		return resilience.MarkScopedRetryAfter(se, kind, d, pushbackScope(resp.StatusCode, keyed))
 	}
 	return resilience.Mark(se, kind)
+}
+
+// pushbackScope says what a failed response's Retry-After concerns; see
+// the package documentation. A 503 is the server's own state (overloaded,
+// down for maintenance), except for a request with an idempotency key,
+// which the server's idempotency layer may answer 503 alone (its store
+// down) while it answers every request without a key; any other pushback
+// (a 429) is about the request, a tenant's or an endpoint's quota.
+func pushbackScope(code int, keyed bool) resilience.PushbackScope {
+	switch {
+	case code == http.StatusServiceUnavailable && keyed:
+		return resilience.PushbackCall
+	case code == http.StatusServiceUnavailable:
+		return resilience.PushbackDependency
+	}
+	return resilience.PushbackRequest
 }
 
 // setLast records the response of the attempt in ctx as the call's. When
