@@ -28,7 +28,30 @@
 //
 // A Retry-After header on a 408, 429 or 5xx response, in delta-seconds or
 // in any HTTP-date form, becomes the server's pushback; a date in the past
-// means "retry now". A malformed value is ignored.
+// means "retry now". A malformed value is ignored. The retry policy waits
+// it out for the call that received it; what it says about the host's
+// other calls (resilience.PushbackScope, read by the pushback gate) depends
+// on the answer:
+//
+//   - a 429 is about the request (resilience.PushbackRequest): a server
+//     may limit one tenant or one endpoint, so the gate holds the host's
+//     other calls only when most of the host's recent answers were such
+//     pushback;
+//   - a 503 is about the host (resilience.PushbackDependency: overloaded,
+//     down for maintenance), and closes the gate at once, except for a
+//     request with an idempotency key, which the server's idempotency
+//     layer answers 503 when its store is down while it still serves every
+//     request without a key: that is the call's alone
+//     (resilience.PushbackCall);
+//   - any other status's is about the request.
+//
+// A 409 Conflict with Retry-After to a request with an idempotency key is
+// the server saying that an earlier attempt with the same key is still
+// running (idempotency.Middleware answers so): it is throttled, about the
+// call alone, and the retry policy asks again with the same key once the
+// delay has passed, until it gets the first attempt's recorded response;
+// a hedging policy never lets it win over an attempt still running. A 409
+// without Retry-After is the server's answer (rejected).
 //
 // A response's outcome is its status, known at its headers: a breaker
 // counts it when the attempt returns (resilience.Call.OutcomeAtEnd is left
@@ -37,11 +60,16 @@
 // A response of any status whose RateLimit field (IETF httpapi RateLimit
 // header fields, a Structured Field List such as "burst";r=0;t=30, parsed
 // with github.com/dunglas/httpsfv) names a quota with no units left (r=0)
-// reports a pause of t seconds (resilience.ReportPushback; the longest t
-// if several quotas are exhausted). The pushback gate of the standard
-// pipeline then sends nothing more to that host until the pause ends, so
-// that the client paces itself instead of spending calls on 429s. A field
-// over 4 KiB, or one that does not parse, is ignored.
+// that covers every request to the host reports a pause of t seconds
+// (resilience.ReportPushback; the longest t if several quotas are
+// exhausted). The pushback gate of the standard pipeline then sends
+// nothing more to that host until the pause ends, so that the client paces
+// itself instead of spending calls on 429s. A quota with a partition key
+// (the pk parameter, such as "tenant";r=0;t=30;pk=:dGVuYW50LWE=:, as
+// ratelimit.Middleware sends for a keyed quota) covers one partition's
+// requests only, and holds none of the host's calls: the partition's next
+// request is answered 429 with Retry-After, which its own retry honours. A
+// field over 4 KiB, or one that does not parse, is ignored.
 //
 // When retries run out on a failed response, the caller gets that last
 // response with a nil error, as it would without the transport, not a

@@ -375,3 +375,49 @@ func TestMostAnswersPushedBackCloseTheGate(t *testing.T) {
 		}
 	})
 }
+
+// A RateLimit field item with a partition key (pk, as
+// draft-ietf-httpapi-ratelimit-headers defines it) covers that partition
+// only: its r=0 says nothing about the host's other requests, so the gate
+// stays open. An item without pk covers every request to the host, and
+// paces them all. (Before, the gate closed on any r=0: tenant B, with its
+// whole quota, was turned away without a request.)
+func TestPartitionedRateLimitDoesNotHoldTheHost(t *testing.T) {
+	var field atomic.Value
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/a" {
+			w.Header().Set("RateLimit", field.Load().(string))
+		}
+		io.WriteString(w, "done")
+	}))
+	t.Cleanup(s.Close)
+	for _, tt := range []struct {
+		name, field string
+		held        bool
+	}{
+		{"partition", `"tenant";r=0;t=2;pk=:dGVuYW50LWE=:`, false},
+		{"partition and host", `"tenant";r=0;t=2;pk=:dGVuYW50LWE=:, "host";r=5;t=1`, false},
+		{"host", `"host";r=0;t=2`, true},
+		{"host beside a partition with quota", `"tenant";r=3;t=9;pk=:dGVuYW50LWE=:, "host";r=0;t=2`, true},
+	} {
+		field.Store(tt.field)
+		synctest.Test(t, func(t *testing.T) {
+			log := newSendLog()
+			tr, err := resiliencehttp.Standard(log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &http.Client{Transport: tr}
+			if code, err := get(t, c, s.URL+"/a", time.Second); err != nil || code != 200 {
+				t.Fatalf("%s: tenant A's call: %d, %v", tt.name, code, err)
+			}
+			_, err = get(t, c, s.URL+"/b", time.Second)
+			switch {
+			case tt.held && !errors.Is(err, pushback.ErrClosed):
+				t.Fatalf("%s: tenant B's call with 1s left: %v, want pushback.ErrClosed", tt.name, err)
+			case !tt.held && err != nil:
+				t.Fatalf("%s: tenant B's call: %v, want it sent at once", tt.name, err)
+			}
+		})
+	}
+}
