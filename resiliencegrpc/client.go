@@ -188,8 +188,9 @@ func (u *unaryCall) Run(actx context.Context) error {
 		out = ownReply(actx, u.reply)
 	}
 	n := len(u.opts)
-	err := u.invoker(outgoingKey(actx), u.method, u.req, out, u.cc, append(u.opts[:n:n], grpc.Trailer(&trailer))...)
-	return classify(u.ctx, err, trailer)
+	octx := outgoingKey(actx)
+	err := u.invoker(octx, u.method, u.req, out, u.cc, append(u.opts[:n:n], grpc.Trailer(&trailer))...)
+	return classifyAttempt(u.ctx, octx, err, trailer)
 }
 
 // ownReply returns a new, empty reply of the same type as reply, and
@@ -271,6 +272,16 @@ func target(cc *grpc.ClientConn, opts []grpc.CallOption) string {
 // attempt's trailer metadata. A status error also carries its code's name
 // for the policies' telemetry (error.type).
 func classify(ctx context.Context, err error, trailer metadata.MD) error {
+	return classifyAttempt(ctx, nil, err, trailer)
+}
+
+// classifyAttempt is classify for an attempt sent with the outgoing
+// context octx (nil when unknown), whose metadata says whether the call
+// carries an idempotency key: the idempotency server interceptor answers
+// such a call Aborted while an earlier attempt with its key runs, and
+// Unavailable when it cannot check keys, while it still serves the calls
+// without one.
+func classifyAttempt(ctx, octx context.Context, err error, trailer metadata.MD) error {
 	if err == nil || err == io.EOF {
 		return nil
 	}
@@ -289,12 +300,30 @@ func classify(ctx context.Context, err error, trailer metadata.MD) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return withPushback(err, trailer, resilience.KindTransient)
+		scope := resilience.PushbackRequest
+		if keyed(octx) {
+			scope = resilience.PushbackCall
+		}
+		return withPushback(err, trailer, resilience.KindTransient, scope)
+	case codes.Aborted:
+		if !keyed(octx) {
+			break
+		}
+		// An earlier attempt with the call's key still runs on the
+		// server: ask again with the key, when the server says.
+		d, ok, stop := pushback(trailer)
+		switch {
+		case ok:
+			return resilience.MarkScopedRetryAfter(err, resilience.KindThrottled, d, resilience.PushbackCall)
+		case stop:
+			return resilience.Mark(fmt.Errorf("%w (%w)", err, errNoPushback), resilience.KindRejected)
+		}
+		return resilience.Mark(err, resilience.KindThrottled)
 	case codes.ResourceExhausted:
 		d, ok, stop := pushback(trailer)
 		switch {
 		case ok:
-			return resilience.MarkRetryAfter(err, resilience.KindThrottled, d)
+			return resilience.MarkScopedRetryAfter(err, resilience.KindThrottled, d, resilience.PushbackRequest)
 		case stop:
 			return resilience.Mark(fmt.Errorf("%w (%w)", err, errNoPushback), resilience.KindRejected)
 		}
@@ -320,13 +349,28 @@ func callerEnded(ctx context.Context) bool {
 	return ok && !time.Now().Before(dl)
 }
 
-// withPushback marks a transient failure with the server's pushback, or as
-// permanent if the server asked not to retry.
-func withPushback(err error, trailer metadata.MD, k resilience.Kind) error {
+// keyed reports whether the outgoing metadata of octx carries an
+// idempotency key.
+func keyed(octx context.Context) bool {
+	if octx == nil {
+		return false
+	}
+	md, _ := metadata.FromOutgoingContext(octx)
+	for _, k := range [...]string{IdempotencyKey, "x-idempotency-key"} {
+		if vs := md[k]; len(vs) > 0 && vs[0] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// withPushback marks a transient failure with the server's pushback, of
+// the given scope, or as permanent if the server asked not to retry.
+func withPushback(err error, trailer metadata.MD, k resilience.Kind, scope resilience.PushbackScope) error {
 	d, ok, stop := pushback(trailer)
 	switch {
 	case ok:
-		return resilience.MarkRetryAfter(err, k, d)
+		return resilience.MarkScopedRetryAfter(err, k, d, scope)
 	case stop:
 		return resilience.Mark(fmt.Errorf("%w (%w)", err, errNoPushback), resilience.KindPermanent)
 	}

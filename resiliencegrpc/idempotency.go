@@ -37,8 +37,10 @@ const ReplayedMetadata = "idempotent-replayed"
 //     the header metadata idempotent-replayed: true; the handler does not
 //     run. A recorded reply is rebuilt from the message types registered
 //     with protoregistry.GlobalTypes, as generated code registers them.
-//   - A repeat while it runs fails with Aborted (or waits, with
-//     idempotency.WithWait); the same key with another request with
+//   - A repeat while it runs fails with Aborted and a
+//     grpc-retry-pushback-ms trailer of 1000 (or waits, with
+//     idempotency.WithWait), which a [Client] retries with the same key
+//     after the pushback; the same key with another request with
 //     FailedPrecondition; a key that is empty, not printable ASCII, longer
 //     than idempotency.WithMaxKeyLength, or sent twice, with
 //     InvalidArgument. Calls without a key run as they are.
@@ -90,6 +92,9 @@ func IdempotencyServerInterceptor(store idempotency.Store, opts ...idempotency.O
 		case err == nil:
 			return reply, callErr
 		case errors.Is(err, idempotency.ErrInFlight):
+			// As the HTTP middleware's Retry-After: 1, so that a client
+			// asks again with the key once the first call may be done.
+			grpc.SetTrailer(ctx, metadata.Pairs(PushbackTrailer, "1000"))
 			return nil, status.Error(codes.Aborted, "resiliencegrpc: a call with this idempotency-key is in flight; retry later")
 		case errors.Is(err, idempotency.ErrMismatch):
 			return nil, status.Error(codes.FailedPrecondition, "resiliencegrpc: this idempotency-key was used for a different call")
