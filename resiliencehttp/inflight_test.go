@@ -2,6 +2,7 @@ package resiliencehttp_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -123,5 +124,89 @@ func TestKeyedRetryWaitsForTheOrderInFlight(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// downStore is an idempotency store that cannot be reached.
+type downStore struct{}
+
+var errDown = errors.New("store: connection refused")
+
+func (downStore) Reserve(context.Context, string, string, time.Duration) (idempotency.Entry, bool, error) {
+	return idempotency.Entry{}, false, errDown
+}
+func (downStore) Complete(context.Context, string, uint64, []byte, time.Duration) error { return errDown }
+func (downStore) Release(context.Context, string, uint64) error                         { return errDown }
+func (downStore) Get(context.Context, string) (idempotency.Entry, bool, error) {
+	return idempotency.Entry{}, false, errDown
+}
+
+// The idempotency middleware's store is down: it answers a keyed POST 503
+// with Retry-After and a problem detail, and serves a GET, which carries
+// no key, as usual. The POST's 503 does not hold the host's GETs at the
+// pushback gate (before, a GET with less than a second left was turned
+// away with pushback.ErrClosed), and the POST's caller is told the
+// server's reason, in the error the policy gave up with.
+func TestKeyedStoreDownDoesNotHoldTheHost(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(idempotency.Middleware(downStore{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})))
+	t.Cleanup(srv.Close)
+	base := newTransport()
+	t.Cleanup(base.CloseIdleConnections)
+	tr, err := resiliencehttp.Standard(base, standard.WithIdempotencyKeys(hostOf(srv)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: tr}
+
+	type result struct {
+		code    int
+		policy  error
+		err     error
+		problem string
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/orders", strings.NewReader(`{}`))
+		resp, err := c.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{code: resp.StatusCode, policy: resiliencehttp.PolicyError(resp), problem: string(b)}
+	}()
+	time.Sleep(200 * time.Millisecond) // the POST's first 503 has come
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/status", nil)
+	resp, getErr := c.Do(req)
+	if getErr == nil {
+		resp.Body.Close()
+	}
+	r := <-done
+	if getErr != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET while the keyed POST waits: %v, want a 200 at once", getErr)
+	}
+	const reason = "Idempotency keys cannot be checked right now"
+	var msg string
+	switch {
+	case r.err != nil:
+		msg = r.err.Error()
+	case r.code != http.StatusServiceUnavailable || r.policy == nil:
+		t.Fatalf("POST: %d (policy error %v), want the 503 and why the policy gave up", r.code, r.policy)
+	default:
+		msg = r.policy.Error()
+		if !strings.Contains(r.problem, reason) {
+			t.Fatalf("POST: the caller read %q, want the whole problem body", r.problem)
+		}
+	}
+	if !strings.Contains(msg, reason) {
+		t.Fatalf("POST: the caller's error is %q, want the server's reason %q in it", msg, reason)
 	}
 }
