@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience/idempotency"
+	"github.com/resilience-go/resilience/ratelimit"
 	"github.com/resilience-go/resilience/resiliencehttp"
 	"github.com/resilience-go/resilience/standard"
 )
@@ -208,5 +209,70 @@ func TestKeyedStoreDownDoesNotHoldTheHost(t *testing.T) {
 	}
 	if !strings.Contains(msg, reason) {
 		t.Fatalf("POST: the caller's error is %q, want the server's reason %q in it", msg, reason)
+	}
+}
+
+// DESIGN rule 11: our client and our server speak one protocol. The
+// server stacks its middleware as the README does (rate limit, then
+// idempotency, then the handler), with a quota of 2 orders a second; the
+// client is Standard with idempotency keys and an attempt timeout shorter
+// than the time an order takes. Four orders in a row: every one is placed
+// once and reported created, whatever the server answered on the way (a
+// RateLimit field with no quota left, a 429 with Retry-After, a 409 for a
+// key in flight).
+func TestOurClientAgainstOurServer(t *testing.T) {
+	t.Parallel()
+	var (
+		mu     sync.Mutex
+		placed = map[string]int{}
+	)
+	orders := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(150 * time.Millisecond)
+		mu.Lock()
+		placed[r.Header.Get(idempotency.HeaderName)]++
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, "created")
+	})
+	quota := ratelimit.NewLocal(ratelimit.Quota{Name: "tenant", Limit: 2, Window: time.Second})
+	h := ratelimit.Middleware(quota, func(r *http.Request) string { return r.Header.Get("X-Tenant") })(
+		idempotency.Middleware(idempotency.NewMemoryStore())(orders))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+
+	base := newTransport()
+	t.Cleanup(base.CloseIdleConnections)
+	tr, err := resiliencehttp.Standard(base,
+		standard.WithIdempotencyKeys(hostOf(srv)),
+		standard.WithAttemptTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: tr}
+	for i := range 4 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/orders", strings.NewReader(fmt.Sprint(i)))
+		req.Header.Set("X-Tenant", "a")
+		resp, err := c.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatalf("order %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("order %d: %s %s (policy: %v)", i, resp.Status, b, resiliencehttp.PolicyError(resp))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(placed) != 4 {
+		t.Fatalf("%d orders placed, want 4", len(placed))
+	}
+	for k, n := range placed {
+		if n != 1 {
+			t.Fatalf("order with key %q placed %d times", k, n)
+		}
 	}
 }
