@@ -79,7 +79,10 @@
 // by more than MaxDrainTime. A call turned away before it reached the host
 // (a closed pushback gate, an open breaker), or whose last response a
 // policy had already drained (a retry that found no time left for another
-// attempt), gets the policy's error.
+// attempt), gets the policy's error. A failed response whose body is
+// application/problem+json (RFC 9457) of a known length up to [MaxProblem]
+// bytes gives the policies, and so that error, the server's title and
+// detail ([StatusError]); the caller still reads the whole body.
 //
 // # Which requests are retried
 //
@@ -90,7 +93,12 @@
 // (standard.WithIdempotencyKeys) gives such a request in its scope a key of
 // its own, sent as Idempotency-Key on every attempt, which makes it
 // retryable when its body has GetBody (http.NewRequest sets it for
-// in-memory bodies); the caller's request is not modified.
+// in-memory bodies); the caller's request is not modified. The key is on
+// the request the call's last attempt sent, the response's Request:
+// resp.Request.Header.Get("Idempotency-Key") recovers it, to ask the
+// server about the call later or to send it again with the same key. A
+// call that ends with an error and no response gives no key back; a
+// caller who needs the key in every case sets its own.
 //
 // A request body is replayed on each attempt through Request.GetBody. A body
 // without GetBody is read into memory, up to [Transport.MaxBodyBuffer]
