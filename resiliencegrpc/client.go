@@ -95,8 +95,9 @@ func newConfig(opts []Option) config {
 // pipeline built by standard.New, the same as the HTTP transport's: a
 // per-target rate limit if configured, a total timeout (30s), retries (3,
 // with jittered exponential backoff), a per-target pushback gate (holds
-// calls while the server's grpc-retry-pushback-ms lasts; turned away:
-// ResourceExhausted), a per-target circuit breaker (opens
+// calls while the server's grpc-retry-pushback-ms lasts, once most of the
+// target's recent answers carried one; turned away: ResourceExhausted), a
+// per-target circuit breaker (opens
 // at 50% failures over 30s once 20 calls were counted, for 5s), a
 // per-target bulkhead if configured, and a per-attempt timeout (10s).
 // [WithPipeline] changes each part; the Client's own options say which
