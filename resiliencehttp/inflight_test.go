@@ -136,8 +136,10 @@ var errDown = errors.New("store: connection refused")
 func (downStore) Reserve(context.Context, string, string, time.Duration) (idempotency.Entry, bool, error) {
 	return idempotency.Entry{}, false, errDown
 }
-func (downStore) Complete(context.Context, string, uint64, []byte, time.Duration) error { return errDown }
-func (downStore) Release(context.Context, string, uint64) error                         { return errDown }
+func (downStore) Complete(context.Context, string, uint64, []byte, time.Duration) error {
+	return errDown
+}
+func (downStore) Release(context.Context, string, uint64) error { return errDown }
 func (downStore) Get(context.Context, string) (idempotency.Entry, bool, error) {
 	return idempotency.Entry{}, false, errDown
 }
