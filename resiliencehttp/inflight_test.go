@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/resilience-go/resilience/idempotency"
@@ -277,4 +278,66 @@ func TestOurClientAgainstOurServer(t *testing.T) {
 			t.Fatalf("order with key %q placed %d times", k, n)
 		}
 	}
+}
+
+// A 409 for a key in flight concerns that call alone: while the keyed
+// call waits out its Retry-After, the host's other calls go at once, and
+// the keyed call asks again with the same key when the delay ends.
+func TestInFlightAnswerDoesNotHoldTheHost(t *testing.T) {
+	var mu sync.Mutex
+	var keys []string
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			io.WriteString(w, "ok")
+			return
+		}
+		mu.Lock()
+		keys = append(keys, r.Header.Get(idempotency.HeaderName))
+		first := len(keys) == 1
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(http.StatusConflict)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(s.Close)
+	synctest.Test(t, func(t *testing.T) {
+		log := newSendLog()
+		tr, err := resiliencehttp.Standard(log, standard.WithIdempotencyKeys(hostOf(s)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &http.Client{Transport: tr}
+		var code int
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, s.URL+"/orders", strings.NewReader("{}"))
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Errorf("keyed POST: %v", err)
+				return
+			}
+			resp.Body.Close()
+			code = resp.StatusCode
+		})
+		time.Sleep(100 * time.Millisecond)
+		getCode, getErr := get(t, c, s.URL+"/status", 500*time.Millisecond)
+		wg.Wait()
+		if getErr != nil || getCode != 200 {
+			t.Fatalf("GET while the keyed POST waits: %d, %v; want a 200 at once", getCode, getErr)
+		}
+		if code != http.StatusCreated {
+			t.Fatalf("keyed POST: %d, want the 201 of its second attempt", code)
+		}
+		if sent := log.times(hostOf(s)); len(sent) != 3 || sent[2] != 2*time.Second {
+			t.Fatalf("requests at %v; want the POST at 0, the GET at 100ms, the POST again at 2s", sent)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(keys) != 2 || keys[0] == "" || keys[0] != keys[1] {
+			t.Fatalf("the POST's attempts carried keys %q, want the same key twice", keys)
+		}
+	})
 }
