@@ -45,9 +45,9 @@ func (e *ClosedError) Is(target error) bool { return target == ErrClosed }
 
 // Gate is a [resilience.Policy] that holds the calls to a dependency while
 // that dependency has asked for a pause. Build it with [New]; it is safe
-// for concurrent use and meant to be shared by every call, since what one
-// call learns (a 429 with Retry-After) is what the gate passes on to the
-// others. The zero Gate is not usable.
+// for concurrent use and meant to be shared by every call, since what the
+// calls learn (a 503 with Retry-After, 429s on most of them) is what the
+// gate passes on to the others. The zero Gate is not usable.
 //
 // The gate keeps one state per key, the call's target host by default, in
 // a bounded registry: at most [WithMaxKeys] keys (plus those with calls in
