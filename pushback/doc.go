@@ -1,9 +1,10 @@
 // Package pushback holds the calls to a dependency that asked for a pause,
 // so that every caller does not find out for itself.
 //
-// When a host answers most calls with 429 and Retry-After, answers 503 with
-// Retry-After, or a gRPC server sends grpc-retry-pushback-ms on most
-// calls, one caller learns that the host wants no calls for a while;
+// When a host answers most calls with 429 or 503 and Retry-After, a gRPC
+// server sends grpc-retry-pushback-ms on most calls, or a RateLimit field
+// says the client's quota is spent, the callers learn that the host wants
+// no calls for a while;
 // without a shared gate each of the others spends an attempt (and the
 // host's capacity) to learn the same. A [Gate] remembers the pause
 // per host, in a bounded registry keyed like the per-host breaker, and:
@@ -29,14 +30,16 @@
 //     quota left and no partition key, so that a client paces itself
 //     before it is refused), or a retryable failure whose
 //     resilience.RetryAfter concerns the whole dependency
-//     (resilience.PushbackDependency: an HTTP 503 with Retry-After, an
-//     open breaker keeping its callers), closes the gate at once;
-//   - one request's pushback (resilience.PushbackRequest: an HTTP 429, a
-//     gRPC pushback trailer) is evidence, not proof, since a server may
-//     limit one tenant or one endpoint among many: it closes the gate
-//     when at least half of the host's last 20 answers were such
-//     pushback, or when the gate is closed already or its probe is out.
-//     Otherwise only the call that received it waits, in its own retry;
+//     (resilience.PushbackDependency, the scope of
+//     resilience.MarkRetryAfter: an open breaker keeping its callers, an
+//     operation's own pushback), closes the gate at once;
+//   - one request's pushback (resilience.PushbackRequest: an HTTP 429 or
+//     503 with Retry-After, a gRPC pushback trailer) is evidence, not
+//     proof, since a server may limit one tenant or one endpoint among
+//     many, or shed part of its load: it closes the gate when at least
+//     half of the host's last 20 answers were such pushback, or when the
+//     gate is closed already or its probe is out. Otherwise only the call
+//     that received it waits, in its own retry;
 //   - a pushback that concerns one call alone (resilience.PushbackCall:
 //     an earlier attempt still running under the call's idempotency key)
 //     never closes the gate.

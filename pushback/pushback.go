@@ -46,8 +46,9 @@ func (e *ClosedError) Is(target error) bool { return target == ErrClosed }
 // Gate is a [resilience.Policy] that holds the calls to a dependency while
 // that dependency has asked for a pause. Build it with [New]; it is safe
 // for concurrent use and meant to be shared by every call, since what the
-// calls learn (a 503 with Retry-After, 429s on most of them) is what the
-// gate passes on to the others. The zero Gate is not usable.
+// calls learn (429s or 503s with Retry-After on most of them, a RateLimit
+// field with the client's quota spent) is what the gate passes on to the
+// others. The zero Gate is not usable.
 //
 // The gate keeps one state per key, the call's target host by default, in
 // a bounded registry: at most [WithMaxKeys] keys (plus those with calls in

@@ -33,17 +33,15 @@
 // other calls (resilience.PushbackScope, read by the pushback gate) depends
 // on the answer:
 //
-//   - a 429 is about the request (resilience.PushbackRequest): a server
-//     may limit one tenant or one endpoint, so the gate holds the host's
+//   - a 429, a 503 and any other status's is about the request
+//     (resilience.PushbackRequest): a server may limit one tenant or one
+//     endpoint, or shed part of its load, so the gate holds the host's
 //     other calls only when most of the host's recent answers were such
 //     pushback;
-//   - a 503 is about the host (resilience.PushbackDependency: overloaded,
-//     down for maintenance), and closes the gate at once, except for a
-//     request with an idempotency key, which the server's idempotency
-//     layer answers 503 when its store is down while it still serves every
-//     request without a key: that is the call's alone
-//     (resilience.PushbackCall);
-//   - any other status's is about the request.
+//   - a 503 to a request with an idempotency key is the call's alone
+//     (resilience.PushbackCall): the server's idempotency layer answers
+//     503 when its store is down, to the keyed requests, while it still
+//     serves every request without a key.
 //
 // A 409 Conflict with Retry-After to a request with an idempotency key is
 // the server saying that an earlier attempt with the same key is still

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -276,6 +277,11 @@ func TestTooLateForARetryReturnsAnErrorNotADrainedResponse(t *testing.T) {
 // each path listed in throttle (one tenant's or one endpoint's quota), and
 // 200 to everything else.
 func partialServer(t *testing.T, throttle ...string) *httptest.Server {
+	return partialStatusServer(t, http.StatusTooManyRequests, throttle...)
+}
+
+// partialStatusServer is partialServer answering code instead of 429.
+func partialStatusServer(t *testing.T, code int, throttle ...string) *httptest.Server {
 	t.Helper()
 	var mu sync.Mutex
 	left := map[string]int{}
@@ -291,7 +297,7 @@ func partialServer(t *testing.T, throttle ...string) *httptest.Server {
 		mu.Unlock()
 		if n > 0 {
 			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusTooManyRequests)
+			w.WriteHeader(code)
 		}
 		io.WriteString(w, "done")
 	}))
@@ -301,10 +307,18 @@ func partialServer(t *testing.T, throttle ...string) *httptest.Server {
 
 // One 429 among answers that were all 200 is about that request's quota,
 // not the host's: the throttled call's own retry waits out its Retry-After,
-// and the host's other calls go at once. (Before, every 429 closed the
-// gate for the host: a call with a shorter deadline was turned away.)
+// and the host's other calls go at once. The same for one 503 with
+// Retry-After (a server shedding part of its load). (Before, every 429 or
+// 503 with Retry-After closed the gate for the host: a call with a
+// shorter deadline was turned away.)
 func TestOneRequestsPushbackDoesNotHoldTheHost(t *testing.T) {
-	s := partialServer(t, "/b")
+	for _, code := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) { oneRequestsPushback(t, code) })
+	}
+}
+
+func oneRequestsPushback(t *testing.T, code int) {
+	s := partialStatusServer(t, code, "/b")
 	synctest.Test(t, func(t *testing.T) {
 		log := newSendLog()
 		tr, err := resiliencehttp.Standard(log)

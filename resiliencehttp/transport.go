@@ -336,17 +336,16 @@ func (rt *roundTrip) Run(ctx context.Context) error {
 }
 
 // pushbackScope says what a failed response's Retry-After concerns; see
-// the package documentation. A 503 is the server's own state (overloaded,
-// down for maintenance), except for a request with an idempotency key,
-// which the server's idempotency layer may answer 503 alone (its store
-// down) while it answers every request without a key; any other pushback
-// (a 429) is about the request, a tenant's or an endpoint's quota.
+// the package documentation. Every answer is about its request (a 429 for
+// a tenant's or an endpoint's quota, a 503 from a server shedding part of
+// its load), and the host's state is the share of such answers, except a
+// 503 to a request with an idempotency key: the server's idempotency layer
+// answers 503 when its store is down, to the keyed requests alone, while
+// it serves every request without a key, so that answer counts for the
+// call alone.
 func pushbackScope(code int, keyed bool) resilience.PushbackScope {
-	switch {
-	case code == http.StatusServiceUnavailable && keyed:
+	if code == http.StatusServiceUnavailable && keyed {
 		return resilience.PushbackCall
-	case code == http.StatusServiceUnavailable:
-		return resilience.PushbackDependency
 	}
 	return resilience.PushbackRequest
 }
