@@ -147,8 +147,8 @@ type host struct {
 	answers atomic.Uint64
 }
 
-// The evidence that one request's pushback (an HTTP 429, a gRPC
-// RESOURCE_EXHAUSTED with a pushback trailer) speaks for the host: at
+// The evidence that one request's pushback (an HTTP 429 or 503 with
+// Retry-After, a gRPC pushback trailer) speaks for the host: at
 // least half of its last evidenceWindow answers were such pushback. A
 // server that limits one tenant or one endpoint pushes back on a few
 // calls among many that it answers at once, and holding all of them
