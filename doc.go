@@ -26,8 +26,12 @@
 // server or local pushback (throttling), a rejection by the dependency (an
 // HTTP 4xx) or cancellation by the caller. Unmarked errors are transient;
 // [Mark] and [MarkRetryAfter] say otherwise, and [RetryAfter] reads a
-// server's requested delay. The caller's cancellation is never retried and
-// never counted against a dependency.
+// server's requested delay. [MarkScopedRetryAfter] also says what the
+// delay concerns ([PushbackScope]: the whole dependency, one request such
+// as a 429 for one tenant's quota, or one call alone), which a policy that
+// holds the dependency's other calls reads with [RetryAfterScope]. The
+// caller's cancellation is never retried and never counted against a
+// dependency.
 //
 // # Calls and attempts
 //

@@ -101,7 +101,9 @@ func Mark(err error, k Kind) error {
 // MarkRetryAfter is like [Mark] and records that the dependency asked the
 // caller to wait d before trying again (HTTP Retry-After, gRPC
 // grpc-retry-pushback-ms). A negative d is treated as zero. Retry policies
-// honour d but cap it at their maximum delay.
+// honour d but cap it at their maximum delay. The delay concerns the whole
+// dependency ([PushbackDependency]); [MarkScopedRetryAfter] marks one that
+// concerns less.
 func MarkRetryAfter(err error, k Kind, d time.Duration) error {
 	if err == nil {
 		return nil
@@ -109,9 +111,66 @@ func MarkRetryAfter(err error, k Kind, d time.Duration) error {
 	return &markedError{err: err, kind: k, after: max(d, 0)}
 }
 
+// A PushbackScope says which calls a dependency's requested delay
+// ([MarkRetryAfter]) concerns. Retry and hedging policies honour the delay
+// whatever its scope, for the call that received it; the scope tells a
+// policy that holds the dependency's other calls (a pushback gate) how
+// much the delay says about them.
+type PushbackScope uint8
+
+const (
+	// PushbackDependency: the dependency as a whole asked for the pause,
+	// or a local policy speaks for it (an open breaker keeping callers
+	// until its probe). A pushback gate holds every call to the
+	// dependency at once. The scope of [MarkRetryAfter].
+	PushbackDependency PushbackScope = iota
+	// PushbackRequest: the answer to this request only, such as an HTTP
+	// 429 for one tenant's or one endpoint's quota. It is evidence about
+	// the dependency, not proof: a pushback gate holds the dependency's
+	// other calls only when such answers are a large share of its recent
+	// ones.
+	PushbackRequest
+	// PushbackCall: this call alone, such as an earlier attempt of the
+	// same call still running under its idempotency key. A pushback gate
+	// does not count it as pushback.
+	PushbackCall
+)
+
+var scopeNames = [...]string{"dependency", "request", "call"}
+
+// String returns the scope's name in lower case.
+func (s PushbackScope) String() string {
+	if int(s) < len(scopeNames) {
+		return scopeNames[s]
+	}
+	return "unknown"
+}
+
+// MarkScopedRetryAfter is like [MarkRetryAfter] for a delay whose scope is
+// s: what the delay says about the dependency's other calls. Adapters use
+// it to tell one request's pushback (an HTTP 429) from the dependency's.
+func MarkScopedRetryAfter(err error, k Kind, d time.Duration, s PushbackScope) error {
+	if err == nil {
+		return nil
+	}
+	return &markedError{err: err, kind: k, after: max(d, 0), scope: s}
+}
+
+// RetryAfterScope reports the scope of the delay [RetryAfter] returns for
+// err: [PushbackDependency] unless it was marked with
+// [MarkScopedRetryAfter]. ok is false when err carries no delay.
+func RetryAfterScope(err error) (s PushbackScope, ok bool) {
+	var m *markedError
+	if errors.As(err, &m) && m.after >= 0 {
+		return m.scope, true
+	}
+	return PushbackDependency, false
+}
+
 type markedError struct {
 	err   error
 	kind  Kind
+	scope PushbackScope
 	after time.Duration // < 0: none
 }
 

@@ -8,10 +8,22 @@
 // to [WithMaxHedges] extra attempts. An attempt that fails in a way another
 // attempt may fix (a transient failure) starts the next hedge at once
 // instead of waiting. Pushback is not answered that way: an attempt turned
-// away (an open breaker, a full bulkhead, an HTTP 429) is not replaced,
-// and when no other attempt runs its error is returned as it is, so that
-// an open breaker fails fast. Hedging does not wait out a Retry-After. The first attempt to succeed, or to fail in a
-// way no other attempt would fix (an HTTP 404), wins:
+// away (an open breaker, a full bulkhead, an HTTP 429, an HTTP 409 for the
+// call's idempotency key still in flight) is not replaced, never wins over
+// an attempt still running, and when no other attempt runs its error is
+// returned as it is, so that an open breaker fails fast, unless the
+// dependency said when to come back.
+//
+// A delay the dependency asked for (resilience.RetryAfter on a retryable
+// failure: Retry-After, grpc-retry-pushback-ms) is waited out as the retry
+// policy waits it out: no attempt of the call starts before it ends,
+// whether it came with a failure (a 503) or turned an attempt away (a 429;
+// a 409 in flight, after which the next attempt asks again with the same
+// key and gets the first one's recorded answer); when no other attempt
+// runs, the next one starts when it ends. A delay is capped at 10s, and
+// one that ends less than 10ms before the call's deadline ends the call
+// with the attempt's error instead. The first attempt to succeed, or to
+// fail in a way no other attempt would fix (an HTTP 404), wins:
 //
 //   - the others are cancelled; Do waits for them to return, discards
 //     their results (a response body drained and closed) and releases what

@@ -183,7 +183,21 @@ type run struct {
 	closed  bool     // no attempt runs or will start
 	timer   *time.Timer
 	done    chan struct{} // closed with closed, if made
+	// notBefore is when the dependency's latest requested delay ends (a
+	// Retry-After): no attempt starts before it. waiting reports that
+	// the timer is armed for it, to start the next attempt then.
+	notBefore time.Time
+	waiting   bool
 }
+
+// maxPushbackWait caps how long the policy waits for a dependency's
+// requested delay before its next attempt, as the retry policy's default
+// maximum delay caps its own; minAttemptTime is the least time before the
+// call's deadline worth an attempt, as the retry policy's default.
+const (
+	maxPushbackWait = 10 * time.Second
+	minAttemptTime  = 10 * time.Millisecond
+)
 
 // begin prepares attempt n.
 func (r *run) begin(a *attempt, n int) {
@@ -220,20 +234,30 @@ func (r *run) exec(a *attempt) {
 		// The caller gave up: the other attempts end with its context.
 	case turnedAway(err):
 		// Pushback or a local refusal (an open breaker, a full bulkhead,
-		// a 429) is not an answer: the attempt drops out, and is not
-		// replaced at once.
+		// a 429, a 409 for the call's key in flight) is not an answer:
+		// the attempt drops out, and is not replaced at once. If the
+		// dependency said when to come back and no other attempt runs,
+		// the next one goes then.
 		r.last = a
+		if r.pushedBackLocked(err) && r.running == 0 {
+			r.waitLocked()
+		}
 	case acceptable(err):
 		r.winner = a
 		if r.timer != nil {
 			r.timer.Stop()
 		}
+		r.waiting = false
 		losers = r.runningLocked()
 	default:
 		r.last = a
-		next = r.nextLocked()
+		if r.pushedBackLocked(err) || time.Now().Before(r.notBefore) {
+			r.waitLocked() // the next attempt, when the delay ends
+		} else {
+			next = r.nextLocked()
+		}
 	}
-	if r.running == 0 && next == nil {
+	if r.running == 0 && next == nil && (!r.waiting || r.ctx.Err() != nil) {
 		r.closeLocked()
 	}
 	r.mu.Unlock()
@@ -251,6 +275,38 @@ func (r *run) exec(a *attempt) {
 		if a.n == 1 && r.p.lat != nil && r.ctx.Err() == nil {
 			r.p.lat.add(d)
 		}
+	}
+}
+
+// pushedBackLocked notes the delay the dependency asked for in err, if
+// any, and reports whether the next attempt must wait for it.
+func (r *run) pushedBackLocked(err error) bool {
+	d, ok := resilience.RetryAfter(err)
+	if !ok || !resilience.Classify(err).Retryable() {
+		return false
+	}
+	if t := time.Now().Add(min(d, maxPushbackWait)); t.After(r.notBefore) {
+		r.notBefore = t
+	}
+	return time.Now().Before(r.notBefore)
+}
+
+// waitLocked arms the timer to start the next attempt when the
+// dependency's requested delay ends, if the call's deadline, the maximum
+// number of hedges and the caller allow one then.
+func (r *run) waitLocked() {
+	if r.closed || r.winner != nil || r.ctx.Err() != nil || len(r.hedges) >= r.p.c.maxHedges {
+		return
+	}
+	if dl, ok := r.ctx.Deadline(); ok && r.notBefore.After(dl.Add(-minAttemptTime)) {
+		return
+	}
+	r.waiting = true
+	d := time.Until(r.notBefore)
+	if r.timer == nil {
+		r.timer = time.AfterFunc(d, r.fire)
+	} else {
+		r.timer.Reset(d)
 	}
 }
 
@@ -304,13 +360,27 @@ func (r *run) fire() {
 		r.mu.Unlock()
 		return
 	}
+	if d := time.Until(r.notBefore); d > 0 {
+		// The dependency asked for a delay: no hedge before it ends.
+		r.timer.Reset(d)
+		r.mu.Unlock()
+		return
+	}
+	reason := "delay"
+	if r.waiting {
+		reason = "pushback"
+	}
+	r.waiting = false
 	a := r.nextLocked()
-	if a != nil && len(r.hedges) < r.p.c.maxHedges {
+	if a != nil && r.parallel && len(r.hedges) < r.p.c.maxHedges {
 		r.timer.Reset(r.p.delay())
+	}
+	if a == nil && r.running == 0 {
+		r.closeLocked() // the attempt that waited is not allowed after all
 	}
 	r.mu.Unlock()
 	if a != nil {
-		r.p.event(r.ctx, telemetry.EventHedgeSent, a.n, "delay")
+		r.p.event(r.ctx, telemetry.EventHedgeSent, a.n, reason)
 		r.start(a)
 	}
 }
@@ -338,7 +408,18 @@ func (r *run) wait() error {
 		}
 		ch := r.done
 		r.mu.Unlock()
-		<-ch
+		select {
+		case <-ch:
+		case <-r.ctx.Done():
+			// No attempt may run while the policy waits out a delay:
+			// the caller's giving up ends the call.
+			r.mu.Lock()
+			if !r.closed && r.running == 0 {
+				r.closeLocked()
+			}
+			r.mu.Unlock()
+			<-ch
+		}
 	} else {
 		r.mu.Unlock()
 	}

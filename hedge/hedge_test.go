@@ -376,7 +376,7 @@ func TestInvalidOptionsPanic(t *testing.T) {
 func TestPushbackIsNotReplaced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := budget.New()
-		open := resilience.MarkRetryAfter(errors.New("breaker: circuit open"), resilience.KindThrottled, 5*time.Second)
+		open := resilience.Mark(errors.New("breaker: circuit open"), resilience.KindRefused)
 		calls := 0
 		err := hedge.New(hedge.WithBudget(b), hedge.WithMaxHedges(3)).Do(idempotent(), func(context.Context) error {
 			calls++
@@ -393,6 +393,62 @@ func TestPushbackIsNotReplaced(t *testing.T) {
 		}
 		if want := []time.Duration{0, 50 * ms, 100 * ms}; !slices.Equal(r.startedAt(), want) {
 			t.Fatalf("attempts started at %v, want %v: the rejected hedge replaced only when the delay passed", r.startedAt(), want)
+		}
+	})
+}
+
+// The dependency's requested delay (Retry-After) holds the next attempt
+// until it ends, whether the attempt failed (a 503 with Retry-After) or was
+// turned away (a 429; a 409 for the call's key still in flight) with no
+// other attempt running; the policy's own hedge delay does not send one
+// sooner. (Before, a failure's delay was ignored, the next attempt sent at
+// once, and a turned-away attempt's error returned as it was.)
+func TestPushbackDelaysTheNextAttempt(t *testing.T) {
+	unavailable := resilience.MarkRetryAfter(errors.New("503"), resilience.KindTransient, time.Second)
+	inFlight := resilience.MarkScopedRetryAfter(errors.New("409 in flight"), resilience.KindThrottled, time.Second, resilience.PushbackCall)
+	for _, tt := range []struct {
+		name   string
+		script map[int]step
+		want   []time.Duration
+	}{
+		{"transient failure", map[int]step{1: {err: unavailable}}, []time.Duration{0, time.Second}},
+		{"turned away", map[int]step{1: {err: inFlight}}, []time.Duration{0, time.Second}},
+		{"turned away while another runs", map[int]step{1: {after: 200 * ms, err: unavailable}, 2: {err: inFlight}},
+			[]time.Duration{0, 50 * ms, 1200 * ms}}, // the later of the two delays
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			r := newRecorder(tt.script)
+			err := hedge.New(hedge.WithDelay(50*ms), hedge.WithMaxHedges(3)).Do(idempotent(), r.op)
+			if err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			if got := r.startedAt(); !slices.Equal(got, tt.want) {
+				t.Fatalf("%s: attempts started at %v, want %v", tt.name, got, tt.want)
+			}
+		})
+	}
+}
+
+// A delay the call's deadline cannot cover ends the call at once with the
+// attempt's error; the caller's cancellation ends a wait at once.
+func TestPushbackBeyondTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		throttled := resilience.MarkRetryAfter(errors.New("429"), resilience.KindThrottled, 2*time.Second)
+		ctx, cancel := context.WithTimeout(idempotent(), time.Second)
+		defer cancel()
+		start := time.Now()
+		r := newRecorder(map[int]step{1: {err: throttled}})
+		err := hedge.New(hedge.WithMaxHedges(3)).Do(ctx, r.op)
+		if err != throttled || time.Since(start) != 0 || len(r.started) != 1 {
+			t.Fatalf("got %v after %v and %d attempts; want the 429 at once after 1", err, time.Since(start), len(r.started))
+		}
+
+		ctx, cancel = context.WithCancel(idempotent())
+		time.AfterFunc(300*ms, cancel)
+		r = newRecorder(map[int]step{1: {err: throttled}})
+		err = hedge.New(hedge.WithMaxHedges(3)).Do(ctx, r.op)
+		if !errors.Is(err, context.Canceled) || time.Since(start) != 300*ms || len(r.started) != 1 {
+			t.Fatalf("got %v after %v and %d attempts; want context.Canceled at 300ms after 1", err, time.Since(start), len(r.started))
 		}
 	})
 }

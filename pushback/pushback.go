@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	bits32 "math/bits"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -43,8 +45,9 @@ func (e *ClosedError) Is(target error) bool { return target == ErrClosed }
 
 // Gate is a [resilience.Policy] that holds the calls to a dependency while
 // that dependency has asked for a pause. Build it with [New]; it is safe
-// for concurrent use and meant to be shared by every call, since what one
-// call learns (a 429 with Retry-After) is what the gate passes on to the
+// for concurrent use and meant to be shared by every call, since what the
+// calls learn (429s or 503s with Retry-After on most of them, a RateLimit
+// field with the client's quota spent) is what the gate passes on to the
 // others. The zero Gate is not usable.
 //
 // The gate keeps one state per key, the call's target host by default, in
@@ -91,12 +94,16 @@ func New(opts ...Option) *Gate {
 // closed, otherwise it opens for all. A wait ends at once when ctx is
 // done; Do then returns ctx.Err().
 //
-// The gate closes when op fails with a retryable error that carries the
-// dependency's requested delay (resilience.RetryAfter: Retry-After,
-// grpc-retry-pushback-ms), or when op reports a pause
-// (resilience.ReportPushback, from an HTTP RateLimit field with no quota
-// left), whatever its outcome, for that delay capped at the maximum
-// pushback.
+// The gate closes, for the dependency's requested delay capped at the
+// maximum pushback, when op reports a pause (resilience.ReportPushback,
+// from an HTTP RateLimit field with no quota left), whatever its outcome,
+// or fails with a retryable error that carries a delay
+// (resilience.RetryAfter: Retry-After, grpc-retry-pushback-ms) for the
+// whole dependency. A delay marked as one request's
+// (resilience.PushbackRequest) closes it only when at least half of the
+// key's last 20 answers carried one, or while the gate is closed or
+// reopening; a delay marked as the call's alone (resilience.PushbackCall)
+// never does. See the package documentation.
 func (g *Gate) Do(ctx context.Context, op func(context.Context) error) error {
 	return g.reg.Do(ctx, g.c.key(ctx), op, (*host).do)
 }
@@ -132,6 +139,44 @@ type host struct {
 	probing  bool          // a probe is out
 	probeEnd time.Time     // when the others stop waiting for it
 	wake     chan struct{} // closed on every change, for the calls held; nil when none wait
+
+	// answers is the host's recent answers, read and written without
+	// the lock: the low 32 bits hold one bit per answer, newest in bit 0,
+	// set for one request's pushback (resilience.PushbackRequest); the
+	// high 32 bits count the answers it holds, up to evidenceWindow.
+	answers atomic.Uint64
+}
+
+// The evidence that one request's pushback (an HTTP 429 or 503 with
+// Retry-After, a gRPC pushback trailer) speaks for the host: at
+// least half of its last evidenceWindow answers were such pushback. A
+// server that limits one tenant or one endpoint pushes back on a few
+// calls among many that it answers at once, and holding all of them
+// would turn a few throttled calls into a pause for every caller; a server
+// that throttles the whole client pushes back on nearly every call, and
+// the gate closes within a few of its answers.
+const evidenceWindow = 20
+
+// record adds an answer to the host's recent ones and reports how many of
+// them, and how many in all, are pushback.
+func (h *host) record(pushed bool) (pushes, n int) {
+	const mask = 1<<evidenceWindow - 1
+	for {
+		old := h.answers.Load()
+		bits, cnt := uint32(old), uint32(old>>32)
+		if !pushed && bits == 0 && cnt == evidenceWindow {
+			return 0, evidenceWindow // the common case: nothing changes
+		}
+		bits <<= 1
+		if pushed {
+			bits |= 1
+		}
+		bits &= mask
+		cnt = min(cnt+1, evidenceWindow)
+		if h.answers.CompareAndSwap(old, uint64(cnt)<<32|uint64(bits)) {
+			return bits32.OnesCount32(bits), int(cnt)
+		}
+	}
 }
 
 func (h *host) do(ctx context.Context, op func(context.Context) error) error {
@@ -260,11 +305,24 @@ func (h *host) sleep(ctx context.Context, timer **time.Timer, d time.Duration) e
 	}
 }
 
-// done learns from the call's outcome: a pushback closes the gate, and a
-// probe's answer without one opens it.
+// done learns from the call's outcome: a pushback that speaks for the host
+// closes the gate, and a probe's answer without one opens it.
 func (h *host) done(ctx context.Context, err error, probe bool) {
-	d, pushed := pushbackOf(ctx, err)
+	d, scope, pushed := pushbackOf(ctx, err)
 	d = min(d, h.g.c.maxPushback)
+	if pushed && scope == resilience.PushbackCall {
+		pushed = false // this call's business alone (its retry's)
+	}
+	weak := false // one request's pushback, not enough to close the gate
+	if answered(ctx, err) {
+		pushes, n := h.record(pushed && scope == resilience.PushbackRequest)
+		// Among answers that were mostly not pushback, the call's own
+		// retry honours it and the others go on, unless the gate is
+		// closed already (below).
+		weak = pushed && scope == resilience.PushbackRequest && 2*pushes < n
+	} else if pushed && scope == resilience.PushbackRequest {
+		weak = true
+	}
 	if (!pushed || d <= 0) && !probe {
 		return // the common case: an open gate and nothing learned
 	}
@@ -272,6 +330,11 @@ func (h *host) done(ctx context.Context, err error, probe bool) {
 	h.mu.Lock()
 	if probe {
 		h.probing = false
+	}
+	if weak && h.until.IsZero() {
+		// The gate is open, and this pushback alone does not close it.
+		// While it is closed or reopening, any pushback extends it.
+		pushed = false
 	}
 	switch {
 	case pushed && d > 0:
@@ -285,6 +348,8 @@ func (h *host) done(ctx context.Context, err error, probe bool) {
 		if !wasClosed {
 			h.closed(ctx, d)
 		}
+	case !probe:
+		h.mu.Unlock()
 	case ctx.Err() != nil || resilience.Classify(err) == resilience.KindCanceled:
 		// The probe's caller gave up: no answer. The next call probes.
 		h.broadcast()
@@ -301,6 +366,24 @@ func (h *host) done(ctx context.Context, err error, probe bool) {
 	}
 }
 
+// answered reports whether an attempt's outcome is the dependency's
+// answer, which counts among the host's recent answers: not the caller
+// giving up, nor a local policy refusing the call or turning it away
+// without a requested delay (a full bulkhead).
+func answered(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	switch resilience.Classify(err) {
+	case resilience.KindCanceled, resilience.KindRefused:
+		return false
+	case resilience.KindThrottled:
+		_, ok := resilience.RetryAfter(err)
+		return ok
+	}
+	return true
+}
+
 // broadcast wakes every call held; h.mu must be held.
 func (h *host) broadcast() {
 	if h.wake != nil {
@@ -310,18 +393,22 @@ func (h *host) broadcast() {
 }
 
 // pushbackOf returns the pause the dependency asked for in the outcome of
-// an attempt: the delay of a retryable failure (a throttled or transient
-// answer with Retry-After), or a pause reported by the adapter.
-func pushbackOf(ctx context.Context, err error) (time.Duration, bool) {
+// an attempt, and what it concerns: the delay of a retryable failure (a
+// throttled or transient answer with Retry-After), with the scope it was
+// marked with, or a pause reported by the adapter, which concerns the
+// dependency.
+func pushbackOf(ctx context.Context, err error) (time.Duration, resilience.PushbackScope, bool) {
 	var d time.Duration
 	var ok bool
+	scope := resilience.PushbackDependency
 	if err != nil && resilience.Classify(err).Retryable() {
 		d, ok = resilience.RetryAfter(err)
+		scope, _ = resilience.RetryAfterScope(err)
 	}
 	if r, reported := resilience.ReportedPushback(ctx); reported {
-		d, ok = max(d, r), true
+		d, ok, scope = max(d, r), true, resilience.PushbackDependency
 	}
-	return d, ok
+	return d, scope, ok
 }
 
 // reject returns the error of a call turned away, and reports it.

@@ -581,3 +581,81 @@ func TestOptionsAreComparable(t *testing.T) {
 		t.Fatal("options with equal values must compare equal")
 	}
 }
+
+func scoped(d time.Duration, s resilience.PushbackScope) func(context.Context) error {
+	return func(context.Context) error {
+		return resilience.MarkScopedRetryAfter(errThrottled, resilience.KindThrottled, d, s)
+	}
+}
+
+// do makes one call to host with op, and reports whether it ran.
+func do(g *pushback.Gate, host string, deadline time.Duration, op func(context.Context) error) (ran bool) {
+	ctx, cancel := call(host, deadline)
+	defer cancel()
+	g.Do(ctx, func(ctx context.Context) error { ran = true; return op(ctx) })
+	return ran
+}
+
+func ok(context.Context) error { return nil }
+
+// One request's pushback (resilience.PushbackRequest) closes the gate only
+// when at least half of the host's last 20 answers pushed back.
+func TestRequestPushbackClosesOnEvidence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := pushback.New(exact)
+		for range 20 {
+			do(g, "a:443", 0, ok)
+		}
+		for i := 1; i <= 10; i++ {
+			do(g, "a:443", 0, scoped(time.Second, resilience.PushbackRequest))
+			closed := !g.Until("a:443").IsZero()
+			if closed != (i == 10) {
+				t.Fatalf("after %d pushbacks in the last 20 answers: closed %v, want %v", i, closed, i == 10)
+			}
+		}
+		// A fresh host's first answer is all the evidence there is.
+		do(g, "b:443", 0, scoped(time.Second, resilience.PushbackRequest))
+		if g.Until("b:443").IsZero() {
+			t.Fatal("a pushback as a host's only answer did not close the gate")
+		}
+	})
+}
+
+// While the gate is closed or reopening, one request's pushback keeps it
+// closed: the probe's answer is the evidence.
+func TestRequestPushbackOnTheProbeKeepsTheGateClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := pushback.New(exact)
+		for range 20 {
+			do(g, "a:443", 0, ok)
+		}
+		do(g, "a:443", 0, func(ctx context.Context) error { resilience.ReportPushback(ctx, time.Second); return nil })
+		start := time.Now()
+		do(g, "a:443", 0, scoped(time.Second, resilience.PushbackRequest)) // the probe, at 1s
+		if got := g.Until("a:443").Sub(start); got != 2*time.Second {
+			t.Fatalf("after the probe was pushed back the gate reopens %v after it was closed, want 2s", got)
+		}
+	})
+}
+
+// A pushback that concerns one call alone (resilience.PushbackCall: its
+// key in flight) never closes the gate, and as a probe's answer opens it.
+func TestCallPushbackNeverClosesTheGate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := pushback.New(exact)
+		for range 30 {
+			do(g, "a:443", 0, scoped(time.Second, resilience.PushbackCall))
+		}
+		if u := g.Until("a:443"); !u.IsZero() {
+			t.Fatalf("call-scoped pushback closed the gate until %v", u)
+		}
+		closeGate(t, g, "a:443", time.Second)
+		do(g, "a:443", 0, scoped(time.Second, resilience.PushbackCall)) // the probe
+		if u := g.Until("a:443"); !u.IsZero() {
+			t.Fatalf("a probe answered with call-scoped pushback left the gate closed until %v", u)
+		}
+		if !do(g, "a:443", 10*time.Millisecond, ok) {
+			t.Fatal("the gate did not let the next call through")
+		}
+	})
+}

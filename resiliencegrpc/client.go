@@ -103,7 +103,8 @@ func newConfig(opts []Option) config {
 // total timeout, a per-target rate limit and idempotency keys if
 // configured, retries (or hedging) paid for from a per-target retry
 // budget, a per-target pushback gate (holds calls while the server's
-// grpc-retry-pushback-ms lasts; turned away: ResourceExhausted), a
+// grpc-retry-pushback-ms lasts, once most of the target's recent answers
+// carried one; turned away: ResourceExhausted), a
 // per-target circuit breaker, a per-target bulkhead if configured, and a
 // per-attempt timeout. The package documentation of standard gives the
 // order and every default. [WithPipeline] changes each part; the Client's
@@ -204,13 +205,14 @@ func (u *unaryCall) Run(actx context.Context) error {
 		out = ownReply(actx, u.reply)
 	}
 	n := len(u.opts)
+	octx := outgoingKey(actx)
 	if u.after == nil {
 		var trailer metadata.MD
-		err := u.invoker(outgoingKey(actx), u.method, u.req, out, u.cc, append(u.opts[:n:n], grpc.Trailer(&trailer))...)
-		return classify(u.ctx, err, trailer)
+		err := u.invoker(octx, u.method, u.req, out, u.cc, append(u.opts[:n:n], grpc.Trailer(&trailer))...)
+		return classifyAttempt(u.ctx, octx, err, trailer)
 	}
 	r := new(received)
-	err := u.invoker(outgoingKey(actx), u.method, u.req, out, u.cc, u.after.attemptOpts(append(u.opts[:n:n], grpc.Trailer(&r.trailer)), r)...)
+	err := u.invoker(octx, u.method, u.req, out, u.cc, u.after.attemptOpts(append(u.opts[:n:n], grpc.Trailer(&r.trailer)), r)...)
 	r.ran = true
 	if parallel {
 		// Published on the goroutine that keeps the attempt, before
@@ -220,7 +222,7 @@ func (u *unaryCall) Run(actx context.Context) error {
 		// Attempts follow one another: the last one is kept.
 		u.after.kept = r
 	}
-	return classify(u.ctx, err, r.trailer)
+	return classifyAttempt(u.ctx, octx, err, r.trailer)
 }
 
 // afterCall holds the caller's after-call options: grpc.Header,
@@ -453,6 +455,16 @@ func isScheme(s string) bool {
 // attempt's trailer metadata. A status error also carries its code's name
 // for the policies' telemetry (error.type).
 func classify(ctx context.Context, err error, trailer metadata.MD) error {
+	return classifyAttempt(ctx, nil, err, trailer)
+}
+
+// classifyAttempt is classify for an attempt sent with the outgoing
+// context octx (nil when unknown), whose metadata says whether the call
+// carries an idempotency key: the idempotency server interceptor answers
+// such a call Aborted while an earlier attempt with its key runs, and
+// Unavailable when it cannot check keys, while it still serves the calls
+// without one.
+func classifyAttempt(ctx, octx context.Context, err error, trailer metadata.MD) error {
 	if err == nil || err == io.EOF {
 		return nil
 	}
@@ -471,12 +483,30 @@ func classify(ctx context.Context, err error, trailer metadata.MD) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return withPushback(err, trailer, resilience.KindTransient)
+		scope := resilience.PushbackRequest
+		if keyed(octx) {
+			scope = resilience.PushbackCall
+		}
+		return withPushback(err, trailer, resilience.KindTransient, scope)
+	case codes.Aborted:
+		if !keyed(octx) {
+			break
+		}
+		// An earlier attempt with the call's key still runs on the
+		// server: ask again with the key, when the server says.
+		d, ok, stop := pushback(trailer)
+		switch {
+		case ok:
+			return resilience.MarkScopedRetryAfter(err, resilience.KindThrottled, d, resilience.PushbackCall)
+		case stop:
+			return resilience.Mark(fmt.Errorf("%w (%w)", err, errNoPushback), resilience.KindRejected)
+		}
+		return resilience.Mark(err, resilience.KindThrottled)
 	case codes.ResourceExhausted:
 		d, ok, stop := pushback(trailer)
 		switch {
 		case ok:
-			return resilience.MarkRetryAfter(err, resilience.KindThrottled, d)
+			return resilience.MarkScopedRetryAfter(err, resilience.KindThrottled, d, resilience.PushbackRequest)
 		case stop:
 			return resilience.Mark(fmt.Errorf("%w (%w)", err, errNoPushback), resilience.KindRejected)
 		}
@@ -502,13 +532,28 @@ func callerEnded(ctx context.Context) bool {
 	return ok && !time.Now().Before(dl)
 }
 
-// withPushback marks a transient failure with the server's pushback, or as
-// permanent if the server asked not to retry.
-func withPushback(err error, trailer metadata.MD, k resilience.Kind) error {
+// keyed reports whether the outgoing metadata of octx carries an
+// idempotency key.
+func keyed(octx context.Context) bool {
+	if octx == nil {
+		return false
+	}
+	md, _ := metadata.FromOutgoingContext(octx)
+	for _, k := range [...]string{IdempotencyKey, "x-idempotency-key"} {
+		if vs := md[k]; len(vs) > 0 && vs[0] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// withPushback marks a transient failure with the server's pushback, of
+// the given scope, or as permanent if the server asked not to retry.
+func withPushback(err error, trailer metadata.MD, k resilience.Kind, scope resilience.PushbackScope) error {
 	d, ok, stop := pushback(trailer)
 	switch {
 	case ok:
-		return resilience.MarkRetryAfter(err, k, d)
+		return resilience.MarkScopedRetryAfter(err, k, d, scope)
 	case stop:
 		return resilience.Mark(fmt.Errorf("%w (%w)", err, errNoPushback), resilience.KindPermanent)
 	}

@@ -44,6 +44,13 @@
 //     caller's own context ended (it canceled, or its deadline passed) is
 //     the caller giving up (resilience.KindCanceled): never retried, never
 //     counted by a breaker;
+//   - Aborted on a call that carries an idempotency key is the server
+//     saying an earlier attempt with the key still runs
+//     ([IdempotencyServerInterceptor] answers so): throttling of the call
+//     alone, retried with the same key after the server's pushback (or the
+//     retry's backoff without one), never counted, never closing the
+//     pushback gate; a hedging policy never lets it win over an attempt
+//     still running. Without a key, Aborted is a rejection;
 //   - Unknown, Internal and DataLoss are permanent: never retried, but
 //     counted by breakers, since a server failing every call with them is
 //     down;
@@ -59,6 +66,15 @@
 // means do not retry. The cap departs from gRPC's own retry, where the
 // server's value wins: here no server can hold a client longer than its
 // policy allows.
+//
+// A pushback is an answer to one call (resilience.PushbackRequest): the
+// pushback gate of the standard pipeline holds the target's other calls
+// when most of its recent answers pushed back, not on one call's pushback,
+// since a server may limit one tenant or one method among many. A call
+// with an idempotency key answered Unavailable with a pushback may have
+// met the server's idempotency store down, which the calls without a key
+// never reach: its pushback concerns that call alone
+// (resilience.PushbackCall).
 //
 // # gRPC's built-in retry
 //

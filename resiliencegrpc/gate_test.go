@@ -64,3 +64,34 @@ func TestStandardGateHoldsAfterGRPCPushback(t *testing.T) {
 		t.Fatalf("second call reached the server %v after the first was sent, want at least the pushback %v", d, pause)
 	}
 }
+
+// One call's pushback among answers that were all OK is about that call
+// (a tenant's or a method's quota), not the target: the next call goes at
+// once. (Before, every pushback closed the gate for the target.)
+func TestOneCallsPushbackDoesNotHoldTheTarget(t *testing.T) {
+	s := &server{unary: func(ctx context.Context, _ int, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+		if string(req.GetPayload().GetBody()) == "tenant-b" {
+			grpc.SetTrailer(ctx, metadata.MD{PushbackTrailer: {"1000"}})
+			return nil, status.Error(codes.ResourceExhausted, "tenant b: slow down")
+		}
+		return &testgrpc.SimpleResponse{}, nil
+	}}
+	p, err := standard.New(standard.WithRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := dial(t, start(t, s), NewClient(p, WithIdempotentMethods(allMethods)))
+	for range 20 {
+		if _, err := client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{Payload: payload("tenant-a")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{Payload: payload("tenant-b")})
+	wantCode(t, err, codes.ResourceExhausted)
+	short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := client.UnaryCall(short, &testgrpc.SimpleRequest{Payload: payload("tenant-a")}); err != nil {
+		t.Fatalf("tenant A's call after tenant B's pushback: %v, want it sent at once", err)
+	}
+	wantCalls(t, s, 22)
+}

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -45,9 +47,12 @@ const ReplayedMetadata = "idempotent-replayed"
 //     handler does not run. A recorded reply is rebuilt from the message
 //     types registered with protoregistry.GlobalTypes, as generated code
 //     registers them.
-//   - A repeat while it runs fails with Aborted, with a google.rpc.RetryInfo
-//     detail advising when to ask again (see idempotency.InFlightError), or
-//     waits, with idempotency.WithWait; the same key with another request
+//   - A repeat while it runs fails with Aborted, advising when to ask
+//     again (see idempotency.InFlightError) both as a google.rpc.RetryInfo
+//     detail and as a grpc-retry-pushback-ms trailer, which a [Client]
+//     honours by retrying with the same key after the wait (it never
+//     holds the target's other calls for it); or it waits, with
+//     idempotency.WithWait; the same key with another request
 //     fails with FailedPrecondition; a key that is empty, not printable
 //     ASCII, longer than idempotency.WithMaxKeyLength, or sent twice, with
 //     InvalidArgument. Keys are bare (idempotency.ParseKey): a value is the
@@ -117,7 +122,7 @@ func IdempotencyServerInterceptor(store idempotency.Store, opts ...idempotency.O
 		case err == nil:
 			return reply, callErr
 		case errors.Is(err, idempotency.ErrInFlight):
-			return nil, inFlight(err)
+			return nil, inFlight(ctx, err)
 		case errors.Is(err, idempotency.ErrMismatch):
 			return nil, status.Error(codes.FailedPrecondition, "resiliencegrpc: this idempotency-key was used for a different call")
 		case errors.Is(err, idempotency.ErrStore):
@@ -129,14 +134,19 @@ func IdempotencyServerInterceptor(store idempotency.Store, opts ...idempotency.O
 
 // inFlight returns the Aborted status for a key in flight, with the wait
 // the Guard advises as a google.rpc.RetryInfo detail.
-func inFlight(err error) error {
+func inFlight(ctx context.Context, err error) error {
 	st := status.New(codes.Aborted, "resiliencegrpc: a call with this idempotency-key is in flight; retry later")
+	wait := time.Second // as the HTTP middleware's least Retry-After
 	var ife *idempotency.InFlightError
-	if errors.As(err, &ife) {
+	if errors.As(err, &ife) && ife.RetryAfter > 0 {
+		wait = ife.RetryAfter
 		if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(ife.RetryAfter)}); derr == nil {
 			st = d
 		}
 	}
+	// The trailer is what a Client (and grpc-go's own retry) reads: the
+	// call retries with its key once the first call may be done.
+	grpc.SetTrailer(ctx, metadata.Pairs(PushbackTrailer, strconv.FormatInt(wait.Milliseconds(), 10)))
 	return st.Err()
 }
 

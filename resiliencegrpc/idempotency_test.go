@@ -109,10 +109,14 @@ func TestIdempotencyServerInterceptor(t *testing.T) {
 		for s.n() == n { // wait for the first call to reach the handler
 			time.Sleep(time.Millisecond)
 		}
-		_, _, err := call(kctx, "slow")
+		var tr metadata.MD
+		_, err := c.UnaryCall(kctx, &testgrpc.SimpleRequest{Payload: payload("slow")}, grpc.Trailer(&tr))
 		close(release)
 		wg.Wait()
 		wantCode(t, err, codes.Aborted)
+		if got := tr[PushbackTrailer]; len(got) != 1 || got[0] != "1000" {
+			t.Errorf("in flight: pushback trailer %q, want 1000 (ms), as the HTTP middleware's Retry-After: 1", got)
+		}
 	})
 }
 

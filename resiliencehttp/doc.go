@@ -31,7 +31,28 @@
 //
 // A Retry-After header on a 408, 429 or 5xx response, in delta-seconds or
 // in any HTTP-date form, becomes the server's pushback; a date in the past
-// means "retry now". A malformed value is ignored.
+// means "retry now". A malformed value is ignored. The retry policy waits
+// it out for the call that received it; what it says about the host's
+// other calls (resilience.PushbackScope, read by the pushback gate) depends
+// on the answer:
+//
+//   - a 429, a 503 and any other status's is about the request
+//     (resilience.PushbackRequest): a server may limit one tenant or one
+//     endpoint, or shed part of its load, so the gate holds the host's
+//     other calls only when most of the host's recent answers were such
+//     pushback;
+//   - a 503 to a request with an idempotency key is the call's alone
+//     (resilience.PushbackCall): the server's idempotency layer answers
+//     503 when its store is down, to the keyed requests, while it still
+//     serves every request without a key.
+//
+// A 409 Conflict with Retry-After to a request with an idempotency key is
+// the server saying that an earlier attempt with the same key is still
+// running (idempotency.Middleware answers so): it is throttled, about the
+// call alone, and the retry policy asks again with the same key once the
+// delay has passed, until it gets the first attempt's recorded response;
+// a hedging policy never lets it win over an attempt still running. A 409
+// without Retry-After is the server's answer (rejected).
 //
 // A response's outcome is its status, known at its headers: a breaker
 // counts it when the attempt returns (resilience.Call.OutcomeAtEnd is left
@@ -40,11 +61,16 @@
 // A response of any status whose RateLimit field (IETF httpapi RateLimit
 // header fields, a Structured Field List such as "burst";r=0;t=30, parsed
 // with github.com/dunglas/httpsfv) names a quota with no units left (r=0)
-// reports a pause of t seconds (resilience.ReportPushback; the longest t
-// if several quotas are exhausted). The pushback gate of the standard
-// pipeline then sends nothing more to that host until the pause ends, so
-// that the client paces itself instead of spending calls on 429s. A field
-// over 4 KiB, or one that does not parse, is ignored.
+// that covers every request to the host reports a pause of t seconds
+// (resilience.ReportPushback; the longest t if several quotas are
+// exhausted). The pushback gate of the standard pipeline then sends
+// nothing more to that host until the pause ends, so that the client paces
+// itself instead of spending calls on 429s. A quota with a partition key
+// (the pk parameter, such as "tenant";r=0;t=30;pk=:dGVuYW50LWE=:, as
+// ratelimit.Middleware sends for a keyed quota) covers one partition's
+// requests only, and holds none of the host's calls: the partition's next
+// request is answered 429 with Retry-After, which its own retry honours. A
+// field over 4 KiB, or one that does not parse, is ignored.
 //
 // When retries run out on a failed response, the caller gets that last
 // response with a nil error, as it would without the transport, not a
@@ -54,7 +80,10 @@
 // by more than MaxDrainTime. A call turned away before it reached the host
 // (a closed pushback gate, an open breaker), or whose last response a
 // policy had already drained (a retry that found no time left for another
-// attempt), gets the policy's error.
+// attempt), gets the policy's error. A failed response whose body is
+// application/problem+json (RFC 9457) of a known length up to [MaxProblem]
+// bytes gives the policies, and so that error, the server's title and
+// detail ([StatusError]); the caller still reads the whole body.
 //
 // # Which requests are retried
 //
@@ -65,7 +94,12 @@
 // (standard.WithIdempotencyKeys) gives such a request in its scope a key of
 // its own, sent as Idempotency-Key on every attempt, which makes it
 // retryable when its body has GetBody (http.NewRequest sets it for
-// in-memory bodies); the caller's request is not modified.
+// in-memory bodies); the caller's request is not modified. The key is on
+// the request the call's last attempt sent, the response's Request:
+// resp.Request.Header.Get("Idempotency-Key") recovers it, to ask the
+// server about the call later or to send it again with the same key. A
+// call that ends with an error and no response gives no key back; a
+// caller who needs the key in every case sets its own.
 //
 // A request body is replayed on each attempt through Request.GetBody. A body
 // without GetBody is read into memory, up to [Transport.MaxBodyBuffer]

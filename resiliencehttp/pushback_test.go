@@ -3,9 +3,11 @@ package resiliencehttp_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -269,4 +271,167 @@ func TestTooLateForARetryReturnsAnErrorNotADrainedResponse(t *testing.T) {
 			t.Fatalf("server saw %d requests, want 1", s.Hits())
 		}
 	})
+}
+
+// partialServer answers 429 with Retry-After: 1 to the first request for
+// each path listed in throttle (one tenant's or one endpoint's quota), and
+// 200 to everything else.
+func partialServer(t *testing.T, throttle ...string) *httptest.Server {
+	return partialStatusServer(t, http.StatusTooManyRequests, throttle...)
+}
+
+// partialStatusServer is partialServer answering code instead of 429.
+func partialStatusServer(t *testing.T, code int, throttle ...string) *httptest.Server {
+	t.Helper()
+	var mu sync.Mutex
+	left := map[string]int{}
+	for _, p := range throttle {
+		left[p]++
+	}
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n := left[r.URL.Path]
+		if n > 0 {
+			left[r.URL.Path] = n - 1
+		}
+		mu.Unlock()
+		if n > 0 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(code)
+		}
+		io.WriteString(w, "done")
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// One 429 among answers that were all 200 is about that request's quota,
+// not the host's: the throttled call's own retry waits out its Retry-After,
+// and the host's other calls go at once. The same for one 503 with
+// Retry-After (a server shedding part of its load). (Before, every 429 or
+// 503 with Retry-After closed the gate for the host: a call with a
+// shorter deadline was turned away.)
+func TestOneRequestsPushbackDoesNotHoldTheHost(t *testing.T) {
+	for _, code := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) { oneRequestsPushback(t, code) })
+	}
+}
+
+func oneRequestsPushback(t *testing.T, code int) {
+	s := partialStatusServer(t, code, "/b")
+	synctest.Test(t, func(t *testing.T) {
+		log := newSendLog()
+		tr, err := resiliencehttp.Standard(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &http.Client{Transport: tr}
+		for range 20 {
+			if code, err := get(t, c, s.URL+"/a", time.Second); err != nil || code != 200 {
+				t.Fatalf("warm-up call: %d, %v", code, err)
+			}
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if code, err := get(t, c, s.URL+"/b", 10*time.Second); err != nil || code != 200 {
+				t.Errorf("throttled call: %d, %v; want the 200 of its retry", code, err)
+			}
+		})
+		time.Sleep(100 * time.Millisecond)
+		start := time.Now()
+		code, err := get(t, c, s.URL+"/a", 500*time.Millisecond)
+		took := time.Since(start)
+		wg.Wait()
+		if err != nil || code != 200 || took != 0 {
+			t.Fatalf("another call to the host after the 429: %d, %v after %v; want a 200 at once", code, err, took)
+		}
+		sent := log.times(hostOf(s))
+		if n := len(sent); n != 23 || sent[20] != 0 || sent[22] != time.Second {
+			t.Fatalf("requests at %v; want 20 at 0, the 429 at 0, the other call at 100ms and the retry at 1s", sent)
+		}
+	})
+}
+
+// When most of the host's recent answers push back, the host is
+// throttling the client: the gate closes, and the host's other calls wait
+// for the pause instead of each spending a request to learn of it.
+func TestMostAnswersPushedBackCloseTheGate(t *testing.T) {
+	paths := make([]string, 10)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/t%d", i)
+	}
+	s := partialServer(t, paths...)
+	synctest.Test(t, func(t *testing.T) {
+		log := newSendLog()
+		tr, err := resiliencehttp.Standard(log, standard.WithRetries(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &http.Client{Transport: tr}
+		for range 20 {
+			get(t, c, s.URL+"/a", time.Second)
+		}
+		for i, p := range paths {
+			code, err := get(t, c, s.URL+p, time.Second)
+			if err != nil || code != 429 {
+				t.Fatalf("call %d to %s: %d, %v; want its 429", i, p, code, err)
+			}
+			_, err = get(t, c, s.URL+"/a", 500*time.Millisecond)
+			switch {
+			case i < 9 && err != nil:
+				t.Fatalf("after %d pushbacks in the last 20 answers the gate turned a call away: %v", 2*i+1, err)
+			case i == 9 && !errors.Is(err, pushback.ErrClosed):
+				t.Fatalf("after 10 pushbacks in the last 20 answers: got %v, want pushback.ErrClosed", err)
+			}
+		}
+		if n := len(log.times(hostOf(s))); n != 20+10+9 {
+			t.Fatalf("the host saw %d requests, want 39", n)
+		}
+	})
+}
+
+// A RateLimit field item with a partition key (pk, as
+// draft-ietf-httpapi-ratelimit-headers defines it) covers that partition
+// only: its r=0 says nothing about the host's other requests, so the gate
+// stays open. An item without pk covers every request to the host, and
+// paces them all. (Before, the gate closed on any r=0: tenant B, with its
+// whole quota, was turned away without a request.)
+func TestPartitionedRateLimitDoesNotHoldTheHost(t *testing.T) {
+	var field atomic.Value
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/a" {
+			w.Header().Set("RateLimit", field.Load().(string))
+		}
+		io.WriteString(w, "done")
+	}))
+	t.Cleanup(s.Close)
+	for _, tt := range []struct {
+		name, field string
+		held        bool
+	}{
+		{"partition", `"tenant";r=0;t=2;pk=:dGVuYW50LWE=:`, false},
+		{"partition and host", `"tenant";r=0;t=2;pk=:dGVuYW50LWE=:, "host";r=5;t=1`, false},
+		{"host", `"host";r=0;t=2`, true},
+		{"host beside a partition with quota", `"tenant";r=3;t=9;pk=:dGVuYW50LWE=:, "host";r=0;t=2`, true},
+	} {
+		field.Store(tt.field)
+		synctest.Test(t, func(t *testing.T) {
+			log := newSendLog()
+			tr, err := resiliencehttp.Standard(log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &http.Client{Transport: tr}
+			if code, err := get(t, c, s.URL+"/a", time.Second); err != nil || code != 200 {
+				t.Fatalf("%s: tenant A's call: %d, %v", tt.name, code, err)
+			}
+			_, err = get(t, c, s.URL+"/b", time.Second)
+			switch {
+			case tt.held && !errors.Is(err, pushback.ErrClosed):
+				t.Fatalf("%s: tenant B's call with 1s left: %v, want pushback.ErrClosed", tt.name, err)
+			case !tt.held && err != nil:
+				t.Fatalf("%s: tenant B's call: %v, want it sent at once", tt.name, err)
+			}
+		})
+	}
 }

@@ -20,9 +20,14 @@ const maxRateLimitReset = 24 * time.Hour
 // RateLimit header fields draft: a Structured Field List whose members name
 // a quota policy, with r, the quota units left, and t, the seconds until the
 // quota is restored), and returns how long the client should wait before
-// its next call: the longest t among the policies with no quota left
-// (r=0). ok is false when no policy is exhausted, or the field is absent,
-// too large or malformed; members without a usable r or t are skipped.
+// its next call to the host: the longest t among the policies with no
+// quota left (r=0) that cover every request to the host. A member with a
+// partition key (the pk parameter) covers only the requests of its
+// partition (a tenant's, a user's): the next request of that partition is
+// answered 429 with Retry-After, which its own retry honours, and the
+// host's other requests are not held. ok is false when no such policy is
+// exhausted, or the field is absent, too large or malformed; members
+// without a usable r or t are skipped.
 func rateLimitPause(h http.Header) (d time.Duration, ok bool) {
 	vs := h.Values("RateLimit")
 	if len(vs) == 0 {
@@ -41,6 +46,9 @@ func rateLimitPause(h http.Header) (d time.Duration, ok bool) {
 	for _, m := range list {
 		it, isItem := m.(httpsfv.Item)
 		if !isItem || it.Params == nil {
+			continue
+		}
+		if _, partitioned := it.Params.Get("pk"); partitioned {
 			continue
 		}
 		r, _ := it.Params.Get("r")

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,10 +18,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/idempotency"
 )
 
 const (
@@ -70,10 +74,35 @@ func NewTransport(base http.RoundTripper, policies ...resilience.Policy) *Transp
 // headers (not its body).
 type StatusError struct {
 	Response *http.Response
+	// Title and Detail are the problem details (RFC 9457) of a response
+	// of type application/problem+json whose body, of a known length, is
+	// at most MaxProblem bytes: the server's reason for the failure, such
+	// as the idempotency middleware's "Idempotency keys cannot be checked
+	// right now". They are empty otherwise. The response body is still
+	// read in full by the caller.
+	Title, Detail string
 }
 
+// MaxProblem bounds the body of a failed response that the transport reads
+// for its problem details ([StatusError.Detail]).
+const MaxProblem = 4 << 10
+
+// maxProblemText bounds the problem's title and detail kept in an error.
+const maxProblemText = 256
+
 func (e *StatusError) Error() string {
-	return "resiliencehttp: " + e.Response.Status
+	msg := "resiliencehttp: " + e.Response.Status
+	title := e.Title
+	if title == http.StatusText(e.Response.StatusCode) {
+		title = "" // adds nothing to the status
+	}
+	switch {
+	case title != "" && e.Detail != "":
+		msg += ": " + title + ": " + e.Detail
+	case title != "" || e.Detail != "":
+		msg += ": " + title + e.Detail
+	}
+	return msg
 }
 
 // ErrorType returns the response's status code ("503"), the value of the
@@ -274,6 +303,11 @@ func (rt *roundTrip) Run(ctx context.Context) error {
 		}
 		return classifyError(err)
 	}
+	kind := classifyStatus(resp.StatusCode)
+	var title, detail string
+	if kind != resilience.KindSuccess {
+		title, detail = readProblem(resp)
+	}
 	if _, ok := resp.Body.(io.Writer); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		// A switched protocol: the body is the connection, passed on
 		// untouched (see upgraded).
@@ -295,17 +329,79 @@ func (rt *roundTrip) Run(ctx context.Context) error {
 		// host would be refused until d passes.
 		resilience.ReportPushback(ctx, d)
 	}
-	kind := classifyStatus(resp.StatusCode)
 	if kind == resilience.KindSuccess {
 		return nil
 	}
-	se := &StatusError{Response: resp}
-	if kind.Retryable() {
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return resilience.MarkRetryAfter(se, kind, d)
-		}
+	se := &StatusError{Response: resp, Title: title, Detail: detail}
+	keyed := r.Header.Get(idempotency.HeaderName) != "" || r.Header.Get("X-Idempotency-Key") != ""
+	d, hasDelay := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	if keyed && hasDelay && resp.StatusCode == http.StatusConflict {
+		// The server still runs an earlier attempt of this call, under
+		// the same key: ask again with the key once it asks.
+		return resilience.MarkScopedRetryAfter(se, resilience.KindThrottled, d, resilience.PushbackCall)
+	}
+	if kind.Retryable() && hasDelay {
+		return resilience.MarkScopedRetryAfter(se, kind, d, pushbackScope(resp.StatusCode, keyed))
 	}
 	return resilience.Mark(se, kind)
+}
+
+// pushbackScope says what a failed response's Retry-After concerns; see
+// the package documentation. Every answer is about its request (a 429 for
+// a tenant's or an endpoint's quota, a 503 from a server shedding part of
+// its load), and the host's state is the share of such answers, except a
+// 503 to a request with an idempotency key: the server's idempotency layer
+// answers 503 when its store is down, to the keyed requests alone, while
+// it serves every request without a key, so that answer counts for the
+// call alone.
+func pushbackScope(code int, keyed bool) resilience.PushbackScope {
+	if code == http.StatusServiceUnavailable && keyed {
+		return resilience.PushbackCall
+	}
+	return resilience.PushbackRequest
+}
+
+// readProblem reads the problem details (RFC 9457) of a failed response
+// of type application/problem+json with a body of at most MaxProblem
+// bytes, and puts the bytes read back in front of the body, for the
+// caller. It returns empty strings for any other response, or a body
+// that is not a problem object.
+func readProblem(resp *http.Response) (title, detail string) {
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt != "application/problem+json" || resp.ContentLength <= 0 || resp.ContentLength > MaxProblem ||
+		resp.Body == nil || resp.Body == http.NoBody {
+		return "", ""
+	}
+	buf := make([]byte, resp.ContentLength)
+	n, _ := io.ReadFull(resp.Body, buf)
+	buf = buf[:n]
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(buf), resp.Body), resp.Body}
+	var p struct {
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(buf, &p) != nil {
+		return "", ""
+	}
+	return cleanText(p.Title), cleanText(p.Detail)
+}
+
+// cleanText bounds a server's text for an error message and drops its
+// control characters.
+func cleanText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > maxProblemText {
+		s = strings.ToValidUTF8(s[:maxProblemText], "") + "…"
+	}
+	return strings.TrimSpace(s)
 }
 
 // setLast records the response of the attempt in ctx as the call's. When

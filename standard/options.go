@@ -104,9 +104,11 @@ func (o gateOptions) apply(c *config) { c.gateOpts = append(c.gateOpts, o...) }
 
 // WithPushbackGate adds options for the per-host pushback gate
 // (pushback.New), applied after the preset's. The gate is on by default:
-// once a host answers with Retry-After (or reports, in RateLimit, that no
-// quota is left), later calls to it wait at the gate until the pause ends,
-// or are turned away at once if their deadline cannot wait; the pause is
+// once a host asks for a pause (a RateLimit field with no quota left for
+// the whole client, or a 429 or 503 with Retry-After, or gRPC pushback, on
+// at least half of its last 20 answers), later calls to it wait at the gate
+// until the pause ends, or are turned away at once if their deadline
+// cannot wait; the pause is
 // capped at the retry's maximum delay (10s by default), and the gate takes
 // the retry's minimum attempt time (10ms by default) as its own.
 func WithPushbackGate(opts ...pushback.Option) Option { return gateOptions(opts) }

@@ -21,7 +21,8 @@
 // a hidden argument; it listens on 127.0.0.1, announces when the load
 // starts, and from then on plays the scenario by its own clock: healthy,
 // the fault, healthy again. Faults that are answers (503, 429 with
-// Retry-After, a 2s delay) are decided from each request's arrival time;
+// Retry-After to every request or to a random 2% of them, a 2s delay) are
+// decided from each request's arrival time;
 // a refused connection is played by closing the listener and every open
 // connection, then listening on the same port again; a starved client is
 // played by sending SIGSTOP to the client process and SIGCONT 1.2s later,

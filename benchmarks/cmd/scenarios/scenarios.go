@@ -12,7 +12,7 @@ const (
 	faultSlow     = "slow"     // a fraction of requests answers 200 after Delay
 	faultRefused  = "refused"  // nothing listens: connections are refused
 	faultStarved  = "starved"  // the upstream is healthy; the client process is stopped
-	faultThrottle = "throttle" // every request answers 429 with Retry-After
+	faultThrottle = "throttle" // a fraction of requests answers 429 with Retry-After
 )
 
 // A scenario is a healthy phase, a fault, and a healthy phase again, as
@@ -24,7 +24,7 @@ type scenario struct {
 	Pre      time.Duration `json:"pre"`
 	Fault    time.Duration `json:"fault"`
 	Post     time.Duration `json:"post"`
-	Fraction float64       `json:"fraction,omitempty"` // share of requests affected (status, slow)
+	Fraction float64       `json:"fraction,omitempty"` // share of requests affected (status, slow, throttle)
 	Status   int           `json:"status,omitempty"`
 	Delay    time.Duration `json:"delay,omitempty"`
 }
@@ -53,7 +53,9 @@ var scenarios = []scenario{
 	{Name: "slow-tail", Title: "slow tail: 20% of requests take 2s for 6s",
 		Kind: faultSlow, Fault: 6 * time.Second, Fraction: 0.2, Delay: 2 * time.Second},
 	{Name: "throttling", Title: "throttling: every request answers 429 with Retry-After: 1 for 4s",
-		Kind: faultThrottle, Fault: 4 * time.Second},
+		Kind: faultThrottle, Fault: 4 * time.Second, Fraction: 1},
+	{Name: "partial-throttle", Title: "partial throttle: 2% of requests answer 429 with Retry-After: 1 for 8s (one tenant's or one endpoint's quota)",
+		Kind: faultThrottle, Fault: 8 * time.Second, Fraction: 0.02},
 	{Name: "starved-client", Title: "starved client: the upstream stays healthy, the client process is stopped for 1.2s (SIGSTOP, SIGCONT)",
 		Kind: faultStarved, Fault: 1200 * time.Millisecond},
 }

@@ -240,9 +240,11 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case faultThrottle:
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "slow down", http.StatusTooManyRequests)
-			return
+			if roll < sc.Fraction {
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "slow down", http.StatusTooManyRequests)
+				return
+			}
 		case faultSlow:
 			if roll < sc.Fraction {
 				t := time.NewTimer(sc.Delay)
