@@ -197,7 +197,7 @@ func TestKeyedStoreDownDoesNotHoldTheHost(t *testing.T) {
 	if getErr != nil || resp.StatusCode != 200 {
 		t.Fatalf("GET while the keyed POST waits: %v, want a 200 at once", getErr)
 	}
-	const reason = "Idempotency keys cannot be checked right now"
+	const reason = "could not be checked, because the idempotency store is unavailable"
 	var msg string
 	switch {
 	case r.err != nil:
