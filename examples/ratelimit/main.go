@@ -7,10 +7,14 @@
 // each with its own ratelimit/redisrate limiter on that Redis: together
 // they admit 20 requests at once and then one every 200ms. A client sends
 // requests to the two instances in turn through resiliencehttp.Standard:
-// when a response says no quota is left (RateLimit: r=0), the transport's
-// pushback gate holds its next requests for the t seconds the header gives,
-// instead of spending them on 429s; an eager client, a plain http.Client
-// that ignores the headers, runs alongside for comparison.
+// the quota is kept per client (X-Client), so its RateLimit fields carry a
+// partition key (pk) and say nothing about other clients of the host. The
+// transport therefore does not hold the whole host when one says r=0; a
+// 429 is waited out for its own Retry-After, and once most of the host's
+// recent answers are 429 the pushback gate holds the next requests until
+// the pause ends, instead of spending them on more 429s. An eager client,
+// a plain http.Client that ignores the headers, runs alongside for
+// comparison.
 //
 // Run it with
 //
@@ -81,11 +85,12 @@ func main() {
 		admitted, turned int
 	}
 	done := make(chan result)
-	// The pacing client is the library's standard transport: a response
-	// whose RateLimit field says no quota is left closes its pushback gate
-	// until the quota's t has passed, so it sends nothing that would be
-	// turned away. Both instances serve one quota, as replicas behind one
-	// host name would: the gate is keyed by that name, not by instance.
+	// The pacing client is the library's standard transport: each 429
+	// is retried after its Retry-After, and once most recent answers are
+	// 429s its pushback gate holds the next requests until the pause ends,
+	// so it sends few requests that would be turned away. Both instances
+	// serve one quota, as replicas behind one host name would: the gate is
+	// keyed by that name, not by instance.
 	paced, err := resiliencehttp.Standard(nil,
 		standard.WithKey(func(context.Context) string { return "api.example" }),
 		standard.WithoutBreaker())
