@@ -170,11 +170,11 @@ func (e *RejectedError) Unwrap() error { return e.cause }
 // A Shedder is safe for concurrent use; one Shedder may serve several
 // handlers, HTTP and gRPC together, to bound their work as one.
 type Shedder struct {
-	lim         Limiter
-	maxQueue    int
-	maxWait     time.Duration
-	maxRetry    time.Duration
-	tel         *shedTelemetry
+	lim      Limiter
+	maxQueue int
+	maxWait  time.Duration
+	maxRetry time.Duration
+	tel      *shedTelemetry
 
 	// mu guards the fields below. No Limiter method and no telemetry
 	// callback is called while it is held.
