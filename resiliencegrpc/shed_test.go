@@ -2,7 +2,9 @@ package resiliencegrpc
 
 import (
 	"context"
+	"maps"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/resilience-go/resilience/internal/telemetry/telemetrytest"
 	"github.com/resilience-go/resilience/shed"
 )
 
@@ -262,4 +265,29 @@ func TestShedInterceptorsPanic(t *testing.T) {
 			f()
 		}()
 	}
+}
+
+// TestShedTelemetryGRPC checks the call attributes of a call shed by the
+// interceptor: its rpc.method, never the client's address.
+func TestShedTelemetryGRPC(t *testing.T) {
+	h := telemetrytest.New(t)
+	srv, entered, release := blockingServer()
+	s := shed.New(shed.Fixed(1), shed.WithQueue(0, 0), shed.WithMeterProvider(h.MeterProvider))
+	conn, _ := startShed(t, srv, s)
+	c := testgrpc.NewTestServiceClient(conn)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.UnaryCall(context.Background(), &testgrpc.SimpleRequest{Payload: payload("block")}) })
+	<-entered
+	_, err := c.UnaryCall(withPriority("sheddable"), &testgrpc.SimpleRequest{})
+	wantCode(t, err, codes.Unavailable)
+	close(release)
+	wg.Wait()
+	got := telemetrytest.Points(t, h.Collect(t), "resilience.events", "{event}")
+	want := telemetrytest.Want(map[string]int64{
+		"resilience.policy=shed resilience.event=rejected resilience.reason=limit resilience.priority=sheddable rpc.method=grpc.testing.TestService/UnaryCall": 1,
+	})
+	if !maps.Equal(got, want) {
+		t.Errorf("resilience.events\n got %v\nwant %v", got, want)
+	}
+	runtime.KeepAlive(s)
 }
