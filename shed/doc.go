@@ -36,11 +36,12 @@
 // A freed slot goes to the oldest critical request waiting, then to the
 // oldest default one, then sheddable. A request that finds the queue full
 // pushes out the newest waiting request of a lower priority, which is
-// shed; with none lower, it is shed itself. So a sheddable request is
-// always shed before a critical one has to wait, and a critical request
-// is shed only when the queue is full of critical requests. Health
-// checks are never shed and never wait ([WithHealthCheck]; for gRPC the
-// health service's Check and Watch by default).
+// shed; with none lower, it is shed itself. So a critical request never
+// waits behind a lower one, a sheddable request is shed before any
+// critical one, and a critical request is shed only when the queue is
+// full of critical requests (or its wait ran out). Health checks are
+// never shed and never wait ([WithHealthCheck]; for gRPC the health
+// service's Check, Watch and List by default).
 //
 // # What a shed request gets
 //

@@ -41,9 +41,10 @@ const maxPriorityLen = 16
 // ParsePriority returns the priority named by s ("critical", "default" or
 // "sheddable", in any case, surrounding spaces ignored). The value comes
 // from a client and is not trusted: anything else, an empty or an
-// oversized (over 16 bytes) value included, is [Default], never an error.
+// oversized value (over 16 bytes, spaces included) included, is
+// [Default], never an error.
 func ParsePriority(s string) Priority {
-	if len(s) > maxPriorityLen+8 {
+	if len(s) > maxPriorityLen {
 		return Default
 	}
 	s = strings.TrimSpace(s)
