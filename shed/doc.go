@@ -37,9 +37,10 @@
 // oldest default one, then sheddable. A request that finds the queue full
 // pushes out the newest waiting request of a lower priority, which is
 // shed; with none lower, it is shed itself. So a critical request never
-// waits behind a lower one, a sheddable request is shed before any
-// critical one, and a critical request is shed only when the queue is
-// full of critical requests (or its wait ran out). Health checks are
+// waits behind a lower one, a full queue sheds its sheddable requests
+// before it turns a critical one away, and a critical request is shed
+// only when the queue is full of critical requests or its own wait ran
+// out. Health checks are
 // never shed and never wait ([WithHealthCheck]; for gRPC the health
 // service's Check, Watch and List by default).
 //
