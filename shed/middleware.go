@@ -73,7 +73,9 @@ func headerPriority(r *http.Request) Priority {
 // and an application/problem+json body that names the reason, and never
 // reaches the next handler. While s drains, shed responses also carry
 // Connection: close, so that the client takes its next request to
-// another replica. Health checks ([WithHealthCheck]) bypass s.
+// another replica (HTTP/1.1; HTTP/2 has no such field, and Go's server
+// drops it). Health checks ([WithHealthCheck]) bypass s. When the next
+// handler panics, its slot is released and the panic goes on.
 //
 // Put it outermost, before rate limits and idempotency
 // (ratelimit.Middleware, idempotency.Middleware): a request shed then

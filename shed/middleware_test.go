@@ -315,3 +315,20 @@ func TestShedReleasesIdempotencyKey(t *testing.T) {
 		})
 	}
 }
+
+func TestMiddlewarePanicReleasesSlot(t *testing.T) {
+	s := shed.New(shed.Fixed(1), shed.WithQueue(0, 0))
+	h := shed.Middleware(s)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want the handler's panic", r)
+			}
+		}()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	}()
+	if running, _ := s.InFlight(); running != 0 {
+		t.Errorf("%d in flight after the panic, want 0", running)
+	}
+	mustAcquire(t, s, shed.Sheddable)()
+}
