@@ -143,8 +143,8 @@ func TestTelemetryUnaryRetries(t *testing.T) {
 	// connection's target.
 	state := telemetrytest.Points(t, ms, "resilience.breaker.state", "{breaker}")
 	_, port, _ := net.SplitHostPort(addr)
-	if got := state["resilience.breaker.state=closed resilience.name=users server.address=127.0.0.1 server.port="+port]; got != 1 || len(state) != 1 {
-		t.Errorf("resilience.breaker.state: got %v, want one series: the breaker of 127.0.0.1:%s, named users, closed", state, port)
+	if got := state["resilience.breaker.state=closed resilience.name=users server.address=127.0.0.1 server.port="+port]; got != 1 || len(state) != 3 {
+		t.Errorf("resilience.breaker.state: got %v, want three series (1 for closed): the breaker of 127.0.0.1:%s, named users", state, port)
 	}
 }
 
