@@ -85,6 +85,7 @@ func (b *Breaker) changed(ctx context.Context, from, to State) {
 // rejected reports a call turned away in state st, the next probe due in
 // wait (zero when half-open).
 func (b *Breaker) rejected(ctx context.Context, st State, wait time.Duration) {
+	telemetry.NotSent(ctx)
 	b.tel.Count(ctx, telemetry.EventRejected)
 	if s := b.tel.Span(ctx); s != nil {
 		b.tel.AddEvent(s, telemetry.EventRejected,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/keyed"
+	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
 // ErrFull is the error of a call turned away because every slot was taken
@@ -86,6 +87,7 @@ func (b *Bulkhead) Limit() int { return b.limit }
 // back and the panic goes on.
 func (b *Bulkhead) Do(ctx context.Context, op func(context.Context) error) error {
 	if err := b.acquire(ctx); err != nil {
+		telemetry.NotSent(ctx)
 		return err
 	}
 	if b.count {

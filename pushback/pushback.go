@@ -137,6 +137,7 @@ type host struct {
 func (h *host) do(ctx context.Context, op func(context.Context) error) error {
 	probe, err := h.admit(ctx)
 	if err != nil {
+		telemetry.NotSent(ctx)
 		return err
 	}
 	err = op(ctx)

@@ -24,6 +24,7 @@ func newTelemetry(c *config) *telemetryState {
 
 // rejected reports a call turned away, the next token due in wait.
 func (l *Limiter) rejected(ctx context.Context, wait time.Duration) {
+	telemetry.NotSent(ctx)
 	l.tel.Count(ctx, telemetry.EventRejected)
 	if s := l.tel.Span(ctx); s != nil {
 		l.tel.AddEvent(s, telemetry.EventRejected,

@@ -333,8 +333,11 @@ func (p *Policy) Waits(name, description string) WaitRecorder {
 }
 
 // Record records a wait of d by the call in ctx, with the instance's name
-// and the call's attributes.
+// and the call's attributes, and takes it out of the duration of the
+// attempt the call is (see [AttemptClock]), whether or not the histogram is
+// recorded.
 func (r WaitRecorder) Record(ctx context.Context, d time.Duration) {
+	held(ctx, d)
 	if r.h == nil || !r.h.Enabled(ctx) {
 		return
 	}
