@@ -42,6 +42,13 @@ import (
 // module.
 const ScopeName = "github.com/resilience-go/resilience"
 
+// Version is the module's version, the instrumentation scope version of
+// every meter and tracer (otel_scope_version in Prometheus). The release
+// process sets it to the version being tagged (RELEASING.md);
+// TestScopeVersionMatchesChangelog keeps it equal to the newest version in
+// CHANGELOG.md.
+const Version = "0.1.0"
+
 // Instrument names; see docs/telemetry.md for kinds, units and attributes.
 const (
 	EventsName           = "resilience.events"
@@ -161,11 +168,11 @@ func New(kind string, c Config) *Policy {
 	p.baseAttrs = append([]attribute.KeyValue{PolicyKey.String(kind)}, p.nameAttrs...)
 	if _, off := tp.(tracenoop.TracerProvider); !off {
 		p.spans = true
-		p.tracer = tp.Tracer(ScopeName)
+		p.tracer = tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version))
 	}
 	if _, off := mp.(metricnoop.MeterProvider); !off {
 		p.metrics = true
-		p.meter = mp.Meter(ScopeName)
+		p.meter = mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
 		// Instrument creation only fails on invalid names or units,
 		// which are constants here: the instrument returned with the
 		// error is a working no-op, so the error is dropped.
