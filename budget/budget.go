@@ -44,9 +44,13 @@ func New(opts ...Option) *Budget {
 		g, _ := b.tel.Meter().Int64ObservableGauge(telemetry.BudgetTokensName,
 			metric.WithUnit("{token}"),
 			metric.WithDescription("Tokens left in a retry budget: each retry or hedge costs some, each successful call earns some back."))
+		capacity, _ := b.tel.Meter().Int64ObservableGauge(telemetry.BudgetCapacityName,
+			metric.WithUnit("{token}"),
+			metric.WithDescription("Tokens a retry budget holds when full, so that the share left is resilience.budget.tokens / resilience.budget.capacity."))
 		telemetry.Observe(b.tel, b, func(b *Budget, o metric.Observer) {
 			o.ObserveInt64(g, b.level.Load(), b.attrs)
-		}, g)
+			o.ObserveInt64(capacity, b.capacity, b.attrs)
+		}, g, capacity)
 	}
 	return b
 }

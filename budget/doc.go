@@ -27,7 +27,8 @@
 //
 // # Telemetry
 //
-// The level is reported as the observable gauge resilience.budget.tokens;
-// the policies count each retry or hedge refused as the event
+// The level is reported as the observable gauge resilience.budget.tokens,
+// and the capacity as resilience.budget.capacity (so that a dashboard shows
+// the share left without a constant); the policies count each retry or hedge refused as the event
 // budget_exhausted (see the module's docs/telemetry.md).
 package budget

@@ -304,8 +304,8 @@ func TestTelemetryServerRateLimit(t *testing.T) {
 
 	events := telemetrytest.Points(t, h.Collect(t), "resilience.events", "{event}")
 	wantEvents := telemetrytest.Want(map[string]int64{
-		"rpc.method=grpc.testing.TestService/UnaryCall resilience.name=clients resilience.policy=ratelimit resilience.event=rejected":           1,
-		"rpc.method=grpc.testing.TestService/StreamingOutputCall resilience.name=clients resilience.policy=ratelimit resilience.event=rejected": 1,
+		"rpc.method=grpc.testing.TestService/UnaryCall resilience.name=clients resilience.policy=ratelimit_server resilience.event=rejected":           1,
+		"rpc.method=grpc.testing.TestService/StreamingOutputCall resilience.name=clients resilience.policy=ratelimit_server resilience.event=rejected": 1,
 	})
 	if !maps.Equal(events, wantEvents) {
 		t.Errorf("resilience.events (no client address):\ngot  %v\nwant %v", events, wantEvents)
@@ -330,8 +330,8 @@ func TestTelemetryServerRateLimit(t *testing.T) {
 	}
 	want := []string{
 		"grpc.testing.TestService/UnaryCall []",
-		"grpc.testing.TestService/UnaryCall [resilience.ratelimit.rejected]",
-		"grpc.testing.TestService/StreamingOutputCall [resilience.ratelimit.rejected]",
+		"grpc.testing.TestService/UnaryCall [resilience.ratelimit_server.rejected]",
+		"grpc.testing.TestService/StreamingOutputCall [resilience.ratelimit_server.rejected]",
 	}
 	if !slices.Equal(rejected, want) {
 		t.Errorf("server spans and their events:\ngot  %v\nwant %v", rejected, want)
@@ -356,7 +356,7 @@ func TestTelemetryServerUnknownMethod(t *testing.T) {
 		wantCode(t, err, want)
 	}
 	events := telemetrytest.Points(t, h.Collect(t), "resilience.events", "{event}")
-	want := map[string]int64{"resilience.event=rejected resilience.policy=ratelimit rpc.method=_OTHER": 1}
+	want := map[string]int64{"resilience.event=rejected resilience.policy=ratelimit_server rpc.method=_OTHER": 1}
 	if !maps.Equal(events, want) {
 		t.Errorf("resilience.events:\ngot  %v\nwant %v", events, want)
 	}

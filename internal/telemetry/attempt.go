@@ -91,3 +91,11 @@ func held(ctx context.Context, d time.Duration) {
 		c.held.Add(int64(d))
 	}
 }
+
+// Received reports whether ctx is the context of a call a server received
+// ([Incoming]): a policy that runs on both sides (a rate limiter in a gRPC
+// server interceptor) reports there under its server-side name.
+func Received(ctx context.Context) bool {
+	in, _ := ctx.Value(incomingKey{}).(incomingCall)
+	return in.incoming
+}

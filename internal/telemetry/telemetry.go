@@ -58,6 +58,8 @@ const (
 	BulkheadWaitName     = "resilience.bulkhead.wait.duration"
 	RateLimitWaitName    = "resilience.ratelimit.wait.duration"
 	BudgetTokensName     = "resilience.budget.tokens"
+	BudgetCapacityName   = "resilience.budget.capacity"
+	BulkheadLimitName    = "resilience.bulkhead.limit"
 )
 
 // Attribute keys of the module's own (non-semconv) attributes.
@@ -82,14 +84,15 @@ const (
 
 // Policy kinds, the values of resilience.policy.
 const (
-	KindTimeout     = "timeout"
-	KindRetry       = "retry"
-	KindBreaker     = "breaker"
-	KindBulkhead    = "bulkhead"
-	KindRateLimit   = "ratelimit"
-	KindIdempotency = "idempotency"
-	KindHedge       = "hedge"
-	KindBudget      = "budget"
+	KindTimeout         = "timeout"
+	KindRetry           = "retry"
+	KindBreaker         = "breaker"
+	KindBulkhead        = "bulkhead"
+	KindRateLimit       = "ratelimit"        // a client's own rate limit (ratelimit.New, NewKeyed)
+	KindRateLimitServer = "ratelimit_server" // a server's limits on its clients (ratelimit.Middleware, Enforce, redisrate)
+	KindIdempotency     = "idempotency"
+	KindHedge           = "hedge"
+	KindBudget          = "budget"
 )
 
 // Events, the values of resilience.event. The span event for event e of a
