@@ -58,7 +58,7 @@ func TestHTTPOnlyModuleGraph(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("go.mod", "module example.com/httponly\n\ngo 1.26.0\n\n"+
+	write("go.mod", "module example.com/httponly\n\ngo 1.25.0\n\n"+
 		"require github.com/resilience-go/resilience v0.0.0\n\n"+
 		"replace github.com/resilience-go/resilience => "+root+"\n")
 	write("main.go", `package main
