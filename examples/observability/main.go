@@ -221,12 +221,12 @@ func call(ctx context.Context, c *http.Client, method, url string) bool {
 	return resp.StatusCode/100 == 2
 }
 
-// order takes an order: 1-5ms mostly, but one in ten takes 600ms, more
+// order takes an order: 1-5ms mostly, but one in four takes 600ms, more
 // than the client's attempt timeout, so its retry finds it running. It
 // finishes whether or not the client is still waiting, as a charge would.
 func order(w http.ResponseWriter, r *http.Request) {
 	d := time.Duration(1+rand.IntN(5)) * time.Millisecond
-	if rand.IntN(10) == 0 {
+	if rand.IntN(4) == 0 {
 		d = 600 * time.Millisecond
 	}
 	time.Sleep(d)

@@ -292,7 +292,7 @@ func (p *Policy) Attempts() AttemptRecorder {
 	if p.attempts == nil {
 		p.attempts, _ = p.meter.Float64Histogram(AttemptDurationName,
 			metric.WithUnit("s"),
-			metric.WithDescription("Duration of each attempt made by a retrying policy, until the operation returned (a response's headers, not its body)."),
+			metric.WithDescription("Time the dependency had each attempt a retrying policy sent, until the operation returned (a response's headers, not its body); waits at a gate or bulkhead inside are left out."),
 			metric.WithExplicitBucketBoundaries(DurationBuckets...))
 	}
 	return AttemptRecorder{p: p, h: p.attempts}
