@@ -2,7 +2,12 @@ module github.com/resilience-go/resilience/benchmarks
 
 go 1.25.0
 
-replace github.com/resilience-go/resilience => ../
+replace (
+	github.com/resilience-go/resilience => ../
+	github.com/resilience-go/resilience/idempotency/redisstore => ../idempotency/redisstore
+	github.com/resilience-go/resilience/ratelimit/redisrate => ../ratelimit/redisrate
+	github.com/resilience-go/resilience/resiliencegrpc => ../resiliencegrpc
+)
 
 require (
 	github.com/cenkalti/backoff/v4 v4.3.0
@@ -10,7 +15,9 @@ require (
 	github.com/go-redis/redis_rate/v10 v10.0.1
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/redis/go-redis/v9 v9.22.0
-	github.com/resilience-go/resilience v0.0.0-00010101000000-000000000000
+	github.com/resilience-go/resilience v0.1.0
+	github.com/resilience-go/resilience/ratelimit/redisrate v0.1.0
+	github.com/resilience-go/resilience/resiliencegrpc v0.1.0
 	github.com/sony/gobreaker/v2 v2.4.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sync v0.22.0

@@ -2,12 +2,20 @@ module github.com/resilience-go/resilience/examples
 
 go 1.25.0
 
-replace github.com/resilience-go/resilience => ../
+replace (
+	github.com/resilience-go/resilience => ../
+	github.com/resilience-go/resilience/idempotency/redisstore => ../idempotency/redisstore
+	github.com/resilience-go/resilience/ratelimit/redisrate => ../ratelimit/redisrate
+	github.com/resilience-go/resilience/resiliencegrpc => ../resiliencegrpc
+)
 
 require (
 	github.com/prometheus/client_golang v1.24.1
 	github.com/redis/go-redis/v9 v9.22.0
-	github.com/resilience-go/resilience v0.0.0-00010101000000-000000000000
+	github.com/resilience-go/resilience v0.1.0
+	github.com/resilience-go/resilience/idempotency/redisstore v0.1.0
+	github.com/resilience-go/resilience/ratelimit/redisrate v0.1.0
+	github.com/resilience-go/resilience/resiliencegrpc v0.1.0
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.71.0
 	go.opentelemetry.io/otel v1.46.0
 	go.opentelemetry.io/otel/exporters/prometheus v0.68.0
