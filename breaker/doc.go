@@ -110,8 +110,9 @@
 //
 // # Telemetry
 //
-// resilience.breaker.state reports each breaker's current state at every
-// collection, one series per breaker; state changes and rejected calls are
+// resilience.breaker.state reports each breaker's state at every
+// collection, three series per breaker: 1 for its current state, 0 for the
+// other two, so that each state's series is continuous; state changes and rejected calls are
 // counted in resilience.events and added as span events
 // (resilience.breaker.opened, ...) to the recording span in the call's
 // context. A [Keyed] breaker keyed by target reports each host's breaker

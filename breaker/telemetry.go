@@ -38,19 +38,29 @@ func observeStates[T any](tel *telemetry.Policy, owner *T, f func(*T, metric.Obs
 	}
 	g, _ := tel.Meter().Int64ObservableGauge(telemetry.BreakerStateName,
 		metric.WithUnit("{breaker}"),
-		metric.WithDescription("Number of circuit breakers in each state: a single breaker reports 1 with its current state, and nothing for the other states."))
+		metric.WithDescription("Number of circuit breakers in each state: a single breaker reports 1 for its current state and 0 for the other two."))
 	telemetry.Observe(tel, owner, func(owner *T, o metric.Observer) { f(owner, o, g) }, g)
 }
 
-// observe reports the breaker's state: 1 with its current state, one
-// series per breaker at each collection (a series not observed is not
-// exported). It reads the breaker's state only, so it calls no user code:
-// a change it notices is delivered by the next call.
+// observe reports the breaker's state at each collection: 1 for its
+// current state and 0 for the other two, as OpenTelemetry's state metrics
+// do, so that each state's series is continuous (a series that is not
+// observed is not exported, and a Prometheus series that is not scraped
+// goes stale while another state's carries on). It reads the breaker's
+// state only, so it calls no user code: a change it notices is delivered
+// by the next call.
 func (b *Breaker) observe(o metric.Observer, g metric.Int64Observable) {
 	if b.states == nil {
 		return
 	}
-	o.ObserveInt64(g, 1, metric.WithAttributeSet(b.states[fromGobreaker(b.cb.State())]))
+	cur := fromGobreaker(b.cb.State())
+	for s := range b.states {
+		var v int64
+		if State(s) == cur {
+			v = 1
+		}
+		o.ObserveInt64(g, v, metric.WithAttributeSet(b.states[s]))
+	}
 }
 
 // changed reports a state change.
@@ -75,6 +85,7 @@ func (b *Breaker) changed(ctx context.Context, from, to State) {
 // rejected reports a call turned away in state st, the next probe due in
 // wait (zero when half-open).
 func (b *Breaker) rejected(ctx context.Context, st State, wait time.Duration) {
+	telemetry.NotSent(ctx)
 	b.tel.Count(ctx, telemetry.EventRejected)
 	if s := b.tel.Span(ctx); s != nil {
 		b.tel.AddEvent(s, telemetry.EventRejected,

@@ -36,9 +36,12 @@ func TestTelemetryStateChangesAndRejections(t *testing.T) {
 
 		ms := h.Collect(t)
 		state := telemetrytest.Points(t, ms, "resilience.breaker.state", "{breaker}")
-		// One series per breaker: its current state.
+		// Three series per breaker: 1 for its current state, 0 for the
+		// others.
 		wantState := telemetrytest.Want(map[string]int64{
-			"resilience.breaker.state=open resilience.name=db": 1,
+			"resilience.breaker.state=closed resilience.name=db":    0,
+			"resilience.breaker.state=open resilience.name=db":      1,
+			"resilience.breaker.state=half_open resilience.name=db": 0,
 		})
 		if !maps.Equal(state, wantState) {
 			t.Errorf("resilience.breaker.state while open:\ngot  %v\nwant %v", state, wantState)
@@ -88,12 +91,9 @@ func TestTelemetryKeyedEvictionDropsState(t *testing.T) {
 		k.Do(callTo("a.example:443"), ok)
 		k.Do(callTo("b.example:8443"), ok)
 		state := telemetrytest.Points(t, h.Collect(t), "resilience.breaker.state", "{breaker}")
-		// One series per host, with its port: breakers are keyed by
+		// Three series per host, with its port: breakers are keyed by
 		// host:port.
-		want := telemetrytest.Want(map[string]int64{
-			"resilience.breaker.state=closed resilience.name=hosts server.address=a.example server.port=443":  1,
-			"resilience.breaker.state=closed resilience.name=hosts server.address=b.example server.port=8443": 1,
-		})
+		want := hostStates(map[string]string{"a.example server.port=443": "closed", "b.example server.port=8443": "closed"})
 		if !maps.Equal(state, want) {
 			t.Errorf("before eviction:\ngot  %v\nwant %v", state, want)
 		}
@@ -107,10 +107,7 @@ func TestTelemetryKeyedEvictionDropsState(t *testing.T) {
 			t.Fatalf("Len = %d, want 2", n)
 		}
 		state = telemetrytest.Points(t, h.Collect(t), "resilience.breaker.state", "{breaker}")
-		want = telemetrytest.Want(map[string]int64{
-			"resilience.breaker.state=closed resilience.name=hosts server.address=c.example server.port=443": 1,
-			"resilience.breaker.state=closed resilience.name=hosts server.address=d.example server.port=443": 1,
-		})
+		want = hostStates(map[string]string{"c.example server.port=443": "closed", "d.example server.port=443": "closed"})
 		if !maps.Equal(state, want) {
 			t.Errorf("after eviction, evicted keys must not be reported:\ngot  %v\nwant %v", state, want)
 		}
@@ -141,4 +138,21 @@ func TestTelemetryCustomKeysAreNotAttributes(t *testing.T) {
 	if !maps.Equal(state, want) {
 		t.Errorf("custom keys: want counts per state, no key:\ngot  %v\nwant %v", state, want)
 	}
+}
+
+// hostStates returns the points of resilience.breaker.state for breakers
+// named "hosts" keyed by target, from each host's ("host server.port=p")
+// state: 1 for that state, 0 for the other two.
+func hostStates(hosts map[string]string) map[string]int64 {
+	m := make(map[string]int64)
+	for host, cur := range hosts {
+		for _, st := range []string{"closed", "open", "half_open"} {
+			var v int64
+			if st == cur {
+				v = 1
+			}
+			m["resilience.breaker.state="+st+" resilience.name=hosts server.address="+host] = v
+		}
+	}
+	return telemetrytest.Want(m)
 }

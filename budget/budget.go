@@ -45,9 +45,11 @@ func New(opts ...Option) *Budget {
 	b := newBudget(&c, telemetry.New(telemetry.KindBudget, c.tel))
 	if b.tel.Metrics() {
 		g, _ := b.tel.Meter().Int64ObservableGauge(telemetry.BudgetTokensName, gaugeOpts...)
+		capacity, _ := b.tel.Meter().Int64ObservableGauge(telemetry.BudgetCapacityName, capacityOpts...)
 		telemetry.Observe(b.tel, b, func(b *Budget, o metric.Observer) {
 			o.ObserveInt64(g, b.level.Load(), b.attrs)
-		}, g)
+			o.ObserveInt64(capacity, b.capacity, b.attrs)
+		}, g, capacity)
 	}
 	return b
 }
@@ -56,6 +58,12 @@ func New(opts ...Option) *Budget {
 var gaugeOpts = []metric.Int64ObservableGaugeOption{
 	metric.WithUnit("{token}"),
 	metric.WithDescription("Tokens left in a retry budget: each retry or hedge costs some, each successful call earns some back."),
+}
+
+// capacityOpts describe resilience.budget.capacity.
+var capacityOpts = []metric.Int64ObservableGaugeOption{
+	metric.WithUnit("{token}"),
+	metric.WithDescription("Tokens a retry budget holds when full, so that the share left is resilience.budget.tokens / resilience.budget.capacity."),
 }
 
 // newBudget returns a full budget configured by c, with telemetry tel (nil

@@ -32,7 +32,8 @@
 // # Telemetry
 //
 // The level is reported as the observable gauge resilience.budget.tokens
-// (for a keyed budget, see [NewKeyed]);
-// the policies count each retry or hedge refused as the event
+// (for a keyed budget, see [NewKeyed]), and the capacity as
+// resilience.budget.capacity (so that a dashboard shows the share left
+// without a constant); the policies count each retry or hedge refused as the event
 // budget_exhausted (see the module's docs/telemetry.md).
 package budget

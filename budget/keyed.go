@@ -45,8 +45,11 @@ func NewKeyed(opts ...Option) *Budget {
 	b.keys.reg = keyed.New(c.maxKeys, c.idle, func(string) *Budget { return newBudget(&c, nil) })
 	if b.tel.Metrics() {
 		g, _ := b.tel.Meter().Int64ObservableGauge(telemetry.BudgetTokensName, gaugeOpts...)
+		capacity, _ := b.tel.Meter().Int64ObservableGauge(telemetry.BudgetCapacityName, capacityOpts...)
 		aggregate := c.key != nil || b.tel.ServerAddressOff()
 		telemetry.Observe(b.tel, b, func(b *Budget, o metric.Observer) {
+			// Every key's budget has the same capacity: one series.
+			o.ObserveInt64(capacity, b.capacity, b.attrs)
 			if aggregate {
 				lowest := b.level.Load()
 				b.keys.reg.Each(func(_ string, v *Budget) { lowest = min(lowest, v.level.Load()) })
@@ -58,7 +61,7 @@ func NewKeyed(opts ...Option) *Budget {
 				attrs := append(b.tel.NameAttrs()[:len(b.tel.NameAttrs()):len(b.tel.NameAttrs())], b.tel.ServerAttrs(key)...)
 				o.ObserveInt64(g, v.level.Load(), metric.WithAttributeSet(attribute.NewSet(attrs...)))
 			})
-		}, g)
+		}, g, capacity)
 	}
 	return b
 }

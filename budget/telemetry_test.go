@@ -26,3 +26,17 @@ func TestTelemetryLevelGauge(t *testing.T) {
 		t.Fatalf("after a refund: got %v, want %v", got, want)
 	}
 }
+
+// TestTelemetryCapacityGauge checks resilience.budget.capacity, beside the
+// level, so that a dashboard shows the share of the budget left without a
+// constant.
+func TestTelemetryCapacityGauge(t *testing.T) {
+	h := telemetrytest.New(t)
+	b := budget.New(budget.WithName("api"), budget.WithCapacity(20), budget.WithMeterProvider(h.MeterProvider))
+	defer runtime.KeepAlive(b) // its gauge goes with it
+	b.TryWithdraw()
+	got := telemetrytest.Points(t, h.Collect(t), "resilience.budget.capacity", "{token}")
+	if want := map[string]int64{"resilience.name=api": 20}; !maps.Equal(got, want) {
+		t.Fatalf("resilience.budget.capacity: got %v, want %v", got, want)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/keyed"
+	"github.com/resilience-go/resilience/internal/telemetry"
 )
 
 // ErrFull is the error of a call turned away because every slot was taken
@@ -59,8 +60,10 @@ func New(limit int, opts ...Option) *Bulkhead {
 	c.validate("New", limit, false)
 	tel := newTelemetry(&c)
 	b := newBulkhead(limit, c.maxWait, tel, "")
-	observeInFlight(tel, b, func(b *Bulkhead, o metric.Observer, g metric.Int64Observable) {
-		o.ObserveInt64(g, b.inFlight.Load(), metric.WithAttributeSet(b.set))
+	observeInFlight(tel, b, func(b *Bulkhead, o metric.Observer, g gauges) {
+		set := metric.WithAttributeSet(b.set)
+		o.ObserveInt64(g.inFlight, b.inFlight.Load(), set)
+		o.ObserveInt64(g.limit, int64(b.limit), set)
 	})
 	return b
 }
@@ -86,6 +89,7 @@ func (b *Bulkhead) Limit() int { return b.limit }
 // back and the panic goes on.
 func (b *Bulkhead) Do(ctx context.Context, op func(context.Context) error) error {
 	if err := b.acquire(ctx); err != nil {
+		telemetry.NotSent(ctx)
 		return err
 	}
 	if b.count {
@@ -175,7 +179,7 @@ func NewKeyed(limit int, opts ...Option) *Keyed {
 	} else {
 		k.reg = keyed.New(c.maxKeys, c.idle, func(key string) *Bulkhead { return newBulkhead(limit, c.maxWait, tel, key) })
 	}
-	observeInFlight(tel, k, func(k *Keyed, o metric.Observer, g metric.Int64Observable) { k.observe(o, g) })
+	observeInFlight(tel, k, func(k *Keyed, o metric.Observer, g gauges) { k.observe(o, g) })
 	return k
 }
 

@@ -29,7 +29,9 @@
 //
 // resilience.bulkhead.in_flight reports the calls holding a slot at every
 // collection (per host for a [Keyed] bulkhead keyed by target, summed for
-// one keyed with [WithKey]; evicted keys drop out);
+// one keyed with [WithKey]; evicted keys drop out), and
+// resilience.bulkhead.limit the slots beside them, alike, so that
+// in_flight / limit is the saturation;
 // resilience.bulkhead.wait.duration records the waits of calls that found
 // the bulkhead full; rejected calls are counted in resilience.events and
 // added as the span event resilience.bulkhead.rejected. The module's

@@ -32,36 +32,55 @@ func inFlightSet(tel *telemetryState, target string) attribute.Set {
 	return attribute.NewSet(attrs...)
 }
 
-// observeInFlight creates resilience.bulkhead.in_flight and has f report it
-// for owner at each collection, while owner is reachable.
-func observeInFlight[T any](tel *telemetryState, owner *T, f func(*T, metric.Observer, metric.Int64Observable)) {
+// gauges are the observable instruments of a bulkhead.
+type gauges struct {
+	inFlight metric.Int64Observable // resilience.bulkhead.in_flight
+	limit    metric.Int64Observable // resilience.bulkhead.limit
+}
+
+// observeInFlight creates resilience.bulkhead.in_flight and
+// resilience.bulkhead.limit and has f report them for owner at each
+// collection, while owner is reachable.
+func observeInFlight[T any](tel *telemetryState, owner *T, f func(*T, metric.Observer, gauges)) {
 	if !tel.Metrics() {
 		return
 	}
-	g, _ := tel.Meter().Int64ObservableUpDownCounter(telemetry.BulkheadInFlightName,
+	var g gauges
+	g.inFlight, _ = tel.Meter().Int64ObservableUpDownCounter(telemetry.BulkheadInFlightName,
 		metric.WithUnit("{call}"),
 		metric.WithDescription("Calls holding a bulkhead slot, until their result is done."))
-	telemetry.Observe(tel.Policy, owner, func(owner *T, o metric.Observer) { f(owner, o, g) }, g)
+	g.limit, _ = tel.Meter().Int64ObservableGauge(telemetry.BulkheadLimitName,
+		metric.WithUnit("{call}"),
+		metric.WithDescription("Slots of a bulkhead (summed like resilience.bulkhead.in_flight), so that its saturation is in_flight / limit."))
+	telemetry.Observe(tel.Policy, owner, func(owner *T, o metric.Observer) { f(owner, o, g) }, g.inFlight, g.limit)
 }
 
-// observe reports the keyed bulkheads' calls in flight: per bulkhead when
-// keys are targets recorded as server.address, summed otherwise, so that
-// no key becomes an attribute value. Evicted keys are not in the registry, so they are not reported.
-func (k *Keyed) observe(o metric.Observer, g metric.Int64Observable) {
+// observe reports the keyed bulkheads' calls in flight and slots: per
+// bulkhead when keys are targets recorded as server.address, summed
+// otherwise, so that no key becomes an attribute value. Evicted keys are
+// not in the registry, so they are not reported.
+func (k *Keyed) observe(o metric.Observer, g gauges) {
 	if k.summed {
-		var n int64
-		k.reg.Each(func(_ string, b *Bulkhead) { n += b.inFlight.Load() })
-		o.ObserveInt64(g, n, metric.WithAttributeSet(k.set))
+		var n, limit int64
+		k.reg.Each(func(_ string, b *Bulkhead) {
+			n += b.inFlight.Load()
+			limit += int64(b.limit)
+		})
+		set := metric.WithAttributeSet(k.set)
+		o.ObserveInt64(g.inFlight, n, set)
+		o.ObserveInt64(g.limit, limit, set)
 		return
 	}
 	type point struct {
-		n   int64
-		set attribute.Set
+		n, limit int64
+		set      attribute.Set
 	}
 	var ps []point
-	k.reg.Each(func(_ string, b *Bulkhead) { ps = append(ps, point{b.inFlight.Load(), b.set}) })
+	k.reg.Each(func(_ string, b *Bulkhead) { ps = append(ps, point{b.inFlight.Load(), int64(b.limit), b.set}) })
 	for _, p := range ps {
-		o.ObserveInt64(g, p.n, metric.WithAttributeSet(p.set))
+		set := metric.WithAttributeSet(p.set)
+		o.ObserveInt64(g.inFlight, p.n, set)
+		o.ObserveInt64(g.limit, p.limit, set)
 	}
 }
 

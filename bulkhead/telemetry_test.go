@@ -108,3 +108,32 @@ func TestTelemetryKeyedEvictionDropsInFlight(t *testing.T) {
 		}
 	})
 }
+
+// TestTelemetryLimitGauge checks resilience.bulkhead.limit, the slots
+// beside resilience.bulkhead.in_flight, so that a dashboard shows
+// saturation without a constant: per bulkhead, per host when keyed by
+// target, summed over keys otherwise (as in_flight is).
+func TestTelemetryLimitGauge(t *testing.T) {
+	h := telemetrytest.New(t)
+	b := bulkhead.New(4, bulkhead.WithName("pool"), bulkhead.WithMeterProvider(h.MeterProvider))
+	k := bulkhead.NewKeyed(3, bulkhead.WithName("hosts"), bulkhead.WithMeterProvider(h.MeterProvider))
+	s := bulkhead.NewKeyed(2, bulkhead.WithName("summed"), bulkhead.WithoutServerAddress(), bulkhead.WithMeterProvider(h.MeterProvider))
+	defer runtime.KeepAlive(b) // their gauges go with them
+	defer runtime.KeepAlive(k)
+	defer runtime.KeepAlive(s)
+	ok := func(context.Context) error { return nil }
+	for _, target := range []string{"a.example:443", "b.example:8443"} {
+		k.Do(callTo(target), ok)
+		s.Do(callTo(target), ok)
+	}
+	got := telemetrytest.Points(t, h.Collect(t), "resilience.bulkhead.limit", "{call}")
+	want := telemetrytest.Want(map[string]int64{
+		"resilience.name=pool": 4,
+		"resilience.name=hosts server.address=a.example server.port=443":  3,
+		"resilience.name=hosts server.address=b.example server.port=8443": 3,
+		"resilience.name=summed": 4,
+	})
+	if !maps.Equal(got, want) {
+		t.Errorf("resilience.bulkhead.limit:\ngot  %v\nwant %v", got, want)
+	}
+}

@@ -62,7 +62,9 @@
 //
 // # Telemetry
 //
-// Every attempt's duration is recorded in resilience.attempt.duration.
+// Every attempt's duration is recorded in resilience.attempt.duration (as
+// for retry: the time the dependency had it; attempts turned away unsent are
+// not recorded).
 // Each hedge sent, each hedge that won, each attempt cancelled because
 // another won and each hedge refused by the budget is counted in
 // resilience.events (sent, won, cancelled, budget_exhausted) and added as a

@@ -157,7 +157,8 @@ type attempt struct {
 	ctx    context.Context
 	at     resilience.Attempt
 	cancel context.CancelCauseFunc
-	began  time.Time
+	began  time.Time // for the latency estimate
+	clock  *telemetry.AttemptClock
 
 	// Set when the operation returned, under run.mu.
 	err  error
@@ -208,7 +209,8 @@ func (r *run) begin(a *attempt, n int) {
 		a.ctx, a.at = resilience.StartAttempt(ctx, n)
 	}
 	a.n, a.cancel = n, cancel
-	if r.p.lat != nil || r.p.attempts.Active(r.ctx) {
+	a.ctx, a.clock = r.p.attempts.Start(a.ctx)
+	if r.p.lat != nil {
 		a.began = time.Now()
 	}
 }
@@ -270,11 +272,9 @@ func (r *run) exec(a *attempt) {
 		r.p.event(r.ctx, telemetry.EventHedgeSent, next.n, "failure")
 		r.start(next)
 	}
-	if !a.began.IsZero() {
-		r.p.attempts.Record(r.ctx, a.n, d, err)
-		if a.n == 1 && r.p.lat != nil && r.ctx.Err() == nil {
-			r.p.lat.add(d)
-		}
+	r.p.attempts.End(r.ctx, a.n, a.clock, err)
+	if !a.began.IsZero() && a.n == 1 && r.ctx.Err() == nil {
+		r.p.lat.add(d)
 	}
 }
 

@@ -182,6 +182,7 @@ func (h *host) record(pushed bool) (pushes, n int) {
 func (h *host) do(ctx context.Context, op func(context.Context) error) error {
 	probe, err := h.admit(ctx)
 	if err != nil {
+		telemetry.NotSent(ctx)
 		return err
 	}
 	err = op(ctx)

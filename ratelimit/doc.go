@@ -52,8 +52,12 @@
 //
 // resilience.ratelimit.wait.duration records the waits of calls that found
 // no token; rejected calls are counted in resilience.events and added as
-// the span event resilience.ratelimit.rejected. On the server side every
-// request is counted as allowed or rejected (and, for a shared limiter,
-// store_error, degraded and recovered), each also a span event. The module's
+// the span event resilience.ratelimit.rejected, under the policy name
+// ratelimit. On the server side ([Middleware], [Enforce], a limiter in a
+// gRPC server interceptor) the policy name is ratelimit_server, so that a
+// dashboard tells a service throttling itself from a service throttling its
+// clients: every request is counted as allowed or rejected (and, for a
+// shared limiter, store_error, degraded and recovered), each also a span
+// event (resilience.ratelimit_server.rejected, ...). The module's
 // docs/telemetry.md lists every instrument.
 package ratelimit

@@ -220,14 +220,14 @@ func TestMiddlewareTelemetry(t *testing.T) {
 	}
 	got := telemetrytest.Points(t, h.Collect(t), "resilience.events", "{event}")
 	want := map[string]int64{
-		"http.request.method=POST resilience.event=allowed resilience.name=api resilience.policy=ratelimit":  1,
-		"http.request.method=POST resilience.event=rejected resilience.name=api resilience.policy=ratelimit": 1,
+		"http.request.method=POST resilience.event=allowed resilience.name=api resilience.policy=ratelimit_server":  1,
+		"http.request.method=POST resilience.event=rejected resilience.name=api resilience.policy=ratelimit_server": 1,
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("resilience.events:\ngot  %v\nwant %v", got, want)
 	}
 	evs := h.Events(t, "caller")
-	if len(evs) != 2 || evs[0].Name != "resilience.ratelimit.allowed" || evs[1].Name != "resilience.ratelimit.rejected" {
+	if len(evs) != 2 || evs[0].Name != "resilience.ratelimit_server.allowed" || evs[1].Name != "resilience.ratelimit_server.rejected" {
 		t.Fatalf("span events %v, want allowed then rejected", evs)
 	}
 	if !strings.Contains(evs[1].Attrs, "resilience.quota=q") || !strings.Contains(evs[1].Attrs, "resilience.retry_in=") {

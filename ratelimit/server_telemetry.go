@@ -16,7 +16,7 @@ type serverTelemetry struct {
 }
 
 func newServerTelemetry(c *config) *serverTelemetry {
-	return &serverTelemetry{telemetry.New(telemetry.KindRateLimit, c.tel)}
+	return &serverTelemetry{telemetry.New(telemetry.KindRateLimitServer, c.tel)}
 }
 
 // on reports whether anything is recorded at all.

@@ -269,10 +269,10 @@ func testServerAdmitterStreams(t *testing.T, q ratelimit.Quota, a ratelimit.Admi
 	// client's address.
 	rejected := decisions/2 - int(q.Limit)
 	wantEvents := telemetrytest.Want(map[string]int64{
-		"rpc.method=grpc.testing.TestService/UnaryCall resilience.name=tenants resilience.policy=ratelimit resilience.event=allowed":       q.Limit,
-		"rpc.method=grpc.testing.TestService/UnaryCall resilience.name=tenants resilience.policy=ratelimit resilience.event=rejected":      int64(rejected),
-		"rpc.method=grpc.testing.TestService/FullDuplexCall resilience.name=tenants resilience.policy=ratelimit resilience.event=allowed":  q.Limit,
-		"rpc.method=grpc.testing.TestService/FullDuplexCall resilience.name=tenants resilience.policy=ratelimit resilience.event=rejected": int64(rejected),
+		"rpc.method=grpc.testing.TestService/UnaryCall resilience.name=tenants resilience.policy=ratelimit_server resilience.event=allowed":       q.Limit,
+		"rpc.method=grpc.testing.TestService/UnaryCall resilience.name=tenants resilience.policy=ratelimit_server resilience.event=rejected":      int64(rejected),
+		"rpc.method=grpc.testing.TestService/FullDuplexCall resilience.name=tenants resilience.policy=ratelimit_server resilience.event=allowed":  q.Limit,
+		"rpc.method=grpc.testing.TestService/FullDuplexCall resilience.name=tenants resilience.policy=ratelimit_server resilience.event=rejected": int64(rejected),
 	})
 	if got := telemetrytest.Points(t, h.Collect(t), "resilience.events", "{event}"); !maps.Equal(got, wantEvents) {
 		t.Errorf("resilience.events:\ngot  %v\nwant %v", got, wantEvents)
@@ -301,10 +301,10 @@ func testServerAdmitterStreams(t *testing.T, q ratelimit.Quota, a ratelimit.Admi
 		d := ds[i]
 		name := telemetry.NameKey.String("tenants")
 		quota := telemetry.QuotaKey.String(q.Name)
-		want := telemetrytest.Ev("resilience.ratelimit.rejected",
+		want := telemetrytest.Ev("resilience.ratelimit_server.rejected",
 			telemetrytest.KVs(name, quota, attribute.Float64(string(telemetry.RetryInKey), d.RetryAfter.Seconds())))
 		if d.Allowed {
-			want = telemetrytest.Ev("resilience.ratelimit.allowed", telemetrytest.KVs(name, quota, telemetry.RemainingKey.Int64(d.Remaining)))
+			want = telemetrytest.Ev("resilience.ratelimit_server.allowed", telemetrytest.KVs(name, quota, telemetry.RemainingKey.Int64(d.Remaining)))
 		}
 		if !slices.Equal(got, []telemetrytest.Event{want}) {
 			t.Errorf("server span %d (%s): events %v, want %v", i, sp.Name(), got, want)

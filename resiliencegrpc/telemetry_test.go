@@ -146,8 +146,8 @@ func TestTelemetryUnaryRetries(t *testing.T) {
 	// connection's target.
 	state := telemetrytest.Points(t, ms, "resilience.breaker.state", "{breaker}")
 	_, port, _ := net.SplitHostPort(addr)
-	if got := state["resilience.breaker.state=closed resilience.name=users server.address=127.0.0.1 server.port="+port]; got != 1 || len(state) != 1 {
-		t.Errorf("resilience.breaker.state: got %v, want one series: the breaker of 127.0.0.1:%s, named users, closed", state, port)
+	if got := state["resilience.breaker.state=closed resilience.name=users server.address=127.0.0.1 server.port="+port]; got != 1 || len(state) != 3 {
+		t.Errorf("resilience.breaker.state: got %v, want three series (1 for closed): the breaker of 127.0.0.1:%s, named users", state, port)
 	}
 }
 
@@ -307,8 +307,8 @@ func TestTelemetryServerRateLimit(t *testing.T) {
 
 	events := telemetrytest.Points(t, h.Collect(t), "resilience.events", "{event}")
 	wantEvents := telemetrytest.Want(map[string]int64{
-		"rpc.method=grpc.testing.TestService/UnaryCall resilience.name=clients resilience.policy=ratelimit resilience.event=rejected":           1,
-		"rpc.method=grpc.testing.TestService/StreamingOutputCall resilience.name=clients resilience.policy=ratelimit resilience.event=rejected": 1,
+		"rpc.method=grpc.testing.TestService/UnaryCall resilience.name=clients resilience.policy=ratelimit_server resilience.event=rejected":           1,
+		"rpc.method=grpc.testing.TestService/StreamingOutputCall resilience.name=clients resilience.policy=ratelimit_server resilience.event=rejected": 1,
 	})
 	if !maps.Equal(events, wantEvents) {
 		t.Errorf("resilience.events (no client address):\ngot  %v\nwant %v", events, wantEvents)
@@ -333,8 +333,8 @@ func TestTelemetryServerRateLimit(t *testing.T) {
 	}
 	want := []string{
 		"grpc.testing.TestService/UnaryCall []",
-		"grpc.testing.TestService/UnaryCall [resilience.ratelimit.rejected]",
-		"grpc.testing.TestService/StreamingOutputCall [resilience.ratelimit.rejected]",
+		"grpc.testing.TestService/UnaryCall [resilience.ratelimit_server.rejected]",
+		"grpc.testing.TestService/StreamingOutputCall [resilience.ratelimit_server.rejected]",
 	}
 	if !slices.Equal(rejected, want) {
 		t.Errorf("server spans and their events:\ngot  %v\nwant %v", rejected, want)
@@ -359,7 +359,7 @@ func TestTelemetryServerUnknownMethod(t *testing.T) {
 		wantCode(t, err, want)
 	}
 	events := telemetrytest.Points(t, h.Collect(t), "resilience.events", "{event}")
-	want := map[string]int64{"resilience.event=rejected resilience.policy=ratelimit rpc.method=_OTHER": 1}
+	want := map[string]int64{"resilience.event=rejected resilience.policy=ratelimit_server rpc.method=_OTHER": 1}
 	if !maps.Equal(events, want) {
 		t.Errorf("resilience.events:\ngot  %v\nwant %v", events, want)
 	}

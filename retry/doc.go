@@ -45,7 +45,9 @@
 // # Telemetry
 //
 // Every attempt's duration is recorded in resilience.attempt.duration, with
-// its number and outcome; each retry scheduled and each failure given up on
+// its number and outcome: the time the dependency had it, without the time
+// a policy inside held it (a pushback gate, a bulkhead), and not at all for
+// an attempt a policy inside turned away unsent (an open breaker); each retry scheduled and each failure given up on
 // is counted in resilience.events and added as a span event
 // (resilience.retry.scheduled, resilience.retry.exhausted, whose reason is
 // exhausted, max_elapsed, deadline, too_late, budget or no_retry, and

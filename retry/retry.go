@@ -120,7 +120,7 @@ func (p *Policy) MaxAttempts() int { return p.c.maxAttempts }
 // retryable error and the policy's limits allow. See the package
 // documentation for the rules.
 //
-// Each attempt's duration is recorded in resilience.attempt.duration; each
+// Each attempt sent is timed in resilience.attempt.duration; each
 // retry scheduled and each retryable failure given up on is counted in
 // resilience.events and added as an event to the span in ctx (see
 // docs/telemetry.md).
@@ -156,15 +156,9 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	}
 	for n := 1; ; n++ {
 		actx, at := resilience.StartAttempt(ctx, n)
-		var began time.Time
-		timed := p.attempts.Active(ctx)
-		if timed {
-			began = time.Now()
-		}
+		actx, clock := p.attempts.Start(actx)
 		err := op(actx)
-		if timed {
-			p.attempts.Record(ctx, n, time.Since(began), err)
-		}
+		p.attempts.End(ctx, n, clock, err)
 		if err == nil {
 			p.earn(ctx, n)
 			at.Keep()

@@ -53,8 +53,8 @@ func TestTelemetryEveryPart(t *testing.T) {
 			t.Errorf("resilience.events:\ngot  %v\nwant %v", events, wantEvents)
 		}
 		state := telemetrytest.Points(t, ms, "resilience.breaker.state", "{breaker}")
-		if got := state["resilience.breaker.state=closed resilience.name=users server.address=api.example.com server.port=443"]; got != 1 || len(state) != 1 {
-			t.Errorf("resilience.breaker.state: got %v, want one series, the breaker of api.example.com:443, closed", state)
+		if got := state["resilience.breaker.state=closed resilience.name=users server.address=api.example.com server.port=443"]; got != 1 || len(state) != 3 {
+			t.Errorf("resilience.breaker.state: got %v, want three series (1 for closed), the breaker of api.example.com:443", state)
 		}
 		inFlight := telemetrytest.Points(t, ms, "resilience.bulkhead.in_flight", "{call}")
 		if want := map[string]int64{"resilience.name=users server.address=api.example.com server.port=443": 0}; !maps.Equal(inFlight, want) {

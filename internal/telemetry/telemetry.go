@@ -42,6 +42,13 @@ import (
 // module.
 const ScopeName = "github.com/resilience-go/resilience"
 
+// Version is the module's version, the instrumentation scope version of
+// every meter and tracer (otel_scope_version in Prometheus). The release
+// process sets it to the version being tagged (RELEASING.md);
+// TestScopeVersionMatchesChangelog keeps it equal to the newest version in
+// CHANGELOG.md.
+const Version = "0.1.0"
+
 // Instrument names; see docs/telemetry.md for kinds, units and attributes.
 const (
 	EventsName           = "resilience.events"
@@ -51,6 +58,8 @@ const (
 	BulkheadWaitName     = "resilience.bulkhead.wait.duration"
 	RateLimitWaitName    = "resilience.ratelimit.wait.duration"
 	BudgetTokensName     = "resilience.budget.tokens"
+	BudgetCapacityName   = "resilience.budget.capacity"
+	BulkheadLimitName    = "resilience.bulkhead.limit"
 )
 
 // Attribute keys of the module's own (non-semconv) attributes.
@@ -75,14 +84,15 @@ const (
 
 // Policy kinds, the values of resilience.policy.
 const (
-	KindTimeout     = "timeout"
-	KindRetry       = "retry"
-	KindBreaker     = "breaker"
-	KindBulkhead    = "bulkhead"
-	KindRateLimit   = "ratelimit"
-	KindIdempotency = "idempotency"
-	KindHedge       = "hedge"
-	KindBudget      = "budget"
+	KindTimeout         = "timeout"
+	KindRetry           = "retry"
+	KindBreaker         = "breaker"
+	KindBulkhead        = "bulkhead"
+	KindRateLimit       = "ratelimit"        // a client's own rate limit (ratelimit.New, NewKeyed)
+	KindRateLimitServer = "ratelimit_server" // a server's limits on its clients (ratelimit.Middleware, Enforce, redisrate)
+	KindIdempotency     = "idempotency"
+	KindHedge           = "hedge"
+	KindBudget          = "budget"
 )
 
 // Events, the values of resilience.event. The span event for event e of a
@@ -161,11 +171,11 @@ func New(kind string, c Config) *Policy {
 	p.baseAttrs = append([]attribute.KeyValue{PolicyKey.String(kind)}, p.nameAttrs...)
 	if _, off := tp.(tracenoop.TracerProvider); !off {
 		p.spans = true
-		p.tracer = tp.Tracer(ScopeName)
+		p.tracer = tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version))
 	}
 	if _, off := mp.(metricnoop.MeterProvider); !off {
 		p.metrics = true
-		p.meter = mp.Meter(ScopeName)
+		p.meter = mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
 		// Instrument creation only fails on invalid names or units,
 		// which are constants here: the instrument returned with the
 		// error is a working no-op, so the error is dropped.
@@ -282,7 +292,7 @@ func (p *Policy) Attempts() AttemptRecorder {
 	if p.attempts == nil {
 		p.attempts, _ = p.meter.Float64Histogram(AttemptDurationName,
 			metric.WithUnit("s"),
-			metric.WithDescription("Duration of each attempt made by a retrying policy, until the operation returned (a response's headers, not its body)."),
+			metric.WithDescription("Time the dependency had each attempt a retrying policy sent, until the operation returned (a response's headers, not its body); waits at a gate or bulkhead inside are left out."),
 			metric.WithExplicitBucketBoundaries(DurationBuckets...))
 	}
 	return AttemptRecorder{p: p, h: p.attempts}
@@ -333,8 +343,11 @@ func (p *Policy) Waits(name, description string) WaitRecorder {
 }
 
 // Record records a wait of d by the call in ctx, with the instance's name
-// and the call's attributes.
+// and the call's attributes, and takes it out of the duration of the
+// attempt the call is (see [AttemptClock]), whether or not the histogram is
+// recorded.
 func (r WaitRecorder) Record(ctx context.Context, d time.Duration) {
+	held(ctx, d)
 	if r.h == nil || !r.h.Enabled(ctx) {
 		return
 	}

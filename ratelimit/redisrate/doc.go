@@ -61,8 +61,9 @@
 // first that gets an answer ends the outage. Nothing is restarted, and no
 // goroutine is started. Each failed Redis call is counted as a store_error
 // event and each decision taken without Redis as a degraded event, both
-// also span events (resilience.ratelimit.store_error, .degraded); the end
-// of an outage is a recovered event.
+// also span events (resilience.ratelimit_server.store_error, .degraded);
+// the end of an outage is a recovered event. Their resilience.policy is
+// ratelimit_server, as for every server-side rate-limit decision.
 //
 // How long a request waits on an unreachable Redis before falling back is
 // set on the go-redis client: DialTimeout, ReadTimeout, MaxRetries,

@@ -417,7 +417,7 @@ func TestOutageSpanEvents(t *testing.T) {
 	}
 	// The first request tried Redis; the second did not (the next probe is
 	// an hour away).
-	want := []string{"resilience.ratelimit.store_error", "resilience.ratelimit.degraded", "resilience.ratelimit.degraded"}
+	want := []string{"resilience.ratelimit_server.store_error", "resilience.ratelimit_server.degraded", "resilience.ratelimit_server.degraded"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("span events %v, want %v", names, want)
 	}

@@ -13,7 +13,7 @@ type telemetryState struct {
 }
 
 func newTelemetry(c *config) *telemetryState {
-	return &telemetryState{telemetry.New(telemetry.KindRateLimit, c.tel)}
+	return &telemetryState{telemetry.New(telemetry.KindRateLimitServer, c.tel)}
 }
 
 // storeError reports a Redis call that failed.

@@ -61,6 +61,9 @@ func (h *Harness) Collect(t testing.TB) map[string]metricdata.Metrics {
 			t.Errorf("scope %q, want %q", sm.Scope.Name, telemetry.ScopeName)
 			continue
 		}
+		if sm.Scope.Version != telemetry.Version {
+			t.Errorf("scope version %q, want %q", sm.Scope.Version, telemetry.Version)
+		}
 		for _, m := range sm.Metrics {
 			ms[m.Name] = m
 		}
