@@ -46,19 +46,23 @@ type clientStream struct {
 	cc       *grpc.ClientConn
 	method   string
 	streamer grpc.Streamer
-	opts     []grpc.CallOption
-	replay   bool // the call may be retried: keep sent messages
-	max      int  // replay buffer bound, in bytes
+	opts     []grpc.CallOption // the caller's, without its OnFinish options
+	onFinish []func(error)     // the caller's grpc.OnFinish: run once, when the stream ends
+	replay   bool              // the call may be retried: keep sent messages
+	max      int               // replay buffer bound, in bytes
 
 	// sendMu orders the messages written to an attempt: the caller's
 	// SendMsg and CloseSend, and the replay onto a new attempt, hold it
 	// while they write. It is never taken while holding mu.
 	sendMu sync.Mutex
 
+	reportedC chan struct{} // closed once the caller's OnFinish options have run
+
 	mu        sync.Mutex // guards the fields below
 	cur       *attempt   // where the caller's calls go; nil until the first attempt opens
-	settled   bool       // cur is final: it committed, or ended cleanly
+	settled   bool       // cur is final: it committed, ended cleanly, or the caller took its Context
 	finished  bool       // the policies returned
+	reported  bool       // the caller's OnFinish ran
 	err       error      // the policies' error, as a status error, once finished
 	buf       []any      // messages sent before the stream settled, to replay
 	size      int        // their size, as counted against max
@@ -69,7 +73,8 @@ type clientStream struct {
 
 // attempt is one attempt's stream.
 type attempt struct {
-	stream grpc.ClientStream
+	s      *clientStream
+	stream grpc.ClientStream // set before the attempt becomes current
 	cancel context.CancelFunc
 	ctx    context.Context // the caller's
 	ended  chan struct{}   // closed when the stream ends
@@ -84,6 +89,7 @@ func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 		return streamer(ctx, desc, cc, method, opts...)
 	}
 	call := c.call(ctx, cc, method, opts)
+	opts, onFinish := splitOnFinish(opts)
 	call.OutcomeAtEnd = true // a stream's outcome is its final status
 	call.Sequential = true   // the caller sends on one attempt at a time: never hedged
 	streamNoReplay(&call)    // see idempotency_client.go
@@ -94,9 +100,12 @@ func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 		method:   method,
 		streamer: streamer,
 		opts:     opts,
+		onFinish: onFinish,
 		replay:   call.Idempotent,
 		max:      c.c.maxReplay,
 		changed:  make(chan struct{}),
+
+		reportedC: make(chan struct{}),
 	}
 	go s.run(c.policy, resilience.WithCall(ctx, call))
 	for {
@@ -115,6 +124,30 @@ func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 	}
 }
 
+// splitOnFinish takes the grpc.OnFinish options out of opts. gRPC runs
+// the OnFinish options of a stream once, when the stream ends; given to
+// every attempt, they would run at the end of each, and an interceptor
+// outside this one (another Client's, one that ends a span) would take the
+// end of an attempt that is retried for the end of the stream. They run
+// once instead, when the stream ends (see reportEnd), as with gRPC's own
+// retry.
+func splitOnFinish(opts []grpc.CallOption) (rest []grpc.CallOption, onFinish []func(error)) {
+	for i, o := range opts {
+		if f, ok := o.(grpc.OnFinishCallOption); ok {
+			if rest == nil {
+				rest = append(make([]grpc.CallOption, 0, len(opts)-1), opts[:i]...)
+			}
+			onFinish = append(onFinish, f.OnFinish)
+		} else if rest != nil {
+			rest = append(rest, o)
+		}
+	}
+	if rest == nil && onFinish == nil {
+		return opts, nil
+	}
+	return rest, onFinish
+}
+
 // run runs the policies, on a goroutine of its own.
 func (s *clientStream) run(p resilience.Policy, ctx context.Context) {
 	err := p.Do(ctx, s.attempt)
@@ -123,6 +156,45 @@ func (s *clientStream) run(p resilience.Policy, ctx context.Context) {
 	s.err = toStatus(err)
 	s.broadcastLocked()
 	s.mu.Unlock()
+	s.reportEnd()
+}
+
+// reportEnd runs the caller's OnFinish options once the stream has ended:
+// when the policies have returned and, if an attempt is final, that
+// attempt's stream has ended too. It is called whenever either happens.
+func (s *clientStream) reportEnd() {
+	s.mu.Lock()
+	if s.reported || !s.finished {
+		s.mu.Unlock()
+		return
+	}
+	err := s.err
+	if s.settled && s.cur != nil {
+		a := s.cur
+		select {
+		case <-a.ended:
+			err = a.err // set before ended was closed
+		default:
+			s.mu.Unlock()
+			return // the stream goes on
+		}
+	}
+	s.reported = true
+	s.mu.Unlock()
+	for _, f := range s.onFinish {
+		f(err)
+	}
+	close(s.reportedC)
+}
+
+// endSeen is called when the caller's RecvMsg saw the stream end on
+// attempt a, the final one, with err (nil for a clean end). It waits for
+// the end to be reported, so that what the policies record about the
+// stream (a breaker's count, a released slot) and the caller's OnFinish
+// happen before the caller sees the end, as OnFinish does with gRPC.
+func (s *clientStream) endSeen(a *attempt, err error) {
+	a.finish(err)
+	<-s.reportedC
 }
 
 func (s *clientStream) broadcastLocked() {
@@ -134,6 +206,12 @@ func (s *clientStream) broadcastLocked() {
 // sent, and returns once the stream committed or ended.
 func (s *clientStream) attempt(actx context.Context) error {
 	s.mu.Lock()
+	if prev := s.cur; s.settled && prev != nil {
+		// The caller took the previous attempt's context, which commits
+		// it (see Context): its failure is the stream's.
+		s.mu.Unlock()
+		return prev.committedErr()
+	}
 	if s.overflow {
 		// A message sent during the wait before this attempt could not
 		// be kept: a new attempt would lose it.
@@ -144,7 +222,7 @@ func (s *clientStream) attempt(actx context.Context) error {
 	s.mu.Unlock()
 
 	sctx, cancel := context.WithCancel(streamCtx{Context: outgoingKey(actx), caller: s.ctx})
-	a := &attempt{cancel: cancel, ctx: s.ctx, ended: make(chan struct{})}
+	a := &attempt{s: s, cancel: cancel, ctx: s.ctx, ended: make(chan struct{})}
 	n := len(s.opts)
 	s.sendMu.Lock()
 	cs, err := s.streamer(sctx, s.desc, s.cc, s.method, append(s.opts[:n:n], grpc.OnFinish(a.finish))...)
@@ -155,6 +233,13 @@ func (s *clientStream) attempt(actx context.Context) error {
 	}
 	a.stream = cs
 	s.mu.Lock()
+	if prev := s.cur; s.settled && prev != nil {
+		// The caller took the previous attempt's context meanwhile.
+		s.mu.Unlock()
+		s.sendMu.Unlock()
+		cancel()
+		return prev.committedErr()
+	}
 	s.cur = a
 	buf, closeSent := s.buf, s.closeSent
 	s.broadcastLocked()
@@ -191,7 +276,20 @@ func (s *clientStream) attempt(actx context.Context) error {
 		s.settle()
 		return nil
 	}
+	s.mu.Lock()
+	settled := s.settled
+	s.mu.Unlock()
+	if settled {
+		return a.committedErr() // the caller took its context
+	}
 	return s.limit(classify(s.ctx, a.err, cs.Trailer()))
+}
+
+// committedErr is the outcome of attempt a, which ended and which the
+// caller committed to: its failure, never retried.
+func (a *attempt) committedErr() error {
+	<-a.ended
+	return notReplayable(classify(a.ctx, a.err, a.stream.Trailer()), nil)
 }
 
 // limit marks err as not retryable if sent messages were lost.
@@ -234,8 +332,17 @@ func (s *clientStream) settle() {
 }
 
 // finish is the attempt's grpc.OnFinish: the stream ended with err.
+// The caller's RecvMsg calls it too when it sees the end (see
+// endSeen), so that the end does not depend on an interceptor inside this
+// one running OnFinish; only the first call counts.
 func (a *attempt) finish(err error) {
 	a.mu.Lock()
+	select {
+	case <-a.ended:
+		a.mu.Unlock()
+		return
+	default:
+	}
 	a.err = err
 	close(a.ended)
 	done := a.done
@@ -244,6 +351,7 @@ func (a *attempt) finish(err error) {
 		done(classify(a.ctx, err, nil))
 	}
 	a.cancel()
+	a.s.reportEnd()
 }
 
 // current returns the attempt the caller's calls go to.
@@ -297,8 +405,23 @@ func (s *clientStream) Header() (metadata.MD, error) {
 // Trailer returns the trailer of the current attempt.
 func (s *clientStream) Trailer() metadata.MD { return s.current().stream.Trailer() }
 
-// Context returns the context of the current attempt's stream.
-func (s *clientStream) Context() context.Context { return s.current().stream.Context() }
+// Context returns the context of the stream, which is done when the stream
+// ends. As with gRPC's own retry, asking for it commits the stream to its
+// current attempt: the stream is no longer retried, so that the context
+// lives as long as the stream. Each attempt has a stream and a context of
+// its own, and peer.FromContext, for example, reads the one the stream
+// commits to.
+func (s *clientStream) Context() context.Context {
+	s.mu.Lock()
+	if !s.settled {
+		s.settled = true
+		s.buf, s.size = nil, 0
+		s.broadcastLocked()
+	}
+	a := s.cur
+	s.mu.Unlock()
+	return a.stream.Context()
+}
 
 // CloseSend closes the sending side, now and on any later attempt.
 func (s *clientStream) CloseSend() error {
@@ -344,11 +467,20 @@ func (s *clientStream) SendMsg(m any) error {
 // RecvMsg receives from the current attempt. An error from an attempt that
 // did not commit waits for the policies' decision: the call goes on with
 // the next attempt, or returns the policies' error.
+//
+// When it returns the stream's end (an error, io.EOF, or a response that
+// ends a stream whose server does not stream), the end has been reported:
+// the policies have counted it and the caller's grpc.OnFinish has run.
 func (s *clientStream) RecvMsg(m any) error {
 	a := s.current()
 	for {
 		err := a.stream.RecvMsg(m)
-		if err == nil || err == io.EOF {
+		switch {
+		case err == nil && s.desc.ServerStreams:
+			return nil
+		case err == nil, err == io.EOF:
+			// A message or io.EOF means a committed, so final, attempt.
+			s.endSeen(a, nil)
 			return err
 		}
 		n, ferr, ok := s.next(a)
@@ -356,8 +488,10 @@ func (s *clientStream) RecvMsg(m any) error {
 		case ok:
 			a = n
 		case ferr != nil:
+			<-s.reportedC
 			return ferr
 		default:
+			s.endSeen(a, err)
 			return err
 		}
 	}

@@ -1,0 +1,222 @@
+package resiliencegrpc
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/resilience-go/resilience/timeout"
+)
+
+// grpcRetry is a service config that makes grpc-go retry every method of
+// the test service by itself, as a resolver or a client may configure it.
+const grpcRetry = `{"methodConfig": [{
+	"name": [{"service": "grpc.testing.TestService"}],
+	"retryPolicy": {
+		"maxAttempts": 4,
+		"initialBackoff": "0.001s",
+		"maxBackoff": "0.005s",
+		"backoffMultiplier": 2,
+		"retryableStatusCodes": ["UNAVAILABLE"]
+	}
+}]}`
+
+// dialWith connects to addr with opts (and plain credentials) until the
+// test ends.
+func dialWith(t testing.TB, addr string, opts ...grpc.DialOption) testgrpc.TestServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return testgrpc.NewTestServiceClient(conn)
+}
+
+// setup is one way of making the same calls: plain gRPC, grpc-go's own
+// retry, or this package's interceptors.
+type setup struct {
+	name  string
+	retry bool // the setup retries an idempotent stream
+	opts  func() []grpc.DialOption
+}
+
+// setups returns the ways the composition tests make their calls. ours
+// builds a fresh client of this package for each connection; chained, it
+// runs inside another client of the package, whose policy does not retry.
+func setups(ours func() *Client) []setup {
+	interceptors := func(cs ...*Client) []grpc.DialOption {
+		var ints []grpc.StreamClientInterceptor
+		for _, c := range cs {
+			ints = append(ints, c.StreamInterceptor())
+		}
+		return []grpc.DialOption{grpc.WithChainStreamInterceptor(ints...), grpc.WithDisableRetry()}
+	}
+	return []setup{
+		{"plain gRPC", false, func() []grpc.DialOption { return []grpc.DialOption{grpc.WithDisableRetry()} }},
+		{"gRPC retry", true, func() []grpc.DialOption { return []grpc.DialOption{grpc.WithDefaultServiceConfig(grpcRetry)} }},
+		{"interceptor", true, func() []grpc.DialOption { return interceptors(ours()) }},
+		{"two interceptors chained", true, func() []grpc.DialOption {
+			return interceptors(NewClient(timeout.New(time.Minute), WithIdempotentMethods(allMethods)), ours())
+		}},
+	}
+}
+
+// Two of this package's stream interceptors chained retry as one does: the
+// outer one does not take the end of the inner one's first attempt for the
+// end of the stream (issue 19, item 3).
+func TestStreamInterceptorsChained(t *testing.T) {
+	for _, st := range setups(func() *Client { return NewClient(fastRetry(), WithIdempotentMethods(outMethod)) }) {
+		t.Run(st.name, func(t *testing.T) {
+			s := &server{out: func(n int, _ *testgrpc.StreamingOutputCallRequest, ss outStream) error {
+				if n == 1 {
+					return errUnavailable
+				}
+				return sendAll(ss, "a")
+			}}
+			c := dialWith(t, start(t, s), st.opts()...)
+			stream, err := c.StreamingOutputCall(t.Context(), &testgrpc.StreamingOutputCallRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := recvAll(stream.Recv)
+			if !st.retry {
+				wantCode(t, err, codes.Unavailable)
+				wantCalls(t, s, 1)
+				return
+			}
+			if err != nil || len(got) != 1 {
+				t.Fatalf("received %q, %v; want \"a\" from the second attempt", got, err)
+			}
+			wantCalls(t, s, 2)
+		})
+	}
+}
+
+// A grpc.OnFinish given to a stream runs once, when the stream ends, not
+// once per attempt: as with grpc-go's own retry.
+func TestStreamOnFinishOnce(t *testing.T) {
+	for _, st := range setups(func() *Client { return NewClient(fastRetry(), WithIdempotentMethods(outMethod)) }) {
+		t.Run(st.name, func(t *testing.T) {
+			s := &server{out: func(n int, _ *testgrpc.StreamingOutputCallRequest, ss outStream) error {
+				if n == 1 {
+					return errUnavailable
+				}
+				return sendAll(ss, "a")
+			}}
+			c := dialWith(t, start(t, s), st.opts()...)
+			finished := make(chan error, 10)
+			stream, err := c.StreamingOutputCall(t.Context(), &testgrpc.StreamingOutputCallRequest{},
+				grpc.OnFinish(func(err error) { finished <- err }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := recvAll(stream.Recv); (err == nil) != st.retry {
+				t.Fatalf("the stream ended with %v", err)
+			}
+			if got := len(finished); got != 1 {
+				t.Fatalf("OnFinish ran %d times, want once", got)
+			}
+			if err := <-finished; (err == nil) != st.retry {
+				t.Errorf("OnFinish saw %v", err)
+			}
+		})
+	}
+}
+
+// ClientStream.Context commits the stream, as grpc-go's does, and returns a
+// context that lives as long as the stream (issue 19, item 4): it is never
+// done while the stream still delivers messages.
+func TestStreamContextLivesAsLongAsStream(t *testing.T) {
+	for _, st := range setups(func() *Client { return NewClient(fastRetry(), WithIdempotentMethods(outMethod)) }) {
+		t.Run(st.name, func(t *testing.T) {
+			release := make(chan struct{})
+			s := &server{out: func(n int, _ *testgrpc.StreamingOutputCallRequest, ss outStream) error {
+				if n == 1 {
+					<-release // until the caller holds the stream's context
+					return errUnavailable
+				}
+				return sendAll(ss, "a", "b")
+			}}
+			c := dialWith(t, start(t, s), st.opts()...)
+			stream, err := c.StreamingOutputCall(t.Context(), &testgrpc.StreamingOutputCallRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := stream.Context()
+			close(release)
+			for {
+				_, err := stream.Recv()
+				if err != nil {
+					// As with grpc-go: the context commits the first
+					// attempt, whose failure is the stream's.
+					wantCode(t, err, codes.Unavailable)
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("the stream delivered a message, but its context is done: %v", ctx.Err())
+				}
+			}
+			wantCalls(t, s, 1)
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the stream ended, its context is not done")
+			}
+		})
+	}
+}
+
+// The context of a committed stream stays alive until the stream ends.
+func TestStreamContextAfterCommit(t *testing.T) {
+	for _, st := range setups(func() *Client { return NewClient(fastRetry(), WithIdempotentMethods(outMethod)) }) {
+		t.Run(st.name, func(t *testing.T) {
+			proceed := make(chan struct{})
+			s := &server{out: func(n int, _ *testgrpc.StreamingOutputCallRequest, ss outStream) error {
+				if n == 1 {
+					return errUnavailable
+				}
+				if err := sendAll(ss, "a"); err != nil {
+					return err
+				}
+				<-proceed
+				return sendAll(ss, "b")
+			}}
+			c := dialWith(t, start(t, s), st.opts()...)
+			stream, err := c.StreamingOutputCall(t.Context(), &testgrpc.StreamingOutputCallRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := stream.Recv()
+			if !st.retry {
+				wantCode(t, err, codes.Unavailable)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := stream.Context()
+			close(proceed)
+			second, err := stream.Recv()
+			if err != nil || ctx.Err() != nil {
+				t.Fatalf("second message: %v; context: %v; want a message and a live context", err, ctx.Err())
+			}
+			if _, err := stream.Recv(); err != io.EOF {
+				t.Fatalf("Recv: %v, want io.EOF", err)
+			}
+			if b := string(first.Payload.Body) + string(second.Payload.Body); b != "ab" {
+				t.Errorf("received %q, want \"ab\"", b)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the stream ended, its context is not done")
+			}
+		})
+	}
+}
