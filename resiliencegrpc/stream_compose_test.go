@@ -1,6 +1,7 @@
 package resiliencegrpc
 
 import (
+	"context"
 	"io"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/timeout"
 )
 
@@ -217,6 +219,73 @@ func TestStreamContextAfterCommit(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the stream ended, its context is not done")
 			}
+		})
+	}
+}
+
+// A stream that a half-open breaker lets through as its probe gives its
+// verdict when it commits, not when it ends: a long-lived stream to a host
+// that answers does not keep the breaker half-open, turning every other
+// call away, for as long as it lives (issue 18, item 8).
+func TestStreamProbeVerdictAtCommit(t *testing.T) {
+	for _, withBreaker := range []bool{false, true} {
+		name := map[bool]string{false: "plain gRPC", true: "breaker"}[withBreaker]
+		t.Run(name, func(t *testing.T) {
+			s := &server{
+				unary: func(_ context.Context, n int, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+					if n == 1 {
+						return nil, errUnavailable // opens the breaker
+					}
+					return &testgrpc.SimpleResponse{}, nil
+				},
+				out: func(_ int, _ *testgrpc.StreamingOutputCallRequest, ss outStream) error {
+					if err := sendAll(ss, "a"); err != nil {
+						return err
+					}
+					<-ss.Context().Done() // a watch: lives until the caller ends it
+					return ss.Context().Err()
+				},
+			}
+			b := breaker.New(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(20*time.Millisecond))
+			var c testgrpc.TestServiceClient
+			if withBreaker {
+				c = dial(t, start(t, s), NewClient(b))
+			} else {
+				c = dial(t, start(t, s), nil)
+			}
+			_, err := c.UnaryCall(t.Context(), &testgrpc.SimpleRequest{})
+			wantCode(t, err, codes.Unavailable)
+			if withBreaker {
+				// Wait for the open duration to pass: no upper bound on
+				// how long it takes, only on how long the test waits.
+				deadline := time.Now().Add(10 * time.Second)
+				for b.State() != breaker.HalfOpen {
+					if time.Now().After(deadline) {
+						t.Fatalf("breaker %v, want half-open", b.State())
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			stream, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := stream.Recv(); err != nil {
+				t.Fatal(err)
+			}
+			// The stream committed and lives on; the host answers.
+			refused := 0
+			for range 50 {
+				if _, err := c.UnaryCall(t.Context(), &testgrpc.SimpleRequest{}); err != nil {
+					refused++
+				}
+			}
+			if refused > 0 {
+				t.Errorf("%d of 50 calls failed while the probe stream lived (breaker %v), want none", refused, b.State())
+			}
+			cancel()
 		})
 	}
 }
