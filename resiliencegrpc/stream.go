@@ -77,6 +77,7 @@ type attempt struct {
 	stream grpc.ClientStream // set before the attempt becomes current
 	cancel context.CancelFunc
 	ctx    context.Context // the caller's
+	actx   context.Context // the policies' for this attempt: where a pushback is reported
 	ended  chan struct{}   // closed when the stream ends
 
 	mu   sync.Mutex  // guards the fields below
@@ -222,7 +223,7 @@ func (s *clientStream) attempt(actx context.Context) error {
 	s.mu.Unlock()
 
 	sctx, cancel := context.WithCancel(streamCtx{Context: outgoingKey(actx), caller: s.ctx})
-	a := &attempt{s: s, cancel: cancel, ctx: s.ctx, ended: make(chan struct{})}
+	a := &attempt{s: s, cancel: cancel, ctx: s.ctx, actx: actx, ended: make(chan struct{})}
 	n := len(s.opts)
 	s.sendMu.Lock()
 	cs, err := s.streamer(sctx, s.desc, s.cc, s.method, append(s.opts[:n:n], grpc.OnFinish(a.finish))...)
@@ -263,7 +264,9 @@ func (s *clientStream) attempt(actx context.Context) error {
 			// not be retried, since the caller may have seen its header.
 			err := a.err
 			a.mu.Unlock()
-			return notReplayable(classify(s.ctx, err, cs.Trailer()), nil)
+			final := classify(s.ctx, err, cs.Trailer())
+			a.reportPushback(final)
+			return notReplayable(final, nil)
 		default:
 		}
 		a.done = resilience.Hold(actx, cancel)
@@ -348,10 +351,32 @@ func (a *attempt) finish(err error) {
 	done := a.done
 	a.mu.Unlock()
 	if done != nil {
-		done(classify(a.ctx, err, nil))
+		// The stream committed: its final status reaches the policies
+		// that wait for its end (a breaker), with the server's pushback,
+		// which is also reported as a pause asked for by the dependency
+		// (resilience.ReportPushback) for a gate to read at the end.
+		var trailer metadata.MD
+		if err != nil {
+			// gRPC runs OnFinish with no lock of the stream's held.
+			trailer = a.stream.Trailer()
+		}
+		final := classify(a.ctx, err, trailer)
+		a.reportPushback(final)
+		done(final)
 	}
 	a.cancel()
 	a.s.reportEnd()
+}
+
+// reportPushback reports the pause the server asked for with the final
+// status of a committed stream (final, classified with its trailer) as one
+// the dependency asked for whatever the outcome (resilience.ReportPushback):
+// a committed stream is never retried, so final does not stay retryable,
+// and a gate reads the reported pause when the result ends.
+func (a *attempt) reportPushback(final error) {
+	if d, ok := resilience.RetryAfter(final); ok && resilience.Classify(final).Retryable() {
+		resilience.ReportPushback(a.actx, d)
+	}
 }
 
 // current returns the attempt the caller's calls go to.

@@ -2,6 +2,7 @@ package resiliencegrpc
 
 import (
 	"context"
+	"errors"
 	"io"
 	"testing"
 	"time"
@@ -10,8 +11,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/breaker"
+	pushbackgate "github.com/resilience-go/resilience/pushback"
 	"github.com/resilience-go/resilience/timeout"
 )
 
@@ -287,5 +292,95 @@ func TestStreamProbeVerdictAtCommit(t *testing.T) {
 			}
 			cancel()
 		})
+	}
+}
+
+// A pushback trailer at the end of a stream that committed reaches the
+// pushback gate, as a unary call's does: the next call to the host that
+// cannot wait for the pause is turned away without reaching it.
+//
+// The adapter reports the pause when the stream ends
+// (TestStreamPushbackAtEndReported); the gate reads it only when op
+// returns, at the commit. It needs to read it again when the held result
+// of a call whose outcome comes at its end (resilience.Call.OutcomeAtEnd)
+// ends: a change in package pushback, not made on this branch.
+func TestStreamPushbackAtEndClosesGate(t *testing.T) {
+	t.Skip("pushback.Gate does not yet read a stream's pause at the stream's end")
+	for _, code := range []codes.Code{codes.Unavailable, codes.ResourceExhausted} {
+		t.Run(code.String(), func(t *testing.T) {
+			s := &server{out: func(n int, _ *testgrpc.StreamingOutputCallRequest, ss outStream) error {
+				if n > 1 {
+					return sendAll(ss, "b")
+				}
+				if err := sendAll(ss, "a"); err != nil {
+					return err
+				}
+				ss.SetTrailer(metadata.MD{PushbackTrailer: {"60000"}})
+				return status.Error(code, "slow down")
+			}}
+			gate := pushbackgate.New(pushbackgate.WithMaxPushback(time.Minute))
+			c := dial(t, start(t, s), NewClient(gate, WithIdempotentMethods(outMethod)))
+			stream, err := c.StreamingOutputCall(t.Context(), &testgrpc.StreamingOutputCallRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := recvAll(stream.Recv)
+			wantCode(t, err, code)
+			if len(got) != 1 {
+				t.Fatalf("received %q, want one message", got)
+			}
+			short, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			_, err = c.StreamingOutputCall(short, &testgrpc.StreamingOutputCallRequest{})
+			if !errors.Is(err, pushbackgate.ErrClosed) {
+				t.Errorf("next stream: %v, want a match for pushback.ErrClosed", err)
+			}
+			wantCalls(t, s, 1)
+		})
+	}
+}
+
+// The adapter's half of a committed stream's pushback: when the stream
+// ends, the policies that wait for its end read the server's pause as one
+// the dependency reported (resilience.ReportedPushback).
+func TestStreamPushbackAtEndReported(t *testing.T) {
+	s := &server{out: func(n int, _ *testgrpc.StreamingOutputCallRequest, ss outStream) error {
+		if err := sendAll(ss, "a"); err != nil {
+			return err
+		}
+		ss.SetTrailer(metadata.MD{PushbackTrailer: {"1500"}})
+		return errUnavailable
+	}}
+	type seen struct {
+		d  time.Duration
+		ok bool
+	}
+	ends := make(chan seen, 1)
+	p := resilience.PolicyFunc(func(ctx context.Context, op func(context.Context) error) error {
+		err := op(ctx)
+		// At the end of the held result, at once if it has ended already
+		// (when the header came with the end, op fails).
+		resilience.Defer(ctx, func(error) {
+			var v seen
+			v.d, v.ok = resilience.ReportedPushback(ctx)
+			ends <- v
+		})
+		return err
+	})
+	c := dial(t, start(t, s), NewClient(p))
+	stream, err := c.StreamingOutputCall(t.Context(), &testgrpc.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = recvAll(stream.Recv)
+	wantCode(t, err, codes.Unavailable)
+	var v seen
+	select {
+	case v = <-ends:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the policy's release did not run")
+	}
+	if want := 1500 * time.Millisecond; !v.ok || v.d != want {
+		t.Errorf("at the end: ReportedPushback %v, %v; want %v", v.d, v.ok, want)
 	}
 }
