@@ -78,6 +78,7 @@ type attempt struct {
 	cancel context.CancelFunc
 	ctx    context.Context // the caller's
 	actx   context.Context // the policies' for this attempt: where a pushback is reported
+	up     *uploadCtx      // a client-streaming attempt's context, if its clock waits for CloseSend
 	ended  chan struct{}   // closed when the stream ends
 
 	mu   sync.Mutex  // guards the fields below
@@ -222,8 +223,21 @@ func (s *clientStream) attempt(actx context.Context) error {
 	}
 	s.mu.Unlock()
 
-	sctx, cancel := context.WithCancel(streamCtx{Context: outgoingKey(actx), caller: s.ctx})
-	a := &attempt{s: s, cancel: cancel, ctx: s.ctx, actx: actx, ended: make(chan struct{})}
+	var base context.Context = streamCtx{Context: outgoingKey(actx), caller: s.ctx}
+	holdCtx := actx
+	up := s.upload(actx)
+	if up != nil {
+		base, holdCtx = up, up.outer
+	}
+	sctx, cancel := context.WithCancel(base)
+	if up != nil {
+		cancelStream := cancel
+		cancel = func() {
+			cancelStream()
+			up.end(context.Canceled)
+		}
+	}
+	a := &attempt{s: s, cancel: cancel, ctx: s.ctx, actx: actx, up: up, ended: make(chan struct{})}
 	n := len(s.opts)
 	s.sendMu.Lock()
 	cs, err := s.streamer(sctx, s.desc, s.cc, s.method, append(s.opts[:n:n], grpc.OnFinish(a.finish))...)
@@ -252,10 +266,14 @@ func (s *clientStream) attempt(actx context.Context) error {
 	}
 	if closeSent {
 		cs.CloseSend()
+		a.sent()
 	}
 	s.sendMu.Unlock()
 
 	if md, _ := cs.Header(); md != nil {
+		if up != nil {
+			up.stopClock()
+		}
 		s.settle()
 		a.mu.Lock()
 		select {
@@ -269,7 +287,7 @@ func (s *clientStream) attempt(actx context.Context) error {
 			return notReplayable(final, nil)
 		default:
 		}
-		a.done = resilience.Hold(actx, cancel)
+		a.done = resilience.Hold(holdCtx, cancel)
 		a.mu.Unlock()
 		return nil
 	}
@@ -456,7 +474,17 @@ func (s *clientStream) CloseSend() error {
 	s.closeSent = true
 	a := s.cur
 	s.mu.Unlock()
-	return a.stream.CloseSend()
+	err := a.stream.CloseSend()
+	a.sent()
+	return err
+}
+
+// sent records that the client has finished sending on attempt a: the
+// attempt timeout of a client-streaming call starts now (see upload).
+func (a *attempt) sent() {
+	if a.up != nil {
+		a.up.startClock()
+	}
 }
 
 // SendMsg sends m on the current attempt and keeps it for replay until the
@@ -547,3 +575,112 @@ func (c streamCtx) Deadline() (time.Time, bool) { return c.caller.Deadline() }
 
 // AfterFunc lets derived contexts follow this one without a goroutine.
 func (c streamCtx) AfterFunc(f func()) (stop func() bool) { return context.AfterFunc(c.Context, f) }
+
+// upload returns the context for an attempt of a client-streaming call
+// (the client sends a stream, the server answers once) whose attempt has a
+// deadline of its own (a per-attempt timeout), or nil for any other.
+//
+// A gRPC server answers a client stream, header included, only when it has
+// read it all, so such a stream commits only at its end. A per-attempt
+// timeout would then bound the client's own sending, and every upload
+// longer than it would fail, where plain gRPC, under the same overall
+// deadline, succeeds. So the stream's context ends with the context
+// outside the attempt (the caller's, a total timeout's) and, once the
+// client has finished sending (CloseSend), after the time the attempt
+// timeout allows, counted from then. It needs the attempt's own context
+// (resilience.AttemptContext): a call that no retry policy runs in
+// attempts keeps the timeout as it is.
+func (s *clientStream) upload(actx context.Context) *uploadCtx {
+	if !s.desc.ClientStreams || s.desc.ServerStreams {
+		return nil
+	}
+	outer, ok := resilience.AttemptContext(actx)
+	if !ok {
+		return nil
+	}
+	dl, ok := actx.Deadline()
+	if !ok {
+		return nil
+	}
+	if odl, ok := outer.Deadline(); ok && !dl.Before(odl) {
+		return nil // no deadline inside the attempt
+	}
+	budget := time.Until(dl)
+	if budget <= 0 {
+		return nil
+	}
+	u := &uploadCtx{values: outgoingKey(actx), outer: outer, caller: s.ctx, budget: budget, done: make(chan struct{})}
+	stop := context.AfterFunc(outer, func() { u.end(outer.Err()) })
+	u.mu.Lock()
+	u.stop = stop
+	u.mu.Unlock()
+	return u
+}
+
+// uploadCtx is the context of a client-streaming attempt whose attempt
+// timeout starts when the client has finished sending (see upload). Like
+// streamCtx, it reports the caller's deadline, so that no policy's timeout
+// is sent to the server as grpc-timeout.
+type uploadCtx struct {
+	values context.Context // the attempt's: for Value
+	outer  context.Context // the context outside the attempt: ends this one
+	caller context.Context // for Deadline
+	budget time.Duration   // the attempt timeout's, from CloseSend
+
+	mu      sync.Mutex  // guards the fields below
+	stop    func() bool // the registration with outer; nil until made
+	done    chan struct{}
+	err     error
+	timer   *time.Timer
+	stopped bool // the stream committed: the clock no longer runs
+}
+
+func (u *uploadCtx) Deadline() (time.Time, bool) { return u.caller.Deadline() }
+func (u *uploadCtx) Done() <-chan struct{}       { return u.done }
+func (u *uploadCtx) Value(key any) any           { return u.values.Value(key) }
+
+func (u *uploadCtx) Err() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
+// startClock starts the attempt timeout: the client has finished sending.
+func (u *uploadCtx) startClock() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.err == nil && u.timer == nil && !u.stopped {
+		u.timer = time.AfterFunc(u.budget, func() { u.end(context.DeadlineExceeded) })
+	}
+}
+
+// stopClock stops the attempt timeout for good: the stream committed.
+func (u *uploadCtx) stopClock() {
+	u.mu.Lock()
+	u.stopped = true
+	t := u.timer
+	u.mu.Unlock()
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// end ends the context with err, once, and lets go of its timer and of
+// its registration with outer.
+func (u *uploadCtx) end(err error) {
+	u.mu.Lock()
+	if u.err != nil {
+		u.mu.Unlock()
+		return
+	}
+	u.err = err
+	close(u.done)
+	t, stop := u.timer, u.stop
+	u.mu.Unlock()
+	if t != nil {
+		t.Stop()
+	}
+	if stop != nil { // nil if it is the registration that ended u
+		stop()
+	}
+}

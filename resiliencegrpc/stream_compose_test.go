@@ -384,3 +384,87 @@ func TestStreamPushbackAtEndReported(t *testing.T) {
 		t.Errorf("at the end: ReportedPushback %v, %v; want %v", v.d, v.ok, want)
 	}
 }
+
+// A client-streaming upload that lasts longer than the per-attempt timeout
+// succeeds, as it does with plain gRPC under the same overall deadline: the
+// attempt timeout bounds the server's time to answer once the client has
+// finished sending, not the client's own sending (issue 19, item 5). Real
+// time, with wide margins: the upload lasts five times the attempt timeout.
+func TestClientStreamUploadLongerThanAttemptTimeout(t *testing.T) {
+	const attempt = 50 * time.Millisecond
+	ours := func() *Client {
+		return NewClient(resilience.Chain(timeout.New(time.Minute), fastRetry(), timeout.New(attempt)), WithIdempotentMethods(inMethod))
+	}
+	for _, st := range setups(ours) {
+		t.Run(st.name, func(t *testing.T) {
+			s := &server{in: func(n int, ss inStream) error {
+				size := 0
+				for {
+					m, err := ss.Recv()
+					if err == io.EOF {
+						return ss.SendAndClose(&testgrpc.StreamingInputCallResponse{AggregatedPayloadSize: int32(size)})
+					}
+					if err != nil {
+						return err
+					}
+					size += len(m.Payload.Body)
+				}
+			}}
+			c := dialWith(t, start(t, s), st.opts()...)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			stream, err := c.StreamingInputCall(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 5 {
+				if err := stream.Send(&testgrpc.StreamingInputCallRequest{Payload: payload("12345")}); err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+				time.Sleep(attempt)
+			}
+			resp, err := stream.CloseAndRecv()
+			if err != nil {
+				t.Fatalf("CloseAndRecv: %v", err)
+			}
+			if resp.AggregatedPayloadSize != 25 {
+				t.Errorf("aggregated size %d, want 25", resp.AggregatedPayloadSize)
+			}
+			wantCalls(t, s, 1)
+		})
+	}
+}
+
+// Once the client has finished sending, the attempt timeout bounds the
+// server's time to answer: each attempt that gets no answer is cut off
+// and retried, with the messages replayed.
+func TestClientStreamAttemptTimeoutAfterCloseSend(t *testing.T) {
+	const attempt = 50 * time.Millisecond
+	s := &server{in: func(n int, ss inStream) error {
+		for {
+			if _, err := ss.Recv(); err != nil {
+				break
+			}
+		}
+		<-ss.Context().Done() // never answers
+		return ss.Context().Err()
+	}}
+	p := resilience.Chain(timeout.New(time.Minute), fastRetry(), timeout.New(attempt))
+	c := dial(t, start(t, s), NewClient(p, WithIdempotentMethods(inMethod)))
+	stream, err := c.StreamingInputCall(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := stream.Send(&testgrpc.StreamingInputCallRequest{Payload: payload("12345")}); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		time.Sleep(2 * attempt)
+	}
+	_, err = stream.CloseAndRecv()
+	wantCode(t, err, codes.DeadlineExceeded)
+	if !errors.Is(err, timeout.ErrTimeout) {
+		t.Errorf("error %v does not match timeout.ErrTimeout", err)
+	}
+	wantCalls(t, s, 4)
+}
