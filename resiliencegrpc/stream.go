@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -57,6 +58,7 @@ type clientStream struct {
 	sendMu sync.Mutex
 
 	reportedC chan struct{} // closed once the caller's OnFinish options have run
+	fin       atomic.Bool   // finished, read without mu
 
 	mu        sync.Mutex // guards the fields below
 	cur       *attempt   // where the caller's calls go; nil until the first attempt opens
@@ -80,6 +82,9 @@ type attempt struct {
 	actx   context.Context // the policies' for this attempt: where a pushback is reported
 	up     *uploadCtx      // a client-streaming attempt's context, if its clock waits for CloseSend
 	ended  chan struct{}   // closed when the stream ends
+	// replayed is set once the attempt has replayed what was sent before
+	// it: after that, its commit reaches the policies at once.
+	replayed atomic.Bool
 
 	mu   sync.Mutex  // guards the fields below
 	err  error       // the stream's final status, once ended
@@ -155,6 +160,7 @@ func (s *clientStream) run(p resilience.Policy, ctx context.Context) {
 	err := p.Do(ctx, s.attempt)
 	s.mu.Lock()
 	s.finished = true
+	s.fin.Store(true)
 	s.err = toStatus(err)
 	s.broadcastLocked()
 	s.mu.Unlock()
@@ -187,6 +193,29 @@ func (s *clientStream) reportEnd() {
 		f(err)
 	}
 	close(s.reportedC)
+}
+
+// seenCommit is called when the caller sees attempt a commit (its header
+// or a message). It waits for the policies to return, which they do as
+// soon as they see the commit too, so that what they record about it (a
+// breaker's verdict on its probe) happens before the caller sees it. On a
+// stream where the client streams, it does not wait while a still replays
+// the messages sent before it: a server may answer before it has read
+// them, and the caller may then have to read for the server to go on. A
+// server that streams only its answer has read the one request first.
+func (s *clientStream) seenCommit(a *attempt) {
+	if s.fin.Load() || s.desc.ClientStreams && !a.replayed.Load() {
+		return
+	}
+	for {
+		s.mu.Lock()
+		finished, ch := s.finished, s.changed
+		s.mu.Unlock()
+		if finished {
+			return
+		}
+		<-ch
+	}
 }
 
 // endSeen is called when the caller's RecvMsg saw the stream end on
@@ -269,6 +298,7 @@ func (s *clientStream) attempt(actx context.Context) error {
 		a.sent()
 	}
 	s.sendMu.Unlock()
+	a.replayed.Store(true)
 
 	if md, _ := cs.Header(); md != nil {
 		if up != nil {
@@ -433,6 +463,9 @@ func (s *clientStream) Header() (metadata.MD, error) {
 	a := s.current()
 	for {
 		md, err := a.stream.Header()
+		if md != nil {
+			s.seenCommit(a)
+		}
 		if md != nil || err != nil {
 			return md, err
 		}
@@ -530,6 +563,7 @@ func (s *clientStream) RecvMsg(m any) error {
 		err := a.stream.RecvMsg(m)
 		switch {
 		case err == nil && s.desc.ServerStreams:
+			s.seenCommit(a)
 			return nil
 		case err == nil, err == io.EOF:
 			// A message or io.EOF means a committed, so final, attempt.
