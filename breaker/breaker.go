@@ -114,6 +114,9 @@ type Breaker struct {
 	// openUntil is when the breaker last opened plus the open duration, in
 	// Unix nanoseconds: when the next probe may go.
 	openUntil atomic.Int64
+	// changes counts the changes of state, so that the final outcome of a
+	// stream is dropped if the state changed since it committed.
+	changes atomic.Uint64
 
 	// State changes are recorded by gobreaker's OnStateChange, under its
 	// lock, and delivered to telemetry and onStateChange by the next call
@@ -209,10 +212,12 @@ func (b *Breaker) State() State {
 // The outcome is counted when op returns, through gobreaker's Execute,
 // which allocates nothing. When the call's outcome comes later
 // (resilience.Call.OutcomeAtEnd, a gRPC stream) and op returns nil with
-// its result held (resilience.Hold), it is counted when the result is
-// done, from its final error: a stream that fails halfway counts as a
-// failure. Such a call takes a goroutine for its duration, which
-// gobreaker's Execute runs in until the outcome is known.
+// its result held (resilience.Hold), the call has committed (the stream
+// has its header). A probe's verdict is then the commit: the breaker,
+// half-open, closes at once, however long the stream lives. A call let
+// through while the breaker is closed is counted when its result is done,
+// from its final error, so that a stream that fails halfway counts as a
+// failure, unless the breaker changed state in the meantime.
 //
 // If op panics, the call is not counted and the panic goes on.
 func (b *Breaker) Do(ctx context.Context, op func(context.Context) error) error {
@@ -236,70 +241,78 @@ func (b *Breaker) Do(ctx context.Context, op func(context.Context) error) error 
 	return err
 }
 
-// doAtEnd is Do for a call whose outcome comes when its held result ends.
-// gobreaker's Execute counts an outcome when its function returns, so it
-// runs on a goroutine of its own, in a function that waits for the
-// outcome.
+// doAtEnd is Do for a call whose outcome comes when its held result ends
+// (resilience.Call.OutcomeAtEnd: a gRPC stream, whose final status comes
+// last).
+//
+// gobreaker has a two-step API for outcomes that come later
+// (TwoStepCircuitBreaker.Allow returns a function to call with the
+// outcome), and the breaker does not use it. A TwoStepCircuitBreaker wraps
+// a CircuitBreaker of its own and has no Execute, so every call, unary
+// ones included, would go through Allow, whose function is an allocation
+// per call where Execute allocates nothing. And a probe that Allow lets
+// through keeps its half-open slot until that function is called: at the
+// stream's end, so that a long-lived stream (a watch) taken as the probe
+// would keep the breaker half-open, turning every other call away, for as
+// long as it lives.
+//
+// Instead the call runs in Execute, gobreaker's zero-cost path, until it
+// commits: op returns once the stream has its header, or has failed. What
+// Execute counts is then the commit. A failure before it counts as any
+// call's does. For a probe (the breaker is half-open) the commit is the
+// verdict: the dependency answered, and the breaker closes without
+// waiting for the end. For a call let through while closed, the commit
+// counts nothing (it is excluded), and the stream's final outcome is
+// counted when it ends, as a call of its own through Execute, whose
+// function returns it at once. That second count is dropped if the
+// breaker changed state since the commit, as gobreaker drops the outcome
+// of a call that began in an earlier state (its generations); a probe's
+// own end is dropped so, since its verdict changed the state.
 func (b *Breaker) doAtEnd(ctx context.Context, op func(context.Context) error) error {
-	l := &atEnd{
-		started: make(chan error, 1),
-		outcome: make(chan verdict, 1),
-		counted: make(chan struct{}),
-	}
-	go func() {
-		defer close(l.counted)
-		_, err := b.cb.Execute(func() (struct{}, error) {
-			l.started <- nil
-			return struct{}{}, (<-l.outcome).err()
-		})
-		if err == gobreaker.ErrOpenState || err == gobreaker.ErrTooManyRequests {
-			l.started <- err
+	var (
+		err               error
+		slow, probe, held bool
+		gen               uint64
+	)
+	_, v := b.cb.Execute(func() (struct{}, error) {
+		b.deliver(ctx) // a change noticed on the way in (open to half-open)
+		probe = b.cb.State() == gobreaker.StateHalfOpen
+		gen = b.changes.Load()
+		var began time.Time
+		if b.slow > 0 {
+			began = time.Now()
 		}
-	}()
-	if err := <-l.started; err != nil {
-		<-l.counted
-		return b.reject(ctx, err)
+		err = op(ctx)
+		slow = b.slow > 0 && time.Since(began) > b.slow
+		held = err == nil && resilience.Held(ctx)
+		if held && !probe {
+			return struct{}{}, neutral // counted at the end
+		}
+		return struct{}{}, b.verdict(ctx, err, slow).err()
+	})
+	if v == gobreaker.ErrOpenState || v == gobreaker.ErrTooManyRequests {
+		return b.reject(ctx, v)
 	}
 	b.deliver(ctx)
-	settled := false
-	defer func() {
-		if !settled { // op panicked
-			l.count(neutral)
-			b.deliver(ctx)
-		}
-	}()
-	var began time.Time
-	if b.slow > 0 {
-		began = time.Now()
+	if held && !probe {
+		resilience.Defer(ctx, func(final error) { b.countEnd(ctx, gen, b.verdict(ctx, final, slow)) })
 	}
-	err := op(ctx)
-	settled = true
-	slow := b.slow > 0 && time.Since(began) > b.slow
-	if err == nil && resilience.Held(ctx) {
-		resilience.Defer(ctx, func(final error) {
-			l.count(b.verdict(ctx, final, slow))
-			b.deliver(ctx)
-		})
-		return nil
-	}
-	l.count(b.verdict(ctx, err, slow))
-	b.deliver(ctx)
 	return err
 }
 
-// atEnd connects a call whose outcome comes late to the goroutine in
-// gobreaker's Execute that waits for it.
-type atEnd struct {
-	started chan error   // nil once let through, or gobreaker's rejection
-	outcome chan verdict // the call's outcome, sent once
-	counted chan struct{}
-}
-
-// count hands the outcome over and waits until gobreaker counted it, so
-// that the caller sees the end of the call only after the breaker does.
-func (l *atEnd) count(v verdict) {
-	l.outcome <- v
-	<-l.counted
+// countEnd counts the final outcome v of a call that committed while the
+// breaker was closed, unless the breaker changed state since (gen).
+func (b *Breaker) countEnd(ctx context.Context, gen uint64, v verdict) {
+	if v == neutral || b.changes.Load() != gen {
+		return
+	}
+	b.cb.Execute(func() (struct{}, error) {
+		if b.changes.Load() != gen {
+			return struct{}{}, neutral // it changed in between
+		}
+		return struct{}{}, v.err()
+	})
+	b.deliver(ctx)
 }
 
 // verdict is what a call's outcome means to the breaker. It travels from
@@ -435,6 +448,7 @@ func (b *Breaker) record(_ string, from, to gobreaker.State) {
 		b.openUntil.Store(now.Add(b.open).UnixNano())
 	}
 	b.side.reset(now)
+	b.changes.Add(1)
 	b.mu.Lock()
 	b.events = append(b.events, stateChange{f, t})
 	b.pending.Store(true)

@@ -322,7 +322,9 @@ func TestHTTPOutcomeAtHeaders(t *testing.T) {
 
 // A call whose outcome comes at the end of its held result
 // (resilience.Call.OutcomeAtEnd, as a gRPC stream) is counted then, from its
-// final error, and holds its half-open probe until then.
+// final error, when it committed while the breaker was closed. A probe's
+// verdict is its commit: a long-lived stream taken as the probe does not
+// keep the breaker half-open (issue 18, item 8).
 func TestOutcomeAtEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := breaker.New(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(time.Second))
@@ -347,14 +349,36 @@ func TestOutcomeAtEnd(t *testing.T) {
 		}
 
 		time.Sleep(time.Second + time.Millisecond)
-		end = stream(nil) // the probe
-		ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "svc:443", OutcomeAtEnd: true})
-		if err := b.Do(ctx, func(context.Context) error { return nil }); !errors.Is(err, breaker.ErrOpen) {
-			t.Fatalf("second stream while the probe is open: got %v, want ErrOpen (half-open)", err)
+		if got := b.State(); got != breaker.HalfOpen {
+			t.Fatalf("after the open duration: state %v, want half-open", got)
 		}
+		end = stream(errors.New("reset, long after")) // the probe commits
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("probe stream committed: state %v, want closed", got)
+		}
+		ctx := resilience.WithCall(t.Context(), resilience.Call{Target: "svc:443", OutcomeAtEnd: true})
+		for i := range 50 {
+			if err := b.Do(ctx, func(context.Context) error { return nil }); err != nil {
+				t.Fatalf("call %d while the probe stream lives: %v", i+1, err)
+			}
+		}
+		end() // began in an earlier state: not counted
+		if got := b.State(); got != breaker.Closed {
+			t.Fatalf("the probe's own end changed the state to %v", got)
+		}
+
+		// A stream that commits while closed and ends after a change of
+		// state is not counted either.
+		end = stream(errors.New("stream reset"))
+		b.Do(ctx, func(context.Context) error { return errors.New("down") })
+		if got := b.State(); got != breaker.Open {
+			t.Fatalf("after a failure: state %v, want open", got)
+		}
+		time.Sleep(time.Second + time.Millisecond)
+		b.Do(ctx, func(context.Context) error { return nil }) // a probe: closes
 		end()
 		if got := b.State(); got != breaker.Closed {
-			t.Fatalf("probe stream ended cleanly: state %v, want closed", got)
+			t.Fatalf("a stale stream's end changed the state to %v", got)
 		}
 
 		// A stream that fails at once, without holding, counts at once;

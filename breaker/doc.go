@@ -75,11 +75,21 @@
 // body that fails after a 200 is the reader's error, not counted). A call
 // whose outcome comes later says so before it runs, in its description:
 // resilience.Call.OutcomeAtEnd, which the gRPC stream interceptor sets.
-// For such a call, when op returns nil and its result is held
-// (resilience.Hold), the outcome is the result's final error, counted when
-// it ends; a half-open probe stays in flight until then. gobreaker counts
-// an outcome when the function given to Execute returns, so that function
-// runs on a goroutine that waits for the end: one goroutine per stream.
+// For such a call, op returns nil with its result held (resilience.Hold)
+// once the call has committed: a stream has received its header.
+//
+//   - A half-open probe's verdict is the commit: the dependency answered,
+//     and the breaker closes at once. A long-lived stream (a watch) taken
+//     as the probe does not keep the breaker half-open while it lives.
+//   - A call let through while the breaker is closed is counted when its
+//     result ends, from its final error, so that a stream that fails
+//     halfway counts as a failure; unless the breaker changed state in
+//     the meantime, as the outcomes of calls that began in an earlier
+//     state are dropped.
+//
+// Neither takes a goroutine or holds a probe's place for the life of the
+// stream; Breaker.Do's code says why it does not use gobreaker's two-step
+// API.
 //
 // # Failing fast, and waiting for the probe
 //

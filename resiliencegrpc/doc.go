@@ -133,24 +133,54 @@
 // has committed it is never retried, so no message reaches the caller
 // twice.
 //
+// As with gRPC's own retry, the stream's Context commits it to its current
+// attempt: from then on it is not retried, and the context, done when the
+// stream ends, lives as long as the stream. An interceptor outside this
+// one that asks for the context before the stream commits (to read the
+// peer, say) turns the stream's retries off, as it does grpc-go's.
+//
 // The policies run on a goroutine of the interceptor's, from the moment
 // the stream is opened until it commits or the policies give up; the
 // interceptor returns once the first attempt is open, or with the
 // policies' error if none could be. Resources the policies take for the
 // attempt that commits, a bulkhead slot, the context of a per-attempt
 // timeout, stay taken until the stream ends: when RecvMsg returns io.EOF
-// or an error, when the context is done, or when the connection closes.
-// The breaker counts the stream's final status. As with plain gRPC, a
-// stream that is neither read to the end nor canceled never ends.
+// or an error (or the response of a stream whose server does not stream),
+// when the context is done, or when the connection closes. When RecvMsg
+// returns the end, the policies have seen it. As with plain gRPC, a stream
+// that is neither read to the end nor canceled never ends.
+//
+// A breaker judges a stream when it commits, and again when it ends. A
+// stream let through as a half-open breaker's probe gives its verdict when
+// it commits, so that a long-lived stream does not keep the breaker
+// half-open; one let through while the breaker is closed is counted from
+// its final status, so that a stream that fails halfway counts as a
+// failure (see package breaker). A grpc-retry-pushback-ms trailer at the
+// end of a committed stream is reported to the policies as the
+// dependency's pause (resilience.ReportPushback) when the stream ends.
 //
 // A per-attempt timeout is the time an attempt may take to commit (to
 // receive its response header); once the stream commits, it no longer
-// applies. A total timeout (one outside the retry policy) bounds the whole
-// stream, as a gRPC deadline does and as it bounds an HTTP response body:
-// a long-lived stream (a watch, a subscription) needs a client whose
-// pipeline has no total timeout, or one long enough, with the caller's own
-// deadline to bound it. The deadline gRPC sends to the server with a
-// stream (grpc-timeout) is the caller's, not the policies'.
+// applies. A client-streaming call (the client sends a stream, the server
+// answers once) commits only when the server answers, which a gRPC server
+// does once it has read the whole stream: for such a call run in attempts
+// (under a retry policy), the per-attempt timeout starts when the client
+// has finished sending (CloseSend), so that it bounds the server's time to
+// answer and not the client's own sending; an upload longer than it
+// succeeds, as with plain gRPC under the same deadline. Without a retry
+// policy around it, a timeout bounds the upload too. A total timeout (one
+// outside the retry policy) bounds the whole stream, as a gRPC deadline
+// does and as it bounds an HTTP response body: a long-lived stream (a
+// watch, a subscription) needs a client whose pipeline has no total
+// timeout, or one long enough, with the caller's own deadline to bound it.
+// The deadline gRPC sends to the server with a stream (grpc-timeout) is
+// the caller's, not the policies'.
+//
+// The stream interceptors of several Clients may be chained, and chained
+// with other interceptors: the grpc.OnFinish options of a stream run once,
+// when the stream ends, and not at the end of each attempt, as with gRPC's
+// own retry. An interceptor inside this one that sends a stream more than
+// once must do the same.
 //
 // A policy that panics while a stream's attempts run panics on the
 // interceptor's goroutine, which ends the program.
