@@ -187,6 +187,14 @@ func (h *host) do(ctx context.Context, op func(context.Context) error) error {
 	}
 	err = op(ctx)
 	h.done(ctx, err, probe)
+	if err == nil {
+		if c, ok := resilience.CallFrom(ctx); ok && c.OutcomeAtEnd {
+			// A stream's op returns when it commits; a pause the server
+			// sends with its end (grpc-retry-pushback-ms in the
+			// trailer) is reported then, and read here as the answer's.
+			resilience.Defer(ctx, func(final error) { h.done(ctx, final, false) })
+		}
+	}
 	return err
 }
 

@@ -300,12 +300,10 @@ func TestStreamProbeVerdictAtCommit(t *testing.T) {
 // cannot wait for the pause is turned away without reaching it.
 //
 // The adapter reports the pause when the stream ends
-// (TestStreamPushbackAtEndReported); the gate reads it only when op
-// returns, at the commit. It needs to read it again when the held result
-// of a call whose outcome comes at its end (resilience.Call.OutcomeAtEnd)
-// ends: a change in package pushback, not made on this branch.
+// (TestStreamPushbackAtEndReported); the gate reads it again when the held
+// result of a call whose outcome comes at its end
+// (resilience.Call.OutcomeAtEnd) ends.
 func TestStreamPushbackAtEndClosesGate(t *testing.T) {
-	t.Skip("pushback.Gate does not yet read a stream's pause at the stream's end")
 	for _, code := range []codes.Code{codes.Unavailable, codes.ResourceExhausted} {
 		t.Run(code.String(), func(t *testing.T) {
 			s := &server{out: func(n int, _ *testgrpc.StreamingOutputCallRequest, ss outStream) error {
