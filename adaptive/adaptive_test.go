@@ -1,0 +1,82 @@
+package adaptive_test
+
+import (
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/resilience-go/resilience/adaptive"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The overload: 200 calls/s, 3s deadline, the upstream's capacity
+// (400/s: 8 workers, 20ms each) drops to a quarter of the offered load
+// (one worker) for 8s, then comes back.
+func TestOverloadShrinksTheLimitAndItGrowsBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUpstream(8, 20*time.Millisecond)
+		l := adaptive.New()
+		var tl timeline
+		begin := time.Now()
+		res := load(l, u, 200, 16*time.Second, 3*time.Second, func(at time.Duration) {
+			switch at {
+			case 4 * time.Second:
+				u.set(1, 20*time.Millisecond)
+			case 12 * time.Second:
+				u.set(8, 20*time.Millisecond)
+			}
+			tl.record(at, l.Limit())
+		})
+		before := summarise(res, begin, 0, 4*time.Second)
+		if before.ok != before.calls {
+			t.Errorf("before the fault: %d of %d calls succeeded, want all", before.ok, before.calls)
+		}
+		// Leave the first second of the fault to the limiter's reaction.
+		fault := summarise(res, begin, 5*time.Second, 12*time.Second)
+		perSecond := float64(fault.ok) / 7
+		if perSecond < 0.95*50 {
+			t.Errorf("during the fault: %.1f successes/s, want at least 95%% of the capacity (50/s)", perSecond)
+		}
+		if fault.p99 > 200*time.Millisecond {
+			t.Errorf("during the fault: p99 %v, want at most 200ms", fault.p99)
+		}
+		if lo, hi := tl.between(5*time.Second, 12*time.Second); hi > 10 {
+			t.Errorf("during the fault the limit went from %d to %d, want at most 10", lo, hi)
+		}
+		after := summarise(res, begin, 12500*time.Millisecond, 16*time.Second)
+		if after.ok != after.calls {
+			t.Errorf("from 500ms after the recovery: %d of %d calls succeeded, want all", after.ok, after.calls)
+		}
+		if u.wasted > 0 {
+			t.Errorf("the upstream served %d calls whose callers had given up, want none", u.wasted)
+		}
+		t.Logf("before %+v, fault %+v (%.1f/s), after %+v, limit during the fault %v",
+			before, fault, perSecond, after, fmt.Sprint(tl.between(5*time.Second, 12*time.Second)))
+	})
+}
+
+// A slow tail is not overload: a fifth of the replies take 2s while the
+// upstream has room to spare. No call may be turned away.
+func TestSlowTailIsNotOverload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUpstream(8, 20*time.Millisecond)
+		u.slowEvery, u.slow = 5, 2*time.Second
+		l := adaptive.New()
+		var tl timeline
+		begin := time.Now()
+		res := load(l, u, 200, 20*time.Second, 3*time.Second, func(at time.Duration) { tl.record(at, l.Limit()) })
+		s := summarise(res, begin, 0, 20*time.Second)
+		if s.ok != s.calls {
+			t.Errorf("%d of %d calls succeeded, want all", s.ok, s.calls)
+		}
+		lo, hi := tl.between(0, 20*time.Second)
+		if lo < adaptive.DefaultInitialLimit {
+			t.Errorf("the limit fell to %d, want it never below its initial %d", lo, adaptive.DefaultInitialLimit)
+		}
+		t.Logf("%+v, limit from %d to %d", s, lo, hi)
+	})
+}

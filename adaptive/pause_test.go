@@ -1,0 +1,64 @@
+package adaptive
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// A pause of the client's own process (everything stopped for 3.5s, the
+// upstream healthy) is not the dependency's latency: the calls that span
+// it are not timed, and the limit does not move.
+// (A test of the package itself, to start a window as the pause starts.) Closed-loop workers keep
+// the limiter at its limit, so that a sample taken would cut it.
+func TestClientPauseIsNotLatency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New(WithInitialLimit(10))
+		var pausedUntil atomic.Int64 // Unix nanoseconds
+		op := func(ctx context.Context) error {
+			time.Sleep(10 * time.Millisecond)
+			if d := time.Until(time.Unix(0, pausedUntil.Load())); d > 0 {
+				time.Sleep(d) // the reply is there, but the process is stopped
+			}
+			return nil
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := l.Do(context.Background(), op); err != nil {
+						time.Sleep(time.Millisecond)
+					}
+				}
+			})
+		}
+		time.Sleep(2*time.Second + 5*time.Millisecond) // every worker in the middle of a call
+		before := l.Limit()
+		// The pause starts with a window, so that the calls that span it are
+		// the window's only samples.
+		l.mu.Lock()
+		l.est.restart(time.Now())
+		l.mu.Unlock()
+		pausedUntil.Store(time.Now().Add(3500 * time.Millisecond).UnixNano())
+		time.Sleep(3500 * time.Millisecond)
+		low := before
+		for range 20 {
+			time.Sleep(50 * time.Millisecond)
+			low = min(low, l.Limit())
+		}
+		close(stop)
+		wg.Wait()
+		if low < before {
+			t.Errorf("after the pause the limit fell to %d, want at least %d as before it", low, before)
+		}
+	})
+}
