@@ -80,3 +80,68 @@ func TestSlowTailIsNotOverload(t *testing.T) {
 		t.Logf("%+v, limit from %d to %d", s, lo, hi)
 	})
 }
+
+// A long incident (two minutes at a quarter of the capacity) must not
+// teach the limiter that the queue it keeps is the dependency's normal
+// latency (failsafe-go #127): the limit stays low to the end, and grows
+// back when the capacity returns.
+func TestLongIncidentKeepsTheBaseline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUpstream(8, 20*time.Millisecond)
+		l := adaptive.New()
+		var tl timeline
+		begin := time.Now()
+		res := load(l, u, 200, 134*time.Second, 3*time.Second, func(at time.Duration) {
+			switch at {
+			case 2 * time.Second:
+				u.set(1, 20*time.Millisecond)
+			case 122 * time.Second:
+				u.set(8, 20*time.Millisecond)
+			}
+			tl.record(at, l.Limit())
+		})
+		for from := 10 * time.Second; from < 122*time.Second; from += 10 * time.Second {
+			to := min(from+10*time.Second, 122*time.Second)
+			s := summarise(res, begin, from, to)
+			perSecond := float64(s.ok) / (to - from).Seconds()
+			if perSecond < 0.95*50 || s.p99 > 200*time.Millisecond {
+				t.Errorf("from %v to %v into the run: %.1f successes/s, p99 %v; want at least 47.5/s and at most 200ms", from, to, perSecond, s.p99)
+			}
+		}
+		if _, hi := tl.between(100*time.Second, 122*time.Second); hi > 10 {
+			t.Errorf("late in the incident the limit rose to %d, want at most 10", hi)
+		}
+		after := summarise(res, begin, 122500*time.Millisecond, 134*time.Second)
+		if after.ok != after.calls {
+			t.Errorf("from 500ms after the recovery: %d of %d calls succeeded, want all", after.ok, after.calls)
+		}
+	})
+}
+
+// A dependency that becomes slower for good, without queueing (every call
+// takes 50ms instead of 10ms, however many run at once), is first taken
+// for an overload; the probe after 30s learns the new baseline and the
+// limit grows back to carry the demand.
+func TestSlowerForGoodGrowsBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUpstream(10_000, 10*time.Millisecond)
+		l := adaptive.New(adaptive.WithInitialLimit(5))
+		var tl timeline
+		changed := false
+		begin := time.Now()
+		res := load(l, u, 200, 50*time.Second, 3*time.Second, func(at time.Duration) {
+			if at >= 5*time.Second && !changed {
+				u.set(10_000, 50*time.Millisecond)
+				changed = true
+			}
+			tl.record(at, l.Limit())
+		})
+		late := summarise(res, begin, 40*time.Second, 50*time.Second)
+		if late.ok != late.calls {
+			t.Errorf("from 35s after the change: %d of %d calls succeeded, want all", late.ok, late.calls)
+		}
+		lo, _ := tl.between(5*time.Second, 30*time.Second)
+		_, hi := tl.between(40*time.Second, 50*time.Second)
+		t.Logf("limit cut to %d, back to %d; %+v", lo, hi, late)
+	})
+}

@@ -71,6 +71,7 @@ type estimator struct {
 	fastest   time.Duration
 	saturated bool    // the limit was reached: a call was turned away, queued, or took the last slot
 	grown     float64 // what grow added in the window
+	allowance float64 // the most grow may add in the window
 	healthy   bool    // the last window's fastest call was within tolerance of the baseline (or none yet)
 
 	// cutSince is when the limit was first cut in the current run of
@@ -79,7 +80,9 @@ type estimator struct {
 }
 
 func newEstimator(min, max, initial int, now time.Time) estimator {
-	return estimator{min: float64(min), max: float64(max), limit: float64(initial), start: now, healthy: true}
+	e := estimator{min: float64(min), max: float64(max), limit: float64(initial), healthy: true}
+	e.restart(now)
+	return e
 }
 
 // current returns the limit as a number of calls.
@@ -91,7 +94,8 @@ func (e *estimator) saturate() { e.saturated = true }
 // restart forgets the current window's samples, after a pause of the
 // client that made them meaningless.
 func (e *estimator) restart(now time.Time) {
-	e.start, e.n, e.fastest, e.saturated, e.grown = now, 0, 0, false, 0
+	e.start, e.n, e.fastest, e.saturated = now, 0, 0, false
+	e.grown, e.allowance = 0, max(e.limit*growth, 1)
 }
 
 // grow raises the limit by one for a call that found it reached, and
@@ -102,7 +106,7 @@ func (e *estimator) restart(now time.Time) {
 // ends; demand that outgrows the dependency is cut back by the next
 // window.
 func (e *estimator) grow() bool {
-	if !e.healthy || e.limit+1 > e.max || e.grown+1 > max(e.limit*growth, 1) {
+	if !e.healthy || e.limit+1 > e.max || e.grown+1 > e.allowance {
 		return false
 	}
 	e.limit++

@@ -2,11 +2,14 @@ package adaptive
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/resilience-go/resilience"
 )
 
 // A pause of the client's own process (everything stopped for 3.5s, the
@@ -59,6 +62,40 @@ func TestClientPauseIsNotLatency(t *testing.T) {
 		wg.Wait()
 		if low < before {
 			t.Errorf("after the pause the limit fell to %d, want at least %d as before it", low, before)
+		}
+	})
+}
+
+// Only calls that say something of the dependency's queue are timed: not
+// the caller's cancellation, not failures; a call that ran out of time is.
+func TestWhatIsTimed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tests := []struct {
+			name  string
+			op    func(ctx context.Context) error
+			timed bool
+		}{
+			{"success", func(context.Context) error { time.Sleep(time.Second); return nil }, true},
+			{"rejected by the dependency (a 4xx)", func(context.Context) error {
+				time.Sleep(time.Second)
+				return resilience.Mark(errors.New("404"), resilience.KindRejected)
+			}, true},
+			{"out of time", func(context.Context) error { time.Sleep(time.Second); return context.DeadlineExceeded }, true},
+			{"failure", func(context.Context) error { time.Sleep(time.Second); return errors.New("connection reset") }, false},
+			{"the caller cancelled", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, false},
+		}
+		for _, tt := range tests {
+			l := New()
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(1500*time.Millisecond, cancel)
+			l.Do(ctx, tt.op)
+			cancel()
+			l.mu.Lock()
+			n := l.est.n
+			l.mu.Unlock()
+			if timed := n == 1; timed != tt.timed {
+				t.Errorf("%s: timed %v, want %v", tt.name, timed, tt.timed)
+			}
 		}
 	})
 }
