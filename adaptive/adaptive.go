@@ -234,6 +234,7 @@ func (l *Limiter) acquire(ctx context.Context) (ticket, error) {
 // admitLocked takes a slot for a call starting at now.
 func (l *Limiter) admitLocked(now time.Time, limit int) ticket {
 	l.inFlight++
+	l.est.admitted(l.inFlight)
 	if l.inFlight >= limit {
 		l.est.saturate()
 	}

@@ -19,13 +19,23 @@
 // calls), it compares the fastest call of the window with the baseline, the
 // fastest call it has seen:
 //
-//   - fastest call within 1.5 times the baseline, limit reached in the
-//     window: the limit grows by a quarter;
-//   - fastest call above 1.5 times the baseline, limit reached: the limit
-//     is cut in proportion (at most halved per window), plus √limit of
-//     headroom so that the dependency never idles;
-//   - limit not reached: the limit stays. Latency that rises while the
-//     limiter has room to spare is not a queue it caused.
+//   - fastest call above 1.5 times the baseline, limit reached in the
+//     window: the limit is cut in proportion (at most halved per window),
+//     plus √limit of headroom so that the dependency never idles;
+//   - limit not reached: the limit is not cut (latency that rises while
+//     the limiter has room to spare is not a queue it caused), but a limit
+//     far above demand decays, a tenth of the way per window, toward the
+//     peak in flight plus four: every call a limit lets in at the onset of
+//     an overload joins the dependency's queue, so an unused limit is not
+//     a safe one.
+//
+// A call that finds the limit reached raises it by one instead of being
+// turned away, as long as neither the last window nor the last call to
+// come back showed a queue: a burst of parallel calls, or a slow tail
+// filling the slots, on a dependency that keeps up is carried at once, and
+// the limit grows back as soon as the dependency recovers. At the onset of
+// an overload, the first call to come back from the dependency's queue
+// stops the growth.
 //
 // The limit stays between a minimum and a maximum ([WithLimits]), starting
 // from [WithInitialLimit].

@@ -20,9 +20,10 @@ const (
 	// minGradient bounds one update's decrease: the limit at most halves
 	// per window.
 	minGradient = 0.5
-	// growth is the most the limit grows per window, as a fraction of it,
-	// while the limit is reached and latency is at its baseline.
-	growth = 0.25
+	// idleHeadroom and idleDecay set how a limit above demand decays: toward
+	// the peak in flight plus idleHeadroom, a tenth of the way per window.
+	idleHeadroom = 4
+	idleDecay    = 0.1
 	// baselineRise is the fraction of the way the baseline moves up toward
 	// a slower window's fastest call, and only in windows where the limit
 	// was never reached: a dependency that became slower for good is
@@ -55,11 +56,15 @@ const (
 //     latency up with spare room is the dependency's own business;
 //   - shrinking multiplies the limit by tolerance·baseline/current (at
 //     most halving it) and adds √limit of headroom, so the limit settles
-//     where the dependency's queue is short but never empty; growing adds
-//     a quarter of the limit per window in which the limit was reached
-//     with latency at its baseline, so the limit grows back within a
-//     second of the dependency's recovery and never grows on demand that
-//     does not reach it.
+//     where the dependency's queue is short but never empty;
+//   - growing needs no window: a call that finds the limit reached raises
+//     it by one, as long as neither the last window nor the last call
+//     showed a queue (see estimator.grow), so a burst or a slow tail on a
+//     dependency that keeps up is never turned away, and the limit grows
+//     back as soon as the dependency recovers;
+//   - a limit far above demand decays toward the peak in flight plus a
+//     few: the calls a limit lets in at the onset of an overload all join
+//     the dependency's queue, so an unused limit is not a safe one.
 type estimator struct {
 	min, max float64
 	limit    float64
@@ -69,10 +74,10 @@ type estimator struct {
 	start     time.Time
 	n         int
 	fastest   time.Duration
-	saturated bool    // the limit was reached: a call was turned away, queued, or took the last slot
-	grown     float64 // what grow added in the window
-	allowance float64 // the most grow may add in the window
-	healthy   bool    // the last window's fastest call was within tolerance of the baseline (or none yet)
+	saturated bool          // the limit was reached: a call was turned away, queued, or took the last slot
+	peak      int           // the most calls in flight in the window
+	healthy   bool          // the last window's fastest call was within tolerance of the baseline (or none yet)
+	latest    time.Duration // the last sample
 
 	// cutSince is when the limit was first cut in the current run of
 	// windows that cut or held it down; zero when the last window did not.
@@ -94,23 +99,24 @@ func (e *estimator) saturate() { e.saturated = true }
 // restart forgets the current window's samples, after a pause of the
 // client that made them meaningless.
 func (e *estimator) restart(now time.Time) {
-	e.start, e.n, e.fastest, e.saturated = now, 0, 0, false
-	e.grown, e.allowance = 0, max(e.limit*growth, 1)
+	e.start, e.n, e.fastest, e.saturated, e.peak = now, 0, 0, false, 0
 }
 
+// admitted records that a call was let in, leaving inFlight in flight.
+func (e *estimator) admitted(inFlight int) { e.peak = max(e.peak, inFlight) }
+
 // grow raises the limit by one for a call that found it reached, and
-// reports whether it did: only while the last window showed no queue, and
-// by at most a quarter of the limit (at least one) per window. Demand
-// that grows while the dependency keeps up (a slow tail filling the
-// slots) is thus carried at once instead of turned away until the window
-// ends; demand that outgrows the dependency is cut back by the next
-// window.
+// reports whether it did: only while neither the last window nor the last
+// call showed a queue. Demand that grows while the dependency keeps up (a
+// burst of parallel calls, a slow tail filling the slots) is thus carried
+// at once. At the onset of an overload the first call to come back from
+// the dependency's queue is slow, which stops the growth within one
+// service time; the next window cuts the limit back.
 func (e *estimator) grow() bool {
-	if !e.healthy || e.limit+1 > e.max || e.grown+1 > e.allowance {
+	if !e.healthy || e.limit+1 > e.max || e.baseline > 0 && float64(e.latest) > tolerance*float64(e.baseline) {
 		return false
 	}
 	e.limit++
-	e.grown++
 	return true
 }
 
@@ -123,6 +129,7 @@ func (e *estimator) sample(d time.Duration, now time.Time) bool {
 	if e.n == 0 || d < e.fastest {
 		e.fastest = d
 	}
+	e.latest = d
 	e.n++
 	if e.n < minSamples || now.Sub(e.start) < window {
 		return false
@@ -144,7 +151,14 @@ func (e *estimator) update(now time.Time) {
 	slow := float64(cur) > tolerance*float64(e.baseline)
 	switch {
 	case !e.saturated:
-		// Demand is below the limit: nothing to learn about the limit.
+		// Demand is below the limit. A limit far above it is not a
+		// safe one: at the onset of an overload every call it lets in
+		// joins the dependency's queue. It decays toward the window's
+		// peak plus a few, by a tenth per window; grow carries a burst
+		// beyond that at once, if the dependency keeps up.
+		if target := float64(e.peak + idleHeadroom); limit > target {
+			limit -= (limit - target) * idleDecay
+		}
 	case slow:
 		g := max(tolerance*float64(e.baseline)/float64(cur), minGradient)
 		limit = min(limit*g+math.Sqrt(limit), limit) // queueing never raises the limit

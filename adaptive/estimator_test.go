@@ -9,6 +9,7 @@ import (
 type win struct {
 	fastest   time.Duration
 	saturated bool
+	peak      int // calls in flight at most
 }
 
 func TestEstimatorUpdate(t *testing.T) {
@@ -20,19 +21,22 @@ func TestEstimatorUpdate(t *testing.T) {
 		wantLimit    int
 		wantBaseline time.Duration
 	}{
-		{"first window sets the baseline", 20, []win{{10 * ms, true}}, 20, 10 * ms},
-		{"latency at the baseline leaves the limit", 20, []win{{10 * ms, true}, {12 * ms, true}}, 20, 10 * ms},
-		{"within tolerance is not a queue", 20, []win{{10 * ms, true}, {15 * ms, true}}, 20, 10 * ms},
+		{"first window sets the baseline", 20, []win{{10 * ms, true, 0}}, 20, 10 * ms},
+		{"latency at the baseline leaves the limit", 20, []win{{10 * ms, true, 0}, {12 * ms, true, 0}}, 20, 10 * ms},
+		{"within tolerance is not a queue", 20, []win{{10 * ms, true, 0}, {15 * ms, true, 0}}, 20, 10 * ms},
 		// 20·max(1.5·10/40, 0.5) + √20 = 14.47
-		{"a queue at the limit cuts it", 20, []win{{10 * ms, true}, {40 * ms, true}}, 14, 10 * ms},
+		{"a queue at the limit cuts it", 20, []win{{10 * ms, true, 0}, {40 * ms, true, 0}}, 14, 10 * ms},
 		// 20·(1.5·10/20) + √20 = 19.47
-		{"the cut is in proportion", 20, []win{{10 * ms, true}, {20 * ms, true}}, 19, 10 * ms},
-		{"a slower dependency with room to spare is not cut", 20, []win{{10 * ms, true}, {40 * ms, false}}, 20, 10*ms + 30*ms/16},
-		{"the baseline does not rise while the limit is reached", 20, []win{{10 * ms, true}, {40 * ms, true}, {40 * ms, true}}, 11, 10 * ms},
-		{"a faster call lowers the baseline", 20, []win{{10 * ms, true}, {5 * ms, true}}, 20, 5 * ms},
+		{"the cut is in proportion", 20, []win{{10 * ms, true, 0}, {20 * ms, true, 0}}, 19, 10 * ms},
+		{"a slower dependency with room to spare is not cut", 20, []win{{10 * ms, true, 0}, {40 * ms, false, 20}}, 20, 10*ms + 30*ms/16},
+		// 20 − (20 − (5+4))·0.1 = 18.9
+		{"an unused limit decays toward demand", 20, []win{{10 * ms, true, 0}, {10 * ms, false, 5}}, 18, 10 * ms},
+		{"a used limit does not decay", 20, []win{{10 * ms, true, 0}, {10 * ms, false, 16}}, 20, 10 * ms},
+		{"the baseline does not rise while the limit is reached", 20, []win{{10 * ms, true, 0}, {40 * ms, true, 0}, {40 * ms, true, 0}}, 11, 10 * ms},
+		{"a faster call lowers the baseline", 20, []win{{10 * ms, true, 0}, {5 * ms, true, 0}}, 20, 5 * ms},
 		// 3·0.5 + √3 = 3.2: the headroom keeps a few calls in flight
-		{"the cut leaves headroom", 3, []win{{10 * ms, true}, {time.Second, true}, {time.Second, true}}, 3, 10 * ms},
-		{"the cut never raises a small limit", 2, []win{{10 * ms, true}, {16 * ms, true}}, 2, 10 * ms},
+		{"the cut leaves headroom", 3, []win{{10 * ms, true, 0}, {time.Second, true, 0}, {time.Second, true, 0}}, 3, 10 * ms},
+		{"the cut never raises a small limit", 2, []win{{10 * ms, true, 0}, {16 * ms, true, 0}}, 2, 10 * ms},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,6 +46,7 @@ func TestEstimatorUpdate(t *testing.T) {
 				if w.saturated {
 					e.saturate()
 				}
+				e.admitted(w.peak)
 				now = now.Add(window)
 				for range minSamples {
 					e.sample(w.fastest, now)
@@ -98,10 +103,11 @@ func TestEstimatorGrow(t *testing.T) {
 	for e.grow() {
 		n++
 	}
-	if n != 5 {
-		t.Errorf("grew by %d in a window from 20, want 5 (a quarter)", n)
+	if n != 180 {
+		t.Errorf("before any sample grew by %d, want 180 (up to the maximum)", n)
 	}
-	// A healthy window opens a new allowance.
+
+	e = newEstimator(2, 200, 20, now)
 	e.saturate()
 	for range minSamples {
 		e.sample(10*time.Millisecond, now.Add(window))
@@ -109,11 +115,24 @@ func TestEstimatorGrow(t *testing.T) {
 	if !e.grow() {
 		t.Error("no growth after a healthy window")
 	}
-	// A queue stops growth.
-	e.saturate()
-	for range minSamples {
-		e.sample(100*time.Millisecond, now.Add(2*window))
+	// The last call came back from a queue: no growth until a call
+	// does not.
+	e.sample(20*time.Millisecond, now.Add(window))
+	if e.grow() {
+		t.Error("grew after a call slower than 1.5 times the baseline")
 	}
+	e.sample(12*time.Millisecond, now.Add(window))
+	if !e.grow() {
+		t.Error("no growth after a call within tolerance")
+	}
+	// A window that showed a queue stops growth.
+	for i := range 2 {
+		e.saturate()
+		for range minSamples {
+			e.sample(100*time.Millisecond, now.Add(time.Duration(2+i)*window))
+		}
+	}
+	e.sample(10*time.Millisecond, now.Add(3*window))
 	if e.grow() {
 		t.Error("grew after a window that showed a queue")
 	}

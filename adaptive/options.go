@@ -68,9 +68,9 @@ type initialOption int
 func (o initialOption) apply(c *config) { c.initial, c.initialSet = int(o), true }
 
 // WithInitialLimit sets the limit a limiter starts from (default 20), before
-// it has seen any latency. The limit grows by a quarter per tenth of a
-// second while demand reaches it and latency stays at its baseline, so a
-// low start costs little. It panics if n is outside the range of
+// it has seen any latency. The limit grows at once to carry demand while
+// latency stays at its baseline, and decays toward demand when unused, so
+// the start matters little. It panics if n is outside the range of
 // [WithLimits].
 func WithInitialLimit(n int) Option { return initialOption(n) }
 
