@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/breaker"
+	"github.com/resilience-go/resilience/resiliencehttp"
+	"github.com/resilience-go/resilience/retry"
 	"github.com/resilience-go/resilience/throttle"
 )
 
@@ -28,4 +32,11 @@ func Example() {
 	// Output:
 	// probability of rejection: 0.99
 	// refused
+}
+
+// Per host, per attempt: inside the retry, outside the breaker.
+func ExampleNewKeyed() {
+	client := &http.Client{Transport: resiliencehttp.NewTransport(nil, retry.New(), throttle.NewKeyed(), breaker.NewKeyed())}
+	_ = client
+	// Output:
 }
