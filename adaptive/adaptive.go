@@ -332,6 +332,7 @@ func (l *Limiter) grantLocked() {
 		w.granted = true
 		close(w.ready)
 		l.inFlight++
+		l.est.admitted(l.inFlight)
 		n++
 	}
 	if n > 0 {
