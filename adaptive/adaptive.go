@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,10 @@ func (e *LimitError) Is(target error) bool { return target == ErrLimited }
 // for a second was not running, or has spare room and so nothing to learn.
 const pauseGap = time.Second
 
+// maxCatchUp bounds how long the limiter lets every call in after a pause
+// of its process.
+const maxCatchUp = 10 * time.Second
+
 // Limiter is a [resilience.Policy] that bounds how many calls run at once
 // to one dependency, with a limit that follows the dependency's latency:
 // it shrinks when the dependency queues and grows back when it no longer
@@ -78,6 +83,7 @@ type Limiter struct {
 	inFlight  int
 	lastEvent time.Time // when a call last started or ended
 	epoch     uint64    // pauses seen: a call that spans one is not timed
+	catchUp   time.Time // after a pause, until when calls are let in without a limit
 	probing   bool      // running a probe window at the minimum limit
 	probeN    int       // samples of the probe so far
 	probeMin  time.Duration
@@ -171,6 +177,13 @@ func (l *Limiter) acquire(ctx context.Context) (ticket, error) {
 	now := time.Now()
 	l.mu.Lock()
 	l.notePauseLocked(now)
+	if !l.catchUp.IsZero() {
+		// The calls that fell due while the process was paused arrive
+		// at once: the limiter knows nothing that should turn them away.
+		t := l.admitLocked(now, math.MaxInt)
+		l.mu.Unlock()
+		return t, nil
+	}
 	limit := l.effectiveLimitLocked()
 	if l.inFlight >= limit && len(l.waiters) == 0 && !l.probing && l.est.grow() {
 		limit = l.est.current()
@@ -252,11 +265,21 @@ func (l *Limiter) effectiveLimitLocked() int {
 }
 
 // notePauseLocked starts a new epoch when the limiter, with calls in
-// flight, saw no call start or end for pauseGap.
+// flight, saw no call start or end for pauseGap: a pause of the process.
+// The calls in flight across it are not timed. For as long again as the
+// pause lasted (at most maxCatchUp) the limiter catches up: it lets every
+// call in, since the calls that fell due during the pause arrive at once
+// and the pause says nothing of the dependency, and times none of them (the
+// epoch moves on again when the catch-up ends).
 func (l *Limiter) notePauseLocked(now time.Time) {
-	if l.inFlight > 0 && now.Sub(l.lastEvent) > pauseGap {
+	if gap := now.Sub(l.lastEvent); l.inFlight > 0 && gap > pauseGap {
 		l.epoch++
 		l.est.restart(now)
+		l.catchUp = now.Add(min(gap, maxCatchUp))
+	} else if !l.catchUp.IsZero() && !now.Before(l.catchUp) {
+		l.epoch++
+		l.est.restart(now)
+		l.catchUp = time.Time{}
 	}
 	l.lastEvent = now
 }
@@ -280,7 +303,7 @@ func (l *Limiter) sample(ctx context.Context, t ticket, err error) {
 	d := now.Sub(t.start)
 	l.mu.Lock()
 	l.notePauseLocked(now)
-	if !timed || t.epoch != l.epoch {
+	if !timed || t.epoch != l.epoch || !l.catchUp.IsZero() {
 		l.mu.Unlock()
 		return
 	}

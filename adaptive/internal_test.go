@@ -99,3 +99,54 @@ func TestWhatIsTimed(t *testing.T) {
 		}
 	})
 }
+
+// The calls that fell due while the process was paused arrive at once when
+// it continues (as the requests a stalled service accepted would): the
+// limiter lets them all in, even past its maximum, and times none of them.
+func TestCatchUpAfterAPause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New(WithInitialLimit(10))
+		var pausedUntil atomic.Int64 // Unix nanoseconds
+		op := func(ctx context.Context) error {
+			time.Sleep(20 * time.Millisecond)
+			if d := time.Until(time.Unix(0, pausedUntil.Load())); d > 0 {
+				time.Sleep(d)
+			}
+			return nil
+		}
+		var wg sync.WaitGroup
+		for range 5 { // in flight across the pause
+			wg.Go(func() { l.Do(context.Background(), op) })
+		}
+		time.Sleep(5 * time.Millisecond)
+		pausedUntil.Store(time.Now().Add(3500 * time.Millisecond).UnixNano())
+		time.Sleep(3500 * time.Millisecond)
+		var rejected atomic.Int64
+		for range 500 { // the backlog, past the maximum limit (200)
+			wg.Go(func() {
+				if err := l.Do(context.Background(), op); err != nil {
+					rejected.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if n := rejected.Load(); n > 0 {
+			t.Errorf("%d of the 500 calls that fell due during the pause turned away, want none", n)
+		}
+		l.mu.Lock()
+		n := l.est.n
+		l.mu.Unlock()
+		if n != 0 {
+			t.Errorf("%d calls of the catch-up timed, want none", n)
+		}
+		// After the catch-up, the limit applies again.
+		time.Sleep(4 * time.Second)
+		l.Do(context.Background(), op)
+		l.mu.Lock()
+		catchingUp := !l.catchUp.IsZero()
+		l.mu.Unlock()
+		if catchingUp {
+			t.Error("still catching up 4s after a 3.5s pause")
+		}
+	})
+}

@@ -8,7 +8,8 @@
 //   - slowtail: the same upstream at full capacity, but every fifth reply
 //     takes 2s (outside the queue): nothing is overloaded;
 //   - starved: the upstream healthy, the client process stopped for 3.5s
-//     (SIGSTOP, SIGCONT) in the middle of the run.
+//     (SIGSTOP, SIGCONT) in the middle of the run; the calls that fell due
+//     meanwhile start at once when it continues.
 //
 // Stacks: none (http.DefaultTransport), adaptive (resiliencehttp over
 // adaptive.NewKeyed at its defaults), failsafe (failsafe-go's
@@ -389,12 +390,19 @@ func runClient(url, stack string, start time.Time, d time.Duration) error {
 		wg    sync.WaitGroup
 	)
 	time.Sleep(time.Until(start))
-	tick := time.NewTicker(time.Second / rate) // a stopped process misses its ticks
-	defer tick.Stop()
-	for now := time.Now(); now.Sub(start) < d; now = <-tick.C {
+	// Open loop: a call starts when it is due, however many are still
+	// running. Calls that fell due while this process was stopped start at
+	// once when it continues, with what is left of their deadline, as the
+	// requests a stalled service accepted would; latency counts from when
+	// a call fell due.
+	for i := 0; ; i++ {
+		due := time.Duration(i) * time.Second / rate
+		if due >= d {
+			break
+		}
+		time.Sleep(time.Until(start.Add(due)))
 		wg.Go(func() {
-			at := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			ctx, cancel := context.WithDeadline(context.Background(), start.Add(due+deadline))
 			defer cancel()
 			ok := false
 			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
@@ -407,7 +415,7 @@ func runClient(url, stack string, start time.Time, d time.Duration) error {
 				fmt.Fprintln(os.Stderr, "client:", err)
 			}
 			mu.Lock()
-			calls = append(calls, call{at.Sub(start), time.Since(at), ok})
+			calls = append(calls, call{due, time.Since(start) - due, ok})
 			mu.Unlock()
 		})
 	}
