@@ -52,7 +52,13 @@
 //   - a pause of its own process (stopped, starved of CPU, a VM migrated):
 //     a limiter with calls in flight that sees no call start or end for a
 //     second takes it for a pause, and the calls that span it are not
-//     timed;
+//     timed. A busy limiter sees calls start and end every few
+//     milliseconds, so a second of silence with calls in flight means it
+//     was not running; the monotonic clock alone cannot tell, since it
+//     runs on while the process is stopped. For as long again as the pause
+//     lasted (at most 10 seconds) the limiter then lets every call in,
+//     untimed: the calls that fell due during the pause arrive at once,
+//     and nothing it knows says the dependency cannot take them;
 //   - a long incident: the baseline rises only in windows where the limit
 //     was not reached, so the limiter's own queueing never raises it.
 //     When the limit has been held down for 30 seconds, the limiter runs
