@@ -162,11 +162,11 @@ func (l *Limiter) Do(ctx context.Context, op func(context.Context) error) error 
 	}()
 	err = op(ctx)
 	returned = true
-	l.sample(ctx, t, err)
 	if resilience.Held(ctx) {
+		l.end(ctx, t, err, false)
 		resilience.Defer(ctx, l.release)
 	} else {
-		l.releaseSlot(nil)
+		l.end(ctx, t, err, true)
 	}
 	return err
 }
@@ -284,44 +284,49 @@ func (l *Limiter) notePauseLocked(now time.Time) {
 	l.lastEvent = now
 }
 
-// sample times the call that held t, which ended with err.
-func (l *Limiter) sample(ctx context.Context, t ticket, err error) {
+// end times the call that held t, which returned err, and gives its slot
+// back if release: one lock and one reading of the clock for the common
+// case of a result not held past op.
+func (l *Limiter) end(ctx context.Context, t ticket, err error, release bool) {
 	now := time.Now()
-	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(ctxErr, context.DeadlineExceeded) {
-		l.mu.Lock()
-		l.notePauseLocked(now)
-		l.mu.Unlock()
-		return // the caller cancelled: its call says nothing of the dependency
-	}
 	timed := false
-	switch resilience.Classify(err) {
-	case resilience.KindSuccess, resilience.KindRejected:
-		timed = true
-	default:
-		timed = errors.Is(err, context.DeadlineExceeded)
+	if ctxErr := ctx.Err(); ctxErr == nil || errors.Is(ctxErr, context.DeadlineExceeded) {
+		// A call the caller cancelled says nothing of the dependency.
+		switch resilience.Classify(err) {
+		case resilience.KindSuccess, resilience.KindRejected:
+			timed = true
+		default:
+			timed = errors.Is(err, context.DeadlineExceeded)
+		}
 	}
-	d := now.Sub(t.start)
 	l.mu.Lock()
 	l.notePauseLocked(now)
-	if !timed || t.epoch != l.epoch || !l.catchUp.IsZero() {
-		l.mu.Unlock()
-		return
+	if timed && t.epoch == l.epoch && l.catchUp.IsZero() {
+		l.sampleLocked(t, now.Sub(t.start), now)
 	}
+	if release {
+		l.inFlight--
+	}
+	l.grantLocked()
+	l.mu.Unlock()
+}
+
+// sampleLocked adds the latency d of the call that held t, ended at now.
+func (l *Limiter) sampleLocked(t ticket, d time.Duration, now time.Time) {
 	if l.probing {
-		if t.probe {
-			if l.probeN == 0 || d < l.probeMin {
-				l.probeMin = d
-			}
-			l.probeN++
-			if l.probeN >= minSamples {
-				l.est.probed(l.probeMin)
-				l.probing = false
-				l.limit.Store(int64(l.est.current()))
-				l.est.restart(now)
-				l.grantLocked()
-			}
+		if !t.probe {
+			return
 		}
-		l.mu.Unlock()
+		if l.probeN == 0 || d < l.probeMin {
+			l.probeMin = d
+		}
+		l.probeN++
+		if l.probeN >= minSamples {
+			l.est.probed(l.probeMin)
+			l.probing = false
+			l.limit.Store(int64(l.est.current()))
+			l.est.restart(now)
+		}
 		return
 	}
 	if l.est.sample(d, now) {
@@ -330,18 +335,15 @@ func (l *Limiter) sample(ctx context.Context, t ticket, err error) {
 			l.probing, l.probeN = true, 0
 			l.limit.Store(int64(l.est.min))
 		}
-		l.grantLocked()
 	}
-	l.mu.Unlock()
 }
 
 // releaseSlot gives a slot back, to the first queued call if there is one
-// and the limit allows it.
+// and the limit allows it. It does not read the clock: the call's end was
+// noted when op returned.
 func (l *Limiter) releaseSlot(error) {
-	now := time.Now()
 	l.mu.Lock()
 	l.inFlight--
-	l.lastEvent = now
 	l.grantLocked()
 	l.mu.Unlock()
 }
