@@ -38,6 +38,7 @@ type LimitError struct {
 	Reason string // ReasonLimit, ReasonQueueFull or ReasonQueueTimeout
 }
 
+// Error names the host, the limit and the reason.
 func (e *LimitError) Error() string {
 	target := e.Target
 	if target == "" {

@@ -29,6 +29,7 @@ type RejectedError struct {
 	Probability float64 // the probability of rejection the call drew against
 }
 
+// Error names the host and the probability of rejection.
 func (e *RejectedError) Error() string {
 	target := e.Target
 	if target == "" {
