@@ -111,7 +111,7 @@ const grpcRetryConfig = `{"methodConfig": [{
 }]}`
 
 // dialWith connects to addr with opts until the test ends.
-func dialWith(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+func dialWith(t testing.TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -20,29 +19,11 @@ import (
 	"github.com/resilience-go/resilience/timeout"
 )
 
-// grpcRetry is a service config that makes grpc-go retry every method of
-// the test service by itself, as a resolver or a client may configure it.
-const grpcRetry = `{"methodConfig": [{
-	"name": [{"service": "grpc.testing.TestService"}],
-	"retryPolicy": {
-		"maxAttempts": 4,
-		"initialBackoff": "0.001s",
-		"maxBackoff": "0.005s",
-		"backoffMultiplier": 2,
-		"retryableStatusCodes": ["UNAVAILABLE"]
-	}
-}]}`
-
 // dialTestService connects to addr with opts (and plain credentials) until the
 // test ends.
 func dialTestService(t testing.TB, addr string, opts ...grpc.DialOption) testgrpc.TestServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return testgrpc.NewTestServiceClient(conn)
+	return testgrpc.NewTestServiceClient(dialWith(t, addr, opts...))
 }
 
 // setup is one way of making the same calls: plain gRPC, grpc-go's own
@@ -66,7 +47,7 @@ func setups(ours func() *Client) []setup {
 	}
 	return []setup{
 		{"plain gRPC", false, func() []grpc.DialOption { return []grpc.DialOption{grpc.WithDisableRetry()} }},
-		{"gRPC retry", true, func() []grpc.DialOption { return []grpc.DialOption{grpc.WithDefaultServiceConfig(grpcRetry)} }},
+		{"gRPC retry", true, func() []grpc.DialOption { return []grpc.DialOption{grpc.WithDefaultServiceConfig(grpcRetryConfig)} }},
 		{"interceptor", true, func() []grpc.DialOption { return interceptors(ours()) }},
 		{"two interceptors chained", true, func() []grpc.DialOption {
 			return interceptors(NewClient(timeout.New(time.Minute), WithIdempotentMethods(allMethods)), ours())
