@@ -69,8 +69,10 @@
 // (the pk parameter, such as "tenant";r=0;t=30;pk=:dGVuYW50LWE=:, as
 // ratelimit.Middleware sends for a keyed quota) covers one partition's
 // requests only, and holds none of the host's calls: the partition's next
-// request is answered 429 with Retry-After, which its own retry honours. A
-// field over 4 KiB, or one that does not parse, is ignored.
+// request is answered 429 with Retry-After, which its own retry honours,
+// and which counts, as every 429 does, toward the evidence above (a client
+// whose recent requests are mostly one throttled partition's is paced as a
+// whole). A field over 4 KiB, or one that does not parse, is ignored.
 //
 // When retries run out on a failed response, the caller gets that last
 // response with a nil error, as it would without the transport, not a
