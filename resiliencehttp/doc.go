@@ -50,7 +50,8 @@
 // the server saying that an earlier attempt with the same key is still
 // running (idempotency.Middleware answers so): it is throttled, about the
 // call alone, and the retry policy asks again with the same key once the
-// delay has passed, until it gets the first attempt's recorded response;
+// delay has passed, until it gets the first attempt's recorded response or
+// its attempts run out (each ask is an attempt);
 // a hedging policy never lets it win over an attempt still running. A 409
 // without Retry-After is the server's answer (rejected).
 //
