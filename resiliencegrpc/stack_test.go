@@ -130,6 +130,7 @@ func TestOurClientAgainstOurWholeServerGRPC(t *testing.T) {
 			cl, err := Standard(WithPipeline(append([]standard.Option{
 				standard.WithIdempotencyKeys(unaryMethod),
 				standard.WithAttemptTimeout(100 * time.Millisecond),
+				standard.WithRetries(5), // slack for a loaded machine, where an attempt may time out before it reaches the server
 			}, tt.opts...)...))
 			if err != nil {
 				t.Fatal(err)

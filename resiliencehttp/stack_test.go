@@ -166,6 +166,7 @@ func TestOurClientAgainstOurWholeServer(t *testing.T) {
 			tr, err := resiliencehttp.Standard(base, append([]standard.Option{
 				standard.WithIdempotencyKeys(hostOf(s.Server)),
 				standard.WithAttemptTimeout(100 * time.Millisecond),
+				standard.WithRetries(5), // slack for a loaded machine, where an attempt may time out before it reaches the server
 			}, tt.opts...)...)
 			if err != nil {
 				t.Fatal(err)
