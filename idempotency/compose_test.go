@@ -148,8 +148,10 @@ func TestClientIsNotPausedByAReplay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 		lim := ratelimit.NewLocal(ratelimit.Quota{Name: "q", Limit: 2, Window: 2 * time.Second})
-		perClient := func(*http.Request) string { return "one client" }
-		srv := ratelimit.Middleware(lim, perClient)(idempotency.Middleware(idempotency.NewMemoryStore())(h))
+		// One quota for the whole client (no pk): its r=0 holds the host,
+		// so a stale one replayed would hold the next call. A quota kept
+		// per key carries pk, which holds nothing, stale or not.
+		srv := ratelimit.Middleware(lim, ratelimit.Global)(idempotency.Middleware(idempotency.NewMemoryStore())(h))
 		tr, err := resiliencehttp.Standard(handlerTransport{srv})
 		if err != nil {
 			t.Fatal(err)

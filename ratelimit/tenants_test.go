@@ -66,3 +66,50 @@ func TestOneTenantsQuotaDoesNotHoldAnother(t *testing.T) {
 		t.Fatalf("tenant B: the handler ran %d times, want 1", served["B"])
 	}
 }
+
+// TestOnePartitionsClientIsPaced: a client whose every request is in one
+// partition (a quota per client, whose fields carry pk) and goes on after
+// its quota ran out. Its 429s are evidence like any other: once they are
+// half of the host's recent answers, the client's pushback gate holds its
+// next calls instead of sending each to be turned away (the README's
+// trade-off: such 429s from a tenant that makes most of a client's calls
+// hold the client's other tenants too).
+func TestOnePartitionsClientIsPaced(t *testing.T) {
+	var turned int
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	lim := ratelimit.NewLocal(ratelimit.Quota{Name: "client", Limit: 2, Window: time.Hour})
+	rl := ratelimit.Middleware(lim, func(r *http.Request) string { return "one client" })(h)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		rl.ServeHTTP(rec, r)
+		if rec.Code == http.StatusTooManyRequests {
+			turned++ // one request at a time below
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}))
+	defer srv.Close()
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	tr, err := resiliencehttp.Standard(base, standard.WithoutBreaker())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: tr}
+	for range 30 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		cancel()
+	}
+	if turned > 4 {
+		t.Fatalf("%d requests sent and turned away with 429 for 28 calls past the quota, want at most 4: the client was not paced", turned)
+	}
+}

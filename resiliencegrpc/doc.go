@@ -95,7 +95,11 @@
 // the unary calls in its scope a key of their own, sent as [IdempotencyKey]
 // on every attempt, which makes them retryable; a stream that was not
 // idempotent when it started is still sent once. The server side is
-// [IdempotencyServerInterceptor].
+// [IdempotencyServerInterceptor]. A stamped key is not given back to the
+// caller (unlike HTTP's resp.Request): a caller who needs the key, to ask
+// about the call later or to send it again itself, sets its own with
+// metadata.AppendToOutgoingContext(ctx, IdempotencyKey, key), which the
+// Keyer keeps.
 //
 // # Errors
 //

@@ -182,8 +182,9 @@ func TestShedDrainGRPC(t *testing.T) {
 
 // TestStandardClientBacksOffShed composes the library's gRPC client
 // (Standard) with the shedding interceptor at overload: the first shed's
-// pushback closes the client's gate, and the calls that follow wait
-// instead of being sent and shed.
+// pushback, the first answer this client had from the server, closes the
+// client's gate (half of the last answers pushed back), and the calls that
+// follow wait instead of being sent and shed.
 func TestStandardClientBacksOffShed(t *testing.T) {
 	const calls = 40
 	srv, entered, release := blockingServer()

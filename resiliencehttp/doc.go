@@ -50,7 +50,8 @@
 // the server saying that an earlier attempt with the same key is still
 // running (idempotency.Middleware answers so): it is throttled, about the
 // call alone, and the retry policy asks again with the same key once the
-// delay has passed, until it gets the first attempt's recorded response;
+// delay has passed, until it gets the first attempt's recorded response or
+// its attempts run out (each ask is an attempt);
 // a hedging policy never lets it win over an attempt still running. A 409
 // without Retry-After is the server's answer (rejected).
 //
@@ -69,8 +70,10 @@
 // (the pk parameter, such as "tenant";r=0;t=30;pk=:dGVuYW50LWE=:, as
 // ratelimit.Middleware sends for a keyed quota) covers one partition's
 // requests only, and holds none of the host's calls: the partition's next
-// request is answered 429 with Retry-After, which its own retry honours. A
-// field over 4 KiB, or one that does not parse, is ignored.
+// request is answered 429 with Retry-After, which its own retry honours,
+// and which counts, as every 429 does, toward the evidence above (a client
+// whose recent requests are mostly one throttled partition's is paced as a
+// whole). A field over 4 KiB, or one that does not parse, is ignored.
 //
 // When retries run out on a failed response, the caller gets that last
 // response with a nil error, as it would without the transport, not a

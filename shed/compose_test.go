@@ -15,11 +15,29 @@ import (
 )
 
 // TestStandardClientBacksOff composes the library's HTTP client
-// (resiliencehttp.Standard) with the middleware at overload: the first
-// 503 + Retry-After closes the client's pushback gate for the host, so the
-// calls that follow wait at the gate instead of being sent and shed, and
-// all of them succeed once the server has room again.
+// (resiliencehttp.Standard) with the middleware at overload. A 503 +
+// Retry-After is one request's answer (a server may shed part of its
+// load): it closes the client's pushback gate for the host once half of
+// the host's last 20 answers were such pushback. For a client new to the
+// host that is the first shed; for a client whose last 20 answers were
+// served, the tenth. The calls that follow wait at the gate instead of
+// being sent and shed, every shed call waits its own Retry-After, and all
+// of them succeed once the server has room again.
 func TestStandardClientBacksOff(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		warm     int // answers served before the overload
+		maxShed  int64
+		maxExtra int64 // requests sent beyond one per call
+	}{
+		{"new client", 0, 5, 5},
+		{"after 20 answers served", 20, 15, 15},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testStandardClientBacksOff(t, tt.warm, tt.maxShed, tt.maxExtra) })
+	}
+}
+
+func testStandardClientBacksOff(t *testing.T, warm int, maxShed, maxExtra int64) {
 	const calls = 40
 	var sent, shedCount atomic.Int64
 	b := newBlocking()
@@ -43,6 +61,21 @@ func TestStandardClientBacksOff(t *testing.T) {
 	}))
 	defer srv.Close()
 
+	tr, err := resiliencehttp.Standard(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: tr}
+	for range warm {
+		resp, err := client.Get(srv.URL + "/warm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	sent.Store(0)
+
 	// The server is full: two slow requests hold both slots.
 	var wg sync.WaitGroup
 	for range 2 {
@@ -50,11 +83,6 @@ func TestStandardClientBacksOff(t *testing.T) {
 		<-b.entered
 	}
 
-	tr, err := resiliencehttp.Standard(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := &http.Client{Transport: tr}
 	var ok atomic.Int64
 	for range calls {
 		wg.Go(func() {
@@ -83,12 +111,12 @@ func TestStandardClientBacksOff(t *testing.T) {
 		t.Errorf("%d of %d calls succeeded, want all", ok.Load(), calls)
 	}
 	// Without the gate every call would be sent and shed once: 40 sheds
-	// and 80 requests. With it, the calls after the first shed wait.
-	if n := shedCount.Load(); n > 5 {
-		t.Errorf("%d requests shed, want at most 5: the client did not back off", n)
+	// and 80 requests. With it, the calls after the gate closed wait.
+	if n := shedCount.Load(); n > maxShed {
+		t.Errorf("%d requests shed, want at most %d: the client did not back off", n, maxShed)
 	}
-	if n := sent.Load(); n > calls+5 {
-		t.Errorf("%d requests sent for %d calls, want at most %d", n, calls, calls+5)
+	if n := sent.Load(); n > calls+maxExtra {
+		t.Errorf("%d requests sent for %d calls, want at most %d", n, calls, calls+maxExtra)
 	}
 }
 

@@ -52,8 +52,11 @@
 // the queue would take to drain at the rate requests finished over the
 // last second or two, rounded up to whole seconds, at least 1s and at
 // most [DefaultMaxRetryAfter] ([WithMaxRetryAfter]). The library's own
-// clients honour it: their pushback gate holds every call to the server
-// until the delay ends, instead of each call finding out by itself.
+// clients honour it: the shed call's retry waits the delay, and once half
+// of the server's last 20 answers to a client were sheds, its pushback
+// gate holds every call to the server until the delay ends, instead of
+// each call finding out by itself (a shed answer to a call with an
+// idempotency key concerns that call alone: see package pushback).
 //
 // The error behind a shed is a [*RejectedError] (matching [ErrShed]) with
 // its [Reason]: [ReasonLimit], [ReasonQueueFull], [ReasonQueueTimeout],
