@@ -50,8 +50,9 @@
 // the server saying that an earlier attempt with the same key is still
 // running (idempotency.Middleware answers so): it is throttled, about the
 // call alone, and the retry policy asks again with the same key once the
-// delay has passed, until it gets the first attempt's recorded response or
-// its attempts run out (each ask is an attempt);
+// delay has passed, until it gets the first attempt's recorded response
+// (such asks spend none of the retry policy's attempts nor its budget: up
+// to ten of them, within the call's deadline);
 // a hedging policy never lets it win over an attempt still running. A 409
 // without Retry-After is the server's answer (rejected).
 //

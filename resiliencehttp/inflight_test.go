@@ -30,10 +30,15 @@ type orderServer struct {
 }
 
 func newOrderServer(t *testing.T, opts ...idempotency.Option) *orderServer {
+	return newSlowOrderServer(t, 300*time.Millisecond, opts...)
+}
+
+// newSlowOrderServer is newOrderServer with orders that take d to place.
+func newSlowOrderServer(t *testing.T, d time.Duration, opts ...idempotency.Option) *orderServer {
 	t.Helper()
 	s := &orderServer{}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(d)
 		s.mu.Lock()
 		s.placed = append(s.placed, r.Header.Get("Idempotency-Key"))
 		n := len(s.placed)
@@ -126,6 +131,21 @@ func TestKeyedRetryWaitsForTheOrderInFlight(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An order that takes 4s to place, under a 100ms attempt timeout and a
+// 10s deadline: the server answers each ask "in flight" (409, with a
+// Retry-After that grows as long as the key is held) until the order is
+// placed. Those answers spend none of the call's attempts, so it asks
+// until the recorded 201 comes, within its deadline; before, its fourth
+// attempt ended the call with the 409 after about 3s.
+func TestKeyedRetryOutlastsALongOrder(t *testing.T) {
+	t.Parallel()
+	s := newSlowOrderServer(t, 4*time.Second)
+	statuses, _, errs := placeOrders(t, s, 1)
+	if statuses[0] != http.StatusCreated || len(s.orders()) != 1 {
+		t.Fatalf("got %d (%v) with %d orders placed, want 201 for the one order", statuses[0], errs[0], len(s.orders()))
 	}
 }
 

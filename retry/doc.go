@@ -34,6 +34,13 @@
 //   - With a retry budget ([WithBudget], package budget), every retry pays
 //     for itself from a token quota that successful calls refill, so that
 //     retries cannot multiply the load on a dependency that is down.
+//   - An answer that the call itself is still in flight on the server (an
+//     earlier attempt under the same idempotency key still runs: throttled,
+//     with a delay for this call alone, resilience.PushbackCall; HTTP 409
+//     with Retry-After, gRPC Aborted, to a keyed call) is asked again after
+//     its delay without spending an attempt or a budget token, up to ten
+//     times beyond the attempts and never past the deadline: the caller
+//     gets the first attempt's recorded result, not the "in flight".
 //
 // When it gives up on a retryable failure, Do returns an [*Error] that says
 // how many attempts were made and why it stopped, and wraps the last

@@ -147,6 +147,7 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		return err
 	}
 	var (
+		asks  int                         // answers "in flight" that spent no attempt
 		start time.Time                   // read only with a maximum elapsed time: a clock read costs
 		b     *backoff.ExponentialBackOff // made on the first failure only
 		timer *time.Timer
@@ -178,7 +179,15 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 			at.Keep()
 			return p.giveUp(ctx, &Error{Attempts: n, Reason: call.NoRetry, Err: err})
 		}
-		if n >= p.c.maxAttempts {
+		// An answer that the call itself is still in flight (an earlier
+		// attempt under the same idempotency key still runs on the
+		// server) is no failure to spend an attempt on: the call asks
+		// again when the server says, within its deadline, up to
+		// maxInFlightAsks more times.
+		inFlight := isInFlight(err)
+		if inFlight && asks < maxInFlightAsks {
+			asks++
+		} else if n-asks >= p.c.maxAttempts {
 			at.Keep()
 			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrExhausted, Err: err})
 		}
@@ -211,7 +220,7 @@ func (p *Policy) Do(ctx context.Context, op func(context.Context) error) error {
 			at.Keep()
 			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrDeadline, Err: err})
 		}
-		if !p.c.budget.For(ctx).TryWithdraw() {
+		if !inFlight && !p.c.budget.For(ctx).TryWithdraw() {
 			at.Keep()
 			return p.giveUp(ctx, &Error{Attempts: n, Reason: ErrBudget, Err: err})
 		}
@@ -306,4 +315,21 @@ func reason(err error) string {
 		return "budget"
 	}
 	return "no_retry"
+}
+
+// maxInFlightAsks bounds how many "in flight" answers a call may get
+// beyond its attempts: with a server that advises ever longer waits (the
+// idempotency middleware advises as long as the key has been held), ten
+// asks cover minutes, and the call's deadline ends them sooner.
+const maxInFlightAsks = 10
+
+// isInFlight reports whether err says that the call itself is still in
+// flight on the server (throttled, with a pushback for this call alone:
+// resilience.PushbackCall), rather than that the attempt failed.
+func isInFlight(err error) bool {
+	if resilience.Classify(err) != resilience.KindThrottled {
+		return false
+	}
+	scope, ok := resilience.RetryAfterScope(err)
+	return ok && scope == resilience.PushbackCall
 }
