@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/adaptive"
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/bulkhead"
@@ -51,6 +52,11 @@ func New(opts ...Option) (resilience.Policy, error) {
 			return nil, fmt.Errorf("standard: New: option %d is nil", i)
 		}
 		o.apply(&c)
+	}
+	for i, o := range c.adaptiveOpts {
+		if o == nil {
+			return nil, fmt.Errorf("standard: WithAdaptiveConcurrency: option %d is nil", i)
+		}
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -129,6 +135,14 @@ func New(opts ...Option) (resilience.Policy, error) {
 		if c.hasBulkhead {
 			opts := telemetryOpts(&c, bulkhead.WithName, bulkhead.WithMeterProvider, bulkhead.WithTracerProvider, bulkhead.WithoutServerAddress)
 			ps = append(ps, bulkhead.NewKeyed(c.bulkhead, append(opts, prepend(c.key, bulkhead.WithKey, c.bulkheadOpts)...)...))
+		}
+		if !c.noAdaptive {
+			// Inside the breaker and the gate, which do not count the
+			// calls it turns away (throttled, with no requested delay),
+			// and outside the attempt timeout, which it times as a slow
+			// call.
+			opts := telemetryOpts(&c, adaptive.WithName, adaptive.WithMeterProvider, adaptive.WithTracerProvider, adaptive.WithoutServerAddress)
+			ps = append(ps, adaptive.NewKeyed(append(opts, prepend(c.key, adaptive.WithKey, c.adaptiveOpts)...)...))
 		}
 		// The attempt timeout bounds an attempt and never a held result,
 		// whether or not a retry started an attempt around it.
@@ -227,7 +241,7 @@ func build(f func()) (err error) {
 }
 
 func isConfigPanic(s string) bool {
-	for _, p := range []string{"standard: ", "idempotency: ", "ratelimit: ", "timeout: ", "retry: ", "pushback: ", "breaker: ", "bulkhead: ", "budget: ", "hedge: "} {
+	for _, p := range []string{"standard: ", "idempotency: ", "ratelimit: ", "timeout: ", "retry: ", "pushback: ", "breaker: ", "bulkhead: ", "budget: ", "hedge: ", "adaptive: "} {
 		if strings.HasPrefix(s, p) {
 			return true
 		}
