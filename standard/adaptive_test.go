@@ -71,7 +71,7 @@ func TestAdaptiveConcurrencyInvalid(t *testing.T) {
 
 // TestAdaptiveRejectionNotCounted checks the limiter's place: inside the
 // breaker and the pushback gate, neither of which counts the calls it turns
-// away, and inside the retry, which backs off and tries again.
+// away, and inside the retry, which does not retry them.
 func TestAdaptiveRejectionNotCounted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var changes atomic.Int32
@@ -103,18 +103,16 @@ func TestAdaptiveRejectionNotCounted(t *testing.T) {
 			t.Fatalf("the breaker changed state %d times over calls the limiter turned away, want 0", n)
 		}
 
-		// A call turned away is retried after the backoff, and gets the
-		// slot once it is free.
+		// A call turned away fails fast, as one the open breaker refuses:
+		// the retry does not wait its backoff to find the host still
+		// queueing.
 		var attempts atomic.Int32
-		go func() {
-			time.Sleep(50 * time.Millisecond)
-			close(release)
-		}()
 		start := time.Now()
 		err = p.Do(ctx, func(context.Context) error { attempts.Add(1); return nil })
-		if err != nil || attempts.Load() != 1 || time.Since(start) < 50*time.Millisecond {
-			t.Fatalf("got %v after %d attempts and %v, want success once the slot was free (50ms)", err, attempts.Load(), time.Since(start))
+		if !errors.Is(err, adaptive.ErrLimited) || resilience.Classify(err) != resilience.KindRefused || attempts.Load() != 0 || time.Since(start) != 0 {
+			t.Fatalf("got %v (%v) after %d attempts and %v, want the LimitError, refused, at once", err, resilience.Classify(err), attempts.Load(), time.Since(start))
 		}
+		close(release)
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
