@@ -58,9 +58,9 @@ type upstreamStats struct {
 	// Overload: the requests the naive upstream served from the start of
 	// the fault to the end of the run, and how many of them it served
 	// after their caller had given up.
-	Served int64 `json:"served,omitempty"`
-	Wasted int64 `json:"wasted,omitempty"`
-	Err           string        `json:"err,omitempty"`
+	Served int64  `json:"served,omitempty"`
+	Wasted int64  `json:"wasted,omitempty"`
+	Err    string `json:"err,omitempty"`
 }
 
 type upstream struct {
