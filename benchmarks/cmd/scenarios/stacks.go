@@ -52,6 +52,7 @@ var stacks = []stack{
 	ours("standard", "resilience Standard (defaults)"),
 	extra(ours("standard-hedging", "resilience Standard, WithHedging (30ms)", standard.WithHedging())),
 	extra(ours("standard-nobreaker", "resilience Standard, WithoutBreaker (the retry budget alone)", standard.WithoutBreaker())),
+	extra(ours("standard-hedging-noadaptive", "resilience Standard, WithHedging (30ms), WithoutAdaptiveConcurrency", standard.WithHedging(), standard.WithoutAdaptiveConcurrency())),
 	extra(ours("standard-noadaptive", "resilience Standard, WithoutAdaptiveConcurrency (no concurrency limit)", standard.WithoutAdaptiveConcurrency())),
 	extra(stack{name: "failsafe-adaptive", title: "failsafe-go adaptivelimiter (defaults, one attempt), through failsafehttp", build: failsafeAdaptive}),
 }
