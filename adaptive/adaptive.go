@@ -25,6 +25,7 @@ const (
 	ReasonLimit        = "limit"         // the limit was reached and the limiter has no queue
 	ReasonQueueFull    = "queue_full"    // the limit was reached and the queue was full
 	ReasonQueueTimeout = "queue_timeout" // no slot came free within the queue's maximum wait
+	ReasonSpeculative  = "speculative"   // a speculative call (WithSpeculative) found the limit reached or the dependency queueing
 )
 
 // LimitError is the error of a call the limiter turned away. It matches
@@ -35,7 +36,7 @@ const (
 type LimitError struct {
 	Target string // the host (resilience.Call.Target) of the call, "" outside any call description
 	Limit  int    // the limit when the call was turned away
-	Reason string // ReasonLimit, ReasonQueueFull or ReasonQueueTimeout
+	Reason string // ReasonLimit, ReasonQueueFull, ReasonQueueTimeout or ReasonSpeculative
 }
 
 // Error names the host, the limit and the reason.
@@ -73,8 +74,9 @@ type Limiter struct {
 	release func(error) // l.releaseSlot, made once so that Defer costs no closure
 	tel     *telemetryState
 
-	queueSize int
-	maxWait   time.Duration
+	queueSize   int
+	maxWait     time.Duration
+	speculative func(context.Context) bool // nil: no call is speculative
 
 	limit atomic.Int64  // est.current(), for the gauge and Limit
 	set   attribute.Set // of the limit gauge
@@ -116,7 +118,7 @@ func New(opts ...Option) *Limiter {
 
 func newLimiter(c *config, tel *telemetryState, target string) *Limiter {
 	now := time.Now()
-	l := &Limiter{target: target, tel: tel, queueSize: c.queueSize, maxWait: c.maxWait, lastEvent: now}
+	l := &Limiter{target: target, tel: tel, queueSize: c.queueSize, maxWait: c.maxWait, speculative: c.speculative, lastEvent: now}
 	l.est = newEstimator(c.min, c.max, c.initial, now)
 	l.limit.Store(int64(l.est.current()))
 	l.release = l.releaseSlot
@@ -175,6 +177,7 @@ func (l *Limiter) Do(ctx context.Context, op func(context.Context) error) error 
 // acquire admits the call or turns it away. Telemetry for rejections
 // belongs here.
 func (l *Limiter) acquire(ctx context.Context) (ticket, error) {
+	spec := l.speculative != nil && l.speculative(ctx) // user code: not under mu
 	now := time.Now()
 	l.mu.Lock()
 	l.notePauseLocked(now)
@@ -186,6 +189,16 @@ func (l *Limiter) acquire(ctx context.Context) (ticket, error) {
 		return t, nil
 	}
 	limit := l.effectiveLimitLocked()
+	if spec {
+		// Extra work for one call: only while the dependency keeps up.
+		if l.inFlight < limit && len(l.waiters) == 0 && l.est.clear() {
+			t := l.admitLocked(now, limit)
+			l.mu.Unlock()
+			return t, nil
+		}
+		l.mu.Unlock()
+		return ticket{}, l.reject(ctx, limit, ReasonSpeculative)
+	}
 	if l.inFlight >= limit && len(l.waiters) == 0 && !l.probing && l.est.grow() {
 		limit = l.est.current()
 		l.limit.Store(int64(limit))

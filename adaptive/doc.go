@@ -80,14 +80,19 @@
 // taken when the operation returns (an HTTP response's headers), so a
 // caller that reads a body slowly does not look like a slow dependency.
 //
+// Hedges are extra work for one call: an overloaded dependency would do
+// each twice. [WithSpeculative] says which calls are hedges; the limiter
+// lets them in only while the dependency shows no queue.
+//
 // # Telemetry
 //
 // resilience.adaptive.limit reports the current limit at every collection
 // (per host for a [Keyed] limiter keyed by target, summed for one keyed with
 // [WithKey] or [WithoutServerAddress]; evicted keys drop out). Calls turned
 // away are counted in resilience.events (event rejected, with
-// resilience.reason: limit, queue_full or queue_timeout) and added as the
-// span event resilience.adaptive.rejected; resilience.adaptive.wait.duration
-// records the waits of queued calls that got a slot. The module's
+// resilience.reason: limit, queue_full, queue_timeout or speculative) and
+// added as the span event resilience.adaptive.rejected;
+// resilience.adaptive.wait.duration records the waits of queued calls that
+// got a slot. The module's
 // docs/telemetry.md lists every instrument.
 package adaptive

@@ -113,11 +113,17 @@ func (e *estimator) admitted(inFlight int) { e.peak = max(e.peak, inFlight) }
 // the dependency's queue is slow, which stops the growth within one
 // service time; the next window cuts the limit back.
 func (e *estimator) grow() bool {
-	if !e.healthy || e.limit+1 > e.max || e.baseline > 0 && float64(e.latest) > tolerance*float64(e.baseline) {
+	if !e.clear() || e.limit+1 > e.max {
 		return false
 	}
 	e.limit++
 	return true
+}
+
+// clear reports whether neither the last window nor the last call showed
+// a queue.
+func (e *estimator) clear() bool {
+	return e.healthy && !(e.baseline > 0 && float64(e.latest) > tolerance*float64(e.baseline))
 }
 
 // sample adds the latency d of a call that ended at now, and reports

@@ -151,3 +151,30 @@ func TestAdaptiveBoundsHedges(t *testing.T) {
 		}
 	})
 }
+
+// TestAdaptiveNoAllocation checks that the limiter adds no allocation to a
+// successful call through the pipeline.
+func TestAdaptiveNoAllocation(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not the program's under the race detector")
+	}
+	ctx := resilience.WithCall(context.Background(), resilience.Call{Target: "api:443", Method: "GET", Idempotent: true})
+	op := func(context.Context) error { return nil }
+	allocs := func(opts ...standard.Option) float64 {
+		p, err := standard.New(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Do(ctx, op) // the host's parts are made on its first call
+		return testing.AllocsPerRun(1000, func() {
+			if err := p.Do(ctx, op); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	without, with := allocs(standard.WithoutAdaptiveConcurrency()), allocs()
+	if with != without {
+		t.Fatalf("%v allocations per call with the adaptive limit, %v without: want the same", with, without)
+	}
+	t.Logf("%v allocations per call, with or without the adaptive limit", with)
+}

@@ -160,7 +160,7 @@ func TestWithoutServerAddressEveryPart(t *testing.T) {
 					}
 				}
 			}
-			for _, name := range []string{telemetry.EventsName, telemetry.AttemptDurationName} {
+			for _, name := range []string{telemetry.EventsName, telemetry.AttemptDurationName, "resilience.adaptive.limit"} {
 				if !seen[name] {
 					t.Errorf("no series of %s: the test no longer looks at it", name)
 				}

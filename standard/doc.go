@@ -9,6 +9,7 @@
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host; off unless configured)
+//	→ adaptive concurrency limit (per host)
 //	→ attempt timeout
 //
 // [New] returns it as one resilience.Policy. The adapters wrap it:
@@ -53,6 +54,21 @@
 //   - No idempotency keys unless configured ([WithIdempotencyKeys]): the
 //     unsafe calls in scope then get a key, the same on every attempt,
 //     which makes them retryable.
+//   - An adaptive concurrency limit per host (package adaptive, at its
+//     defaults: a limit from 2 to 200 attempts in flight, starting at 20,
+//     no queue). The limit follows the host's latency: it is cut when the
+//     host queues (its fastest calls slow down while the limit is
+//     reached), grows back when it stops, and grows at once for bursts and
+//     slow tails on a host that keeps up. An attempt beyond the limit fails
+//     at once with an *adaptive.LimitError (errors.Is adaptive.ErrLimited),
+//     refused (resilience.KindRefused) as by an open breaker: it is not
+//     retried, and neither the breaker nor the gate counts it. So a host
+//     that becomes slower than the load it is offered gets the calls it can
+//     serve at a short queue, and the rest fail fast, instead of waiting in
+//     its queue until their callers give up while it still does their
+//     work. Hedges take slots too. [WithAdaptiveConcurrency] changes it,
+//     [WithoutAdaptiveConcurrency] leaves it out; the README's Overload
+//     section gives the measurements that put it here.
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
 //     [WithRateLimit]); when configured they too are per host. The rate
 //     limit paces calls: a call waits for its turn, within the total
@@ -70,8 +86,9 @@
 // The breaker counts each attempt, so that retries add evidence of an
 // outage, but never the caller's own cancellation or deadline, nor the
 // total timeout's; the attempt timeout, inside it, counts. The bulkhead
-// bounds attempts in flight, and its wait for a slot does not eat into the
-// attempt timeout. An open breaker refuses an attempt with
+// and the adaptive limit bound attempts in flight, and a wait for a slot
+// does not eat into the attempt timeout; the adaptive limit times an
+// attempt that runs out of the attempt timeout as a slow one. An open breaker refuses an attempt with
 // resilience.KindRefused, which the retry does not retry: the call fails
 // fast instead of waiting for the next probe
 // (standard.WithBreaker(breaker.WithWaitForProbe()) waits). A full

@@ -32,6 +32,7 @@ import (
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host, if configured)
+//	→ adaptive concurrency limit (per host; WithoutAdaptiveConcurrency leaves it out)
 //	→ per-attempt timeout
 //
 // It returns an error, and no policy, if the configuration is invalid: a
@@ -40,7 +41,7 @@ import (
 // or WithRetries and retry.WithMaxAttempts (or hedge.WithMaxHedges) that
 // disagree. The error names the option to change. Build the pipeline once
 // and share it: every pipeline has its own breakers, bulkheads, rate
-// limits and retry budgets.
+// limits, adaptive limits and retry budgets.
 func New(opts ...Option) (resilience.Policy, error) {
 	c := config{
 		total:   DefaultTotalTimeout,
@@ -141,6 +142,11 @@ func New(opts ...Option) (resilience.Policy, error) {
 			// calls it turns away, and outside the attempt timeout, which
 			// it times as a slow call.
 			opts := telemetryOpts(&c, adaptive.WithName, adaptive.WithMeterProvider, adaptive.WithTracerProvider, adaptive.WithoutServerAddress)
+			if c.hedging {
+				// A hedge is the same call's work again: an overloaded
+				// host would do it twice.
+				opts = append(opts, adaptive.WithSpeculative(isHedge))
+			}
 			ps = append(ps, limited{adaptive.NewKeyed(append(opts, prepend(c.key, adaptive.WithKey, c.adaptiveOpts)...)...)})
 		}
 		// The attempt timeout bounds an attempt and never a held result,
@@ -168,6 +174,9 @@ func (l limited) Do(ctx context.Context, op func(context.Context) error) error {
 	}
 	return err
 }
+
+// isHedge reports whether an attempt of a hedged call is an extra one.
+func isHedge(ctx context.Context) bool { return resilience.AttemptNumber(ctx) > 1 }
 
 // noHedges stands for "no hedge" while the hedge policy is built with no
 // retries: a number no one asks for.
