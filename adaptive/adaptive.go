@@ -59,6 +59,17 @@ func (e *LimitError) Is(target error) bool { return target == ErrLimited }
 // for a second was not running, or has spare room and so nothing to learn.
 const pauseGap = time.Second
 
+// busyGap is the longest time between two call starts of a busy limiter.
+// One that then sees no event for pauseGap with no call in flight may have
+// been paused, or its callers may have gone quiet: if a backlog follows (a
+// call finds the limit reached within backlogSpan of the silence's end),
+// it was a pause, and the backlog is let in as after any pause.
+const busyGap = pauseGap / 20
+
+// backlogSpan is how soon after a busy limiter's silence a call must find
+// the limit reached for the silence to count as a pause.
+const backlogSpan = window
+
 // maxCatchUp bounds how long the limiter lets every call in after a pause
 // of its process.
 const maxCatchUp = 10 * time.Second
@@ -84,11 +95,15 @@ type Limiter struct {
 	mu        sync.Mutex // guards what follows; never held while calling out
 	est       estimator
 	inFlight  int
-	lastEvent time.Time // when a call last started or ended
-	epoch     uint64    // pauses seen: a call that spans one is not timed
-	catchUp   time.Time // after a pause, until when calls are let in without a limit
-	probing   bool      // running a probe window at the minimum limit
-	probeN    int       // samples of the probe so far
+	lastEvent time.Time     // when a call last started or ended
+	lastStart time.Time     // when a call last started
+	startGap  time.Duration // between the last two starts
+	quietEnd  time.Time     // when a busy limiter's silence ended: maybe a pause (see busyGap)
+	quiet     time.Duration // how long that silence lasted
+	epoch     uint64        // pauses seen: a call that spans one is not timed
+	catchUp   time.Time     // after a pause, until when calls are let in without a limit
+	probing   bool          // running a probe window at the minimum limit
+	probeN    int           // samples of the probe so far
 	probeMin  time.Duration
 	waiters   []*waiter // FIFO; granted waiters are removed
 }
@@ -118,7 +133,7 @@ func New(opts ...Option) *Limiter {
 
 func newLimiter(c *config, tel *telemetryState, target string) *Limiter {
 	now := time.Now()
-	l := &Limiter{target: target, tel: tel, queueSize: c.queueSize, maxWait: c.maxWait, speculative: c.speculative, lastEvent: now}
+	l := &Limiter{target: target, tel: tel, queueSize: c.queueSize, maxWait: c.maxWait, speculative: c.speculative, lastEvent: now, startGap: pauseGap}
 	l.est = newEstimator(c.min, c.max, c.initial, now)
 	l.limit.Store(int64(l.est.current()))
 	l.release = l.releaseSlot
@@ -181,6 +196,17 @@ func (l *Limiter) acquire(ctx context.Context) (ticket, error) {
 	now := time.Now()
 	l.mu.Lock()
 	l.notePauseLocked(now)
+	l.startGap, l.lastStart = now.Sub(l.lastStart), now
+	if l.catchUp.IsZero() && !l.quietEnd.IsZero() && l.inFlight >= l.effectiveLimitLocked() {
+		if now.Sub(l.quietEnd) <= backlogSpan {
+			// A backlog after a busy limiter's silence: the silence was
+			// a pause of the process, with nothing in flight across it.
+			l.epoch++
+			l.est.restart(now)
+			l.catchUp = l.quietEnd.Add(min(l.quiet, maxCatchUp))
+		}
+		l.quietEnd = time.Time{}
+	}
 	if !l.catchUp.IsZero() {
 		// The calls that fell due while the process was paused arrive
 		// at once: the limiter knows nothing that should turn them away.
@@ -279,14 +305,19 @@ func (l *Limiter) effectiveLimitLocked() int {
 }
 
 // notePauseLocked starts a new epoch when the limiter, with calls in
-// flight, saw no call start or end for pauseGap: a pause of the process.
+// flight, saw no call start or end for pauseGap: a pause of the process
+// (with none in flight, see busyGap).
 // The calls in flight across it are not timed. For as long again as the
 // pause lasted (at most maxCatchUp) the limiter catches up: it lets every
 // call in, since the calls that fell due during the pause arrive at once
 // and the pause says nothing of the dependency, and times none of them (the
 // epoch moves on again when the catch-up ends).
 func (l *Limiter) notePauseLocked(now time.Time) {
-	if gap := now.Sub(l.lastEvent); l.inFlight > 0 && gap > pauseGap {
+	gap := now.Sub(l.lastEvent)
+	if gap > pauseGap && l.inFlight == 0 && l.startGap <= busyGap {
+		l.quietEnd, l.quiet = now, gap // a pause if a backlog follows
+	}
+	if gap > pauseGap && l.inFlight > 0 {
 		l.epoch++
 		l.est.restart(now)
 		l.catchUp = now.Add(min(gap, maxCatchUp))

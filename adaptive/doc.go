@@ -52,7 +52,9 @@
 //   - a pause of its own process (stopped, starved of CPU, a VM migrated):
 //     a limiter with calls in flight that sees no call start or end for a
 //     second takes it for a pause, and the calls that span it are not
-//     timed. A busy limiter sees calls start and end every few
+//     timed; so does a limiter with none in flight whose calls started 20
+//     times a second or more, if a backlog reaches the limit within a
+//     tenth of a second of the silence's end. A busy limiter sees calls start and end every few
 //     milliseconds, so a second of silence with calls in flight means it
 //     was not running; the monotonic clock alone cannot tell, since it
 //     runs on while the process is stopped. For as long again as the pause
