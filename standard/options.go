@@ -47,7 +47,7 @@ type config struct {
 	hasBulkhead    bool
 	bulkhead       int
 	bulkheadOpts   []bulkhead.Option
-	noAdaptive     bool // WithoutAdaptiveConcurrency given, or the default
+	noAdaptive     bool // no adaptive limit: the default, or WithoutAdaptiveConcurrency
 	adaptiveOpts   []adaptive.Option
 	hasRate        bool
 	rate           rate.Limit
@@ -214,9 +214,11 @@ func (o adaptiveOption) apply(c *config) {
 
 // WithAdaptiveConcurrency puts a per-host adaptive concurrency limit
 // (adaptive.NewKeyed) in the pipeline, configured by opts (applied after
-// the preset's: the pipeline's key, name and providers). It is on by
-// default, at the package's defaults (a limit from 2 to 200 per host,
-// starting at 20, no queue); give this option to change them.
+// the preset's: the pipeline's key, name and providers; with no opts, the
+// package's defaults: a limit from 2 to 200 per host, starting at 20, no
+// queue). There is none by default: in the scenario suite it made a slow
+// tail and throttling cost calls (the README's Overload section gives the
+// figures).
 //
 // The limit bounds the attempts in flight to each host, and follows the
 // host's latency: it shrinks when the host starts to queue, and grows back
@@ -236,7 +238,8 @@ type noAdaptiveOption struct{}
 func (noAdaptiveOption) apply(c *config) { c.noAdaptive, c.adaptiveOpts = true, nil }
 
 // WithoutAdaptiveConcurrency leaves the adaptive concurrency limit out of
-// the pipeline, undoing an earlier [WithAdaptiveConcurrency] and the default.
+// the pipeline, undoing an earlier [WithAdaptiveConcurrency]. It is the
+// default.
 func WithoutAdaptiveConcurrency() Option { return noAdaptiveOption{} }
 
 type rateOption struct {

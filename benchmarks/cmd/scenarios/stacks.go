@@ -52,8 +52,8 @@ var stacks = []stack{
 	ours("standard", "resilience Standard (defaults)"),
 	extra(ours("standard-hedging", "resilience Standard, WithHedging (30ms)", standard.WithHedging())),
 	extra(ours("standard-nobreaker", "resilience Standard, WithoutBreaker (the retry budget alone)", standard.WithoutBreaker())),
-	extra(ours("standard-hedging-noadaptive", "resilience Standard, WithHedging (30ms), WithoutAdaptiveConcurrency", standard.WithHedging(), standard.WithoutAdaptiveConcurrency())),
-	extra(ours("standard-noadaptive", "resilience Standard, WithoutAdaptiveConcurrency (no concurrency limit)", standard.WithoutAdaptiveConcurrency())),
+	extra(ours("standard-adaptive", "resilience Standard, WithAdaptiveConcurrency (defaults)", standard.WithAdaptiveConcurrency())),
+	extra(ours("standard-hedging-adaptive", "resilience Standard, WithHedging (30ms), WithAdaptiveConcurrency (defaults)", standard.WithHedging(), standard.WithAdaptiveConcurrency())),
 	extra(stack{name: "failsafe-adaptive", title: "failsafe-go adaptivelimiter (defaults, one attempt), through failsafehttp", build: failsafeAdaptive}),
 }
 
