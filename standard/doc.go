@@ -9,7 +9,7 @@
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host; off unless configured)
-//	→ adaptive concurrency limit (per host)
+//	→ adaptive concurrency limit (per host; off unless configured)
 //	→ attempt timeout
 //
 // [New] returns it as one resilience.Policy. The adapters wrap it:
@@ -54,21 +54,19 @@
 //   - No idempotency keys unless configured ([WithIdempotencyKeys]): the
 //     unsafe calls in scope then get a key, the same on every attempt,
 //     which makes them retryable.
-//   - An adaptive concurrency limit per host (package adaptive, at its
-//     defaults: a limit from 2 to 200 attempts in flight, starting at 20,
-//     no queue). The limit follows the host's latency: it is cut when the
-//     host queues (its fastest calls slow down while the limit is
-//     reached), grows back when it stops, and grows at once for bursts and
-//     slow tails on a host that keeps up. An attempt beyond the limit fails
+//   - No adaptive concurrency limit unless configured
+//     ([WithAdaptiveConcurrency]): a per-host limit (package adaptive) on
+//     the attempts in flight that follows the host's latency, cut when the
+//     host queues and grown back when it stops. An attempt beyond it fails
 //     at once with an *adaptive.LimitError (errors.Is adaptive.ErrLimited),
 //     refused (resilience.KindRefused) as by an open breaker: it is not
-//     retried, and neither the breaker nor the gate counts it. So a host
-//     that becomes slower than the load it is offered gets the calls it can
-//     serve at a short queue, and the rest fail fast, instead of waiting in
-//     its queue until their callers give up while it still does their
-//     work. Hedges take slots too. [WithAdaptiveConcurrency] changes it,
-//     [WithoutAdaptiveConcurrency] leaves it out; the README's Overload
-//     section gives the measurements that put it here.
+//     retried, and neither the breaker nor the gate counts it; hedges get
+//     a slot only while the host shows no queue. Against a host slower
+//     than the load it is offered it keeps the successes at the host's
+//     capacity with a short queue, where without it callers wait in the
+//     host's queue until they give up; but in the scenario suite it cost
+//     calls in a slow tail and under throttling, so it is not on by
+//     default. The README's Overload section gives the figures.
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
 //     [WithRateLimit]); when configured they too are per host. The rate
 //     limit paces calls: a call waits for its turn, within the total
