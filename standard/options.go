@@ -227,10 +227,13 @@ func (o adaptiveOption) apply(c *config) {
 // in its queue until their callers give up while it still does their work.
 // It sits where a bulkhead goes, inside the breaker and the pushback gate
 // and outside the attempt timeout (after the bulkhead, when both are
-// configured), so that hedges and retries take slots too. A call it turns
-// away fails with an *adaptive.LimitError (errors.Is adaptive.ErrLimited),
-// marked as throttled: the breaker and the gate do not count it, and the
-// retry backs off before trying again.
+// configured), so that hedges and retries take slots too; a hedge gets one
+// only while the host shows no queue (adaptive.WithSpeculative), since an
+// overloaded host would do its work twice. A call it turns away fails at
+// once with an *adaptive.LimitError (errors.Is adaptive.ErrLimited),
+// refused (resilience.KindRefused) as by an open breaker: the retry does
+// not retry it (it would find the host still queueing, after waiting its
+// backoff for nothing), and neither the breaker nor the gate counts it.
 func WithAdaptiveConcurrency(opts ...adaptive.Option) Option { return adaptiveOption(opts) }
 
 type noAdaptiveOption struct{}
