@@ -19,9 +19,12 @@
 // calls), it compares the fastest call of the window with the baseline, the
 // fastest call it has seen:
 //
-//   - fastest call above 1.5 times the baseline, limit reached in the
-//     window: the limit is cut in proportion (at most halved per window),
-//     plus √limit of headroom so that the dependency never idles;
+//   - fastest call above 1.5 times the baseline (and more than 2ms above
+//     it, so that the scheduling jitter of a client calling a dependency
+//     that answers in a fraction of a millisecond is not a queue), limit
+//     reached in the window: the limit is cut in proportion (at most
+//     halved per window), plus √limit of headroom so that the dependency
+//     never idles;
 //   - limit not reached: the limit is not cut (latency that rises while
 //     the limiter has room to spare is not a queue it caused), but a limit
 //     far above demand decays, a tenth of the way per window, toward the
