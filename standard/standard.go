@@ -32,7 +32,7 @@ import (
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host, if configured)
-//	→ adaptive concurrency limit (per host, if configured)
+//	→ adaptive concurrency limit (per host; WithoutAdaptiveConcurrency leaves it out)
 //	→ per-attempt timeout
 //
 // It returns an error, and no policy, if the configuration is invalid: a
@@ -44,10 +44,9 @@ import (
 // limits, adaptive limits and retry budgets.
 func New(opts ...Option) (resilience.Policy, error) {
 	c := config{
-		total:      DefaultTotalTimeout,
-		attempt:    DefaultAttemptTimeout,
-		retries:    DefaultRetries,
-		noAdaptive: true,
+		total:   DefaultTotalTimeout,
+		attempt: DefaultAttemptTimeout,
+		retries: DefaultRetries,
 	}
 	for i, o := range opts {
 		if o == nil {
