@@ -107,7 +107,8 @@ func newConfig(opts []Option) config {
 // grpc-retry-pushback-ms lasts, once most of the target's recent answers
 // carried one; turned away: ResourceExhausted), a
 // per-target circuit breaker, a per-target bulkhead if configured, a
-// per-target adaptive concurrency limit (a call beyond it fails at once: Unavailable, matching adaptive.ErrLimited), and a
+// per-target adaptive concurrency limit if configured (a call beyond it
+// fails at once: Unavailable, matching adaptive.ErrLimited), and a
 // per-attempt timeout.
 // The package documentation of standard gives the
 // order and every default. [WithPipeline] changes each part; the Client's

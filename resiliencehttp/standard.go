@@ -13,7 +13,8 @@ import (
 // budget, a per-host pushback gate (holds calls to a host that answered
 // Retry-After, or whose RateLimit field says no quota is left, until the
 // pause ends), a per-host circuit breaker, a per-host bulkhead if
-// configured, a per-host adaptive concurrency limit (package adaptive: a request beyond it fails at once with an error
+// configured, a per-host adaptive concurrency limit if configured
+// (package adaptive: a request beyond it fails at once with an error
 // matching adaptive.ErrLimited), and a per-attempt timeout. The package documentation of
 // standard gives the order and every default. opts change each part. It
 // returns an error if the configuration is invalid.

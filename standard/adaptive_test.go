@@ -38,18 +38,18 @@ func limitGauge(t *testing.T, opts ...standard.Option) map[string]int64 {
 	return telemetrytest.Points(t, ms, "resilience.adaptive.limit", "{call}")
 }
 
-func TestAdaptiveConcurrencyOnByDefault(t *testing.T) {
+func TestAdaptiveConcurrencyOffByDefault(t *testing.T) {
 	const host = "server.address=api server.port=443"
 	for name, opts := range map[string][]standard.Option{
 		"default": nil,
-		"given":   {standard.WithoutAdaptiveConcurrency(), standard.WithAdaptiveConcurrency()},
+		"undone":  {standard.WithAdaptiveConcurrency(), standard.WithoutAdaptiveConcurrency()},
 	} {
-		if got := limitGauge(t, opts...); len(got) != 1 || got[host] != adaptive.DefaultInitialLimit {
-			t.Errorf("%s: resilience.adaptive.limit: got %v, want %d for %s", name, got, adaptive.DefaultInitialLimit, host)
+		if got := limitGauge(t, opts...); got != nil {
+			t.Errorf("%s: resilience.adaptive.limit: got %v, want no limiter", name, got)
 		}
 	}
-	if got := limitGauge(t, standard.WithAdaptiveConcurrency(), standard.WithoutAdaptiveConcurrency()); got != nil {
-		t.Errorf("WithoutAdaptiveConcurrency: resilience.adaptive.limit: got %v, want no limiter", got)
+	if got := limitGauge(t, standard.WithoutAdaptiveConcurrency(), standard.WithAdaptiveConcurrency()); len(got) != 1 || got[host] != adaptive.DefaultInitialLimit {
+		t.Errorf("WithAdaptiveConcurrency: resilience.adaptive.limit: got %v, want %d for %s", got, adaptive.DefaultInitialLimit, host)
 	}
 }
 
@@ -172,7 +172,7 @@ func TestAdaptiveNoAllocation(t *testing.T) {
 			}
 		})
 	}
-	without, with := allocs(standard.WithoutAdaptiveConcurrency()), allocs()
+	without, with := allocs(), allocs(standard.WithAdaptiveConcurrency())
 	if with != without {
 		t.Fatalf("%v allocations per call with the adaptive limit, %v without: want the same", with, without)
 	}

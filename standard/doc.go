@@ -9,7 +9,7 @@
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host; off unless configured)
-//	→ adaptive concurrency limit (per host)
+//	→ adaptive concurrency limit (per host; off unless configured)
 //	→ attempt timeout
 //
 // [New] returns it as one resilience.Policy. The adapters wrap it:
@@ -54,9 +54,8 @@
 //   - No idempotency keys unless configured ([WithIdempotencyKeys]): the
 //     unsafe calls in scope then get a key, the same on every attempt,
 //     which makes them retryable.
-//   - An adaptive concurrency limit per host ([WithAdaptiveConcurrency]
-//     configures it, [WithoutAdaptiveConcurrency] leaves it out): a limit
-//     (package adaptive, at its defaults: 2 to 200, from 20) on
+//   - No adaptive concurrency limit unless configured
+//     ([WithAdaptiveConcurrency]): a per-host limit (package adaptive) on
 //     the attempts in flight that follows the host's latency, cut when the
 //     host queues and grown back when it stops. An attempt beyond it fails
 //     at once with an *adaptive.LimitError (errors.Is adaptive.ErrLimited),
@@ -65,9 +64,9 @@
 //     a slot only while the host shows no queue. Against a host slower
 //     than the load it is offered it keeps the successes at the host's
 //     capacity with a short queue, where without it callers wait in the
-//     host's queue until they give up; in the scenario suite it cost no
-//     other scenario a point of success. The README's Overload section
-//     gives the figures.
+//     host's queue until they give up; but in the scenario suite it cost
+//     calls in a slow tail and under throttling, so it is not on by
+//     default. The README's Overload section gives the figures.
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
 //     [WithRateLimit]); when configured they too are per host. The rate
 //     limit paces calls: a call waits for its turn, within the total

@@ -47,7 +47,7 @@ type config struct {
 	hasBulkhead    bool
 	bulkhead       int
 	bulkheadOpts   []bulkhead.Option
-	noAdaptive     bool // WithoutAdaptiveConcurrency given
+	noAdaptive     bool // no adaptive limit: the default, or WithoutAdaptiveConcurrency
 	adaptiveOpts   []adaptive.Option
 	hasRate        bool
 	rate           rate.Limit
@@ -216,10 +216,9 @@ func (o adaptiveOption) apply(c *config) {
 // (adaptive.NewKeyed) in the pipeline, configured by opts (applied after
 // the preset's: the pipeline's key, name and providers; with no opts, the
 // package's defaults: a limit from 2 to 200 per host, starting at 20, no
-// queue). It is on by default: the scenario suite found that it keeps an
-// overloaded host's successes at its capacity with a short queue and costs
-// no other scenario a point of success (the README's Overload section
-// gives the figures); give this option to configure it.
+// queue). There is none by default: in the scenario suite it made a slow
+// tail and throttling cost calls (the README's Overload section gives the
+// figures).
 //
 // The limit bounds the attempts in flight to each host, and follows the
 // host's latency: it shrinks when the host starts to queue, and grows back
@@ -242,8 +241,8 @@ type noAdaptiveOption struct{}
 func (noAdaptiveOption) apply(c *config) { c.noAdaptive, c.adaptiveOpts = true, nil }
 
 // WithoutAdaptiveConcurrency leaves the adaptive concurrency limit out of
-// the pipeline: the default, and an earlier [WithAdaptiveConcurrency],
-// are undone.
+// the pipeline, undoing an earlier [WithAdaptiveConcurrency]. It is the
+// default.
 func WithoutAdaptiveConcurrency() Option { return noAdaptiveOption{} }
 
 type rateOption struct {

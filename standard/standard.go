@@ -32,7 +32,7 @@ import (
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host, if configured)
-//	→ adaptive concurrency limit (per host; WithoutAdaptiveConcurrency leaves it out)
+//	→ adaptive concurrency limit (per host, if configured)
 //	→ per-attempt timeout
 //
 // It returns an error, and no policy, if the configuration is invalid: a
@@ -44,9 +44,10 @@ import (
 // limits, adaptive limits and retry budgets.
 func New(opts ...Option) (resilience.Policy, error) {
 	c := config{
-		total:   DefaultTotalTimeout,
-		attempt: DefaultAttemptTimeout,
-		retries: DefaultRetries,
+		total:      DefaultTotalTimeout,
+		attempt:    DefaultAttemptTimeout,
+		retries:    DefaultRetries,
+		noAdaptive: true,
 	}
 	for i, o := range opts {
 		if o == nil {
