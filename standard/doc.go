@@ -64,9 +64,11 @@
 //     a slot only while the host shows no queue. Against a host slower
 //     than the load it is offered it keeps the successes at the host's
 //     capacity with a short queue, where without it callers wait in the
-//     host's queue until they give up; but in the scenario suite it cost
-//     calls in a slow tail and under throttling, so it is not on by
-//     default. The README's Overload section gives the figures.
+//     host's queue until they give up; in the scenario suite it cost no
+//     other scenario a point of success, but with hedging the limiter
+//     refuses a replacement attempt after a failure as if it were a hedge
+//     beside another, so it is not on by default yet. The README's
+//     Overload section gives the figures.
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
 //     [WithRateLimit]); when configured they too are per host. The rate
 //     limit paces calls: a call waits for its turn, within the total
