@@ -25,6 +25,7 @@ const (
 	ReasonLimit        = "limit"         // the limit was reached and the limiter has no queue
 	ReasonQueueFull    = "queue_full"    // the limit was reached and the queue was full
 	ReasonQueueTimeout = "queue_timeout" // no slot came free within the queue's maximum wait
+	ReasonSpeculative  = "speculative"   // a speculative call (WithSpeculative) found the limit reached or the dependency queueing
 )
 
 // LimitError is the error of a call the limiter turned away. It matches
@@ -35,7 +36,7 @@ const (
 type LimitError struct {
 	Target string // the host (resilience.Call.Target) of the call, "" outside any call description
 	Limit  int    // the limit when the call was turned away
-	Reason string // ReasonLimit, ReasonQueueFull or ReasonQueueTimeout
+	Reason string // ReasonLimit, ReasonQueueFull, ReasonQueueTimeout or ReasonSpeculative
 }
 
 // Error names the host, the limit and the reason.
@@ -58,6 +59,17 @@ func (e *LimitError) Is(target error) bool { return target == ErrLimited }
 // for a second was not running, or has spare room and so nothing to learn.
 const pauseGap = time.Second
 
+// busyGap is the longest time between two call starts of a busy limiter.
+// One that then sees no event for pauseGap with no call in flight may have
+// been paused, or its callers may have gone quiet: if a backlog follows (a
+// call finds the limit reached within backlogSpan of the silence's end),
+// it was a pause, and the backlog is let in as after any pause.
+const busyGap = pauseGap / 20
+
+// backlogSpan is how soon after a busy limiter's silence a call must find
+// the limit reached for the silence to count as a pause.
+const backlogSpan = window
+
 // maxCatchUp bounds how long the limiter lets every call in after a pause
 // of its process.
 const maxCatchUp = 10 * time.Second
@@ -73,8 +85,9 @@ type Limiter struct {
 	release func(error) // l.releaseSlot, made once so that Defer costs no closure
 	tel     *telemetryState
 
-	queueSize int
-	maxWait   time.Duration
+	queueSize   int
+	maxWait     time.Duration
+	speculative func(context.Context) bool // nil: no call is speculative
 
 	limit atomic.Int64  // est.current(), for the gauge and Limit
 	set   attribute.Set // of the limit gauge
@@ -82,11 +95,15 @@ type Limiter struct {
 	mu        sync.Mutex // guards what follows; never held while calling out
 	est       estimator
 	inFlight  int
-	lastEvent time.Time // when a call last started or ended
-	epoch     uint64    // pauses seen: a call that spans one is not timed
-	catchUp   time.Time // after a pause, until when calls are let in without a limit
-	probing   bool      // running a probe window at the minimum limit
-	probeN    int       // samples of the probe so far
+	lastEvent time.Time     // when a call last started or ended
+	lastStart time.Time     // when a call last started
+	startGap  time.Duration // between the last two starts
+	quietEnd  time.Time     // when a busy limiter's silence ended: maybe a pause (see busyGap)
+	quiet     time.Duration // how long that silence lasted
+	epoch     uint64        // pauses seen: a call that spans one is not timed
+	catchUp   time.Time     // after a pause, until when calls are let in without a limit
+	probing   bool          // running a probe window at the minimum limit
+	probeN    int           // samples of the probe so far
 	probeMin  time.Duration
 	waiters   []*waiter // FIFO; granted waiters are removed
 }
@@ -116,7 +133,7 @@ func New(opts ...Option) *Limiter {
 
 func newLimiter(c *config, tel *telemetryState, target string) *Limiter {
 	now := time.Now()
-	l := &Limiter{target: target, tel: tel, queueSize: c.queueSize, maxWait: c.maxWait, lastEvent: now}
+	l := &Limiter{target: target, tel: tel, queueSize: c.queueSize, maxWait: c.maxWait, speculative: c.speculative, lastEvent: now, startGap: pauseGap}
 	l.est = newEstimator(c.min, c.max, c.initial, now)
 	l.limit.Store(int64(l.est.current()))
 	l.release = l.releaseSlot
@@ -175,9 +192,21 @@ func (l *Limiter) Do(ctx context.Context, op func(context.Context) error) error 
 // acquire admits the call or turns it away. Telemetry for rejections
 // belongs here.
 func (l *Limiter) acquire(ctx context.Context) (ticket, error) {
+	spec := l.speculative != nil && l.speculative(ctx) // user code: not under mu
 	now := time.Now()
 	l.mu.Lock()
 	l.notePauseLocked(now)
+	l.startGap, l.lastStart = now.Sub(l.lastStart), now
+	if l.catchUp.IsZero() && !l.quietEnd.IsZero() && l.inFlight >= l.effectiveLimitLocked() {
+		if now.Sub(l.quietEnd) <= backlogSpan {
+			// A backlog after a busy limiter's silence: the silence was
+			// a pause of the process, with nothing in flight across it.
+			l.epoch++
+			l.est.restart(now)
+			l.catchUp = l.quietEnd.Add(min(l.quiet, maxCatchUp))
+		}
+		l.quietEnd = time.Time{}
+	}
 	if !l.catchUp.IsZero() {
 		// The calls that fell due while the process was paused arrive
 		// at once: the limiter knows nothing that should turn them away.
@@ -186,6 +215,16 @@ func (l *Limiter) acquire(ctx context.Context) (ticket, error) {
 		return t, nil
 	}
 	limit := l.effectiveLimitLocked()
+	if spec {
+		// Extra work for one call: only while the dependency keeps up.
+		if l.inFlight < limit && len(l.waiters) == 0 && l.est.clear() {
+			t := l.admitLocked(now, limit)
+			l.mu.Unlock()
+			return t, nil
+		}
+		l.mu.Unlock()
+		return ticket{}, l.reject(ctx, limit, ReasonSpeculative)
+	}
 	if l.inFlight >= limit && len(l.waiters) == 0 && !l.probing && l.est.grow() {
 		limit = l.est.current()
 		l.limit.Store(int64(limit))
@@ -266,14 +305,19 @@ func (l *Limiter) effectiveLimitLocked() int {
 }
 
 // notePauseLocked starts a new epoch when the limiter, with calls in
-// flight, saw no call start or end for pauseGap: a pause of the process.
+// flight, saw no call start or end for pauseGap: a pause of the process
+// (with none in flight, see busyGap).
 // The calls in flight across it are not timed. For as long again as the
 // pause lasted (at most maxCatchUp) the limiter catches up: it lets every
 // call in, since the calls that fell due during the pause arrive at once
 // and the pause says nothing of the dependency, and times none of them (the
 // epoch moves on again when the catch-up ends).
 func (l *Limiter) notePauseLocked(now time.Time) {
-	if gap := now.Sub(l.lastEvent); l.inFlight > 0 && gap > pauseGap {
+	gap := now.Sub(l.lastEvent)
+	if gap > pauseGap && l.inFlight == 0 && l.startGap <= busyGap {
+		l.quietEnd, l.quiet = now, gap // a pause if a backlog follows
+	}
+	if gap > pauseGap && l.inFlight > 0 {
 		l.epoch++
 		l.est.restart(now)
 		l.catchUp = now.Add(min(gap, maxCatchUp))

@@ -19,9 +19,12 @@
 // calls), it compares the fastest call of the window with the baseline, the
 // fastest call it has seen:
 //
-//   - fastest call above 1.5 times the baseline, limit reached in the
-//     window: the limit is cut in proportion (at most halved per window),
-//     plus √limit of headroom so that the dependency never idles;
+//   - fastest call above 1.5 times the baseline (and more than 2ms above
+//     it, so that the scheduling jitter of a client calling a dependency
+//     that answers in a fraction of a millisecond is not a queue), limit
+//     reached in the window: the limit is cut in proportion (at most
+//     halved per window), plus √limit of headroom so that the dependency
+//     never idles;
 //   - limit not reached: the limit is not cut (latency that rises while
 //     the limiter has room to spare is not a queue it caused), but a limit
 //     far above demand decays, a tenth of the way per window, toward the
@@ -52,7 +55,9 @@
 //   - a pause of its own process (stopped, starved of CPU, a VM migrated):
 //     a limiter with calls in flight that sees no call start or end for a
 //     second takes it for a pause, and the calls that span it are not
-//     timed. A busy limiter sees calls start and end every few
+//     timed; so does a limiter with none in flight whose calls started 20
+//     times a second or more, if a backlog reaches the limit within a
+//     tenth of a second of the silence's end. A busy limiter sees calls start and end every few
 //     milliseconds, so a second of silence with calls in flight means it
 //     was not running; the monotonic clock alone cannot tell, since it
 //     runs on while the process is stopped. For as long again as the pause
@@ -80,14 +85,19 @@
 // taken when the operation returns (an HTTP response's headers), so a
 // caller that reads a body slowly does not look like a slow dependency.
 //
+// Hedges are extra work for one call: an overloaded dependency would do
+// each twice. [WithSpeculative] says which calls are hedges; the limiter
+// lets them in only while the dependency shows no queue.
+//
 // # Telemetry
 //
 // resilience.adaptive.limit reports the current limit at every collection
 // (per host for a [Keyed] limiter keyed by target, summed for one keyed with
 // [WithKey] or [WithoutServerAddress]; evicted keys drop out). Calls turned
 // away are counted in resilience.events (event rejected, with
-// resilience.reason: limit, queue_full or queue_timeout) and added as the
-// span event resilience.adaptive.rejected; resilience.adaptive.wait.duration
-// records the waits of queued calls that got a slot. The module's
+// resilience.reason: limit, queue_full, queue_timeout or speculative) and
+// added as the span event resilience.adaptive.rejected;
+// resilience.adaptive.wait.duration records the waits of queued calls that
+// got a slot. The module's
 // docs/telemetry.md lists every instrument.
 package adaptive

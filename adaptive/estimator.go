@@ -17,6 +17,12 @@ const (
 	// baseline before the limit shrinks: 1.5 lets jitter and a busier
 	// but unqueued dependency pass.
 	tolerance = 1.5
+	// minQueue is how far above the baseline a latency must also be to
+	// show a queue: below it, a dependency answering in a fraction of a
+	// millisecond would look queued whenever the client's own scheduling
+	// jitters (the scenario suite's slow tail lost half its calls to such
+	// cuts).
+	minQueue = 2 * time.Millisecond
 	// minGradient bounds one update's decrease: the limit at most halves
 	// per window.
 	minGradient = 0.5
@@ -113,11 +119,17 @@ func (e *estimator) admitted(inFlight int) { e.peak = max(e.peak, inFlight) }
 // the dependency's queue is slow, which stops the growth within one
 // service time; the next window cuts the limit back.
 func (e *estimator) grow() bool {
-	if !e.healthy || e.limit+1 > e.max || e.baseline > 0 && float64(e.latest) > tolerance*float64(e.baseline) {
+	if !e.clear() || e.limit+1 > e.max {
 		return false
 	}
 	e.limit++
 	return true
+}
+
+// clear reports whether neither the last window nor the last call showed
+// a queue.
+func (e *estimator) clear() bool {
+	return e.healthy && !(e.baseline > 0 && e.queued(e.latest))
 }
 
 // sample adds the latency d of a call that ended at now, and reports
@@ -148,7 +160,7 @@ func (e *estimator) update(now time.Time) {
 		e.baseline += time.Duration(float64(cur-e.baseline) * baselineRise)
 	}
 	limit := e.limit
-	slow := float64(cur) > tolerance*float64(e.baseline)
+	slow := e.queued(cur)
 	switch {
 	case !e.saturated:
 		// Demand is below the limit. A limit far above it is not a
@@ -173,6 +185,11 @@ func (e *estimator) update(now time.Time) {
 	} else {
 		e.cutSince = time.Time{}
 	}
+}
+
+// queued reports whether latency d shows a queue.
+func (e *estimator) queued(d time.Duration) bool {
+	return float64(d) > tolerance*float64(e.baseline) && d-e.baseline > minQueue
 }
 
 // probe reports whether the limit has been held down for [probeAfter]: the

@@ -37,6 +37,11 @@ func TestEstimatorUpdate(t *testing.T) {
 		// 3·0.5 + √3 = 3.2: the headroom keeps a few calls in flight
 		{"the cut leaves headroom", 3, []win{{10 * ms, true, 0}, {time.Second, true, 0}, {time.Second, true, 0}}, 3, 10 * ms},
 		{"the cut never raises a small limit", 2, []win{{10 * ms, true, 0}, {16 * ms, true, 0}}, 2, 10 * ms},
+		// A sub-millisecond dependency: three times the baseline is
+		// scheduling jitter, not a queue (the scenario suite's slow tail
+		// lost half its calls to such cuts).
+		{"jitter of a fast dependency is not a queue", 20, []win{{200 * time.Microsecond, true, 0}, {600 * time.Microsecond, true, 0}, {time.Millisecond, true, 0}}, 20, 200 * time.Microsecond},
+		{"a fast dependency's queue is cut", 20, []win{{200 * time.Microsecond, true, 0}, {5 * ms, true, 0}}, 14, 200 * time.Microsecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -150,3 +150,51 @@ func TestCatchUpAfterAPause(t *testing.T) {
 		}
 	})
 }
+
+// A busy client paused between calls (nothing in flight: a fast dependency
+// at 200 calls/s has less than one call in flight on average) gets the
+// same catch-up: the scenario suite's starved client lost 22% of its
+// calls, the backlog past the maximum limit, before.
+func TestCatchUpAfterAPauseWithNothingInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New()
+		op := func(ctx context.Context) error { time.Sleep(time.Millisecond); return nil }
+		for range 200 { // 200 calls/s, one at a time
+			l.Do(context.Background(), op)
+			time.Sleep(4 * time.Millisecond)
+		}
+		time.Sleep(1200 * time.Millisecond) // the pause
+		var wg sync.WaitGroup
+		var rejected atomic.Int64
+		for range 240 { // the backlog, past the maximum limit (200)
+			wg.Go(func() {
+				if err := l.Do(context.Background(), func(context.Context) error { time.Sleep(10 * time.Millisecond); return nil }); err != nil {
+					rejected.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if n := rejected.Load(); n > 0 {
+			t.Errorf("%d of the 240 calls that fell due during the pause turned away, want none", n)
+		}
+	})
+}
+
+// A client that is merely quiet for a second between sparse calls is not
+// paused: its next calls are limited as before.
+func TestNoCatchUpForASparseClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New(WithLimits(2, 2))
+		op := func(ctx context.Context) error { time.Sleep(time.Millisecond); return nil }
+		for i := range 5 { // one call every 2s
+			l.Do(context.Background(), op)
+			l.mu.Lock()
+			catchingUp := !l.catchUp.IsZero()
+			l.mu.Unlock()
+			if catchingUp {
+				t.Fatalf("call %d: a client making one call every 2s taken for a paused one", i)
+			}
+			time.Sleep(2 * time.Second)
+		}
+	})
+}

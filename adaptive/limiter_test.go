@@ -249,3 +249,54 @@ func BenchmarkKeyed(b *testing.B) {
 		k.Do(ctx, op)
 	}
 }
+
+type speculativeKey struct{}
+
+// TestSpeculative checks that a speculative call gets in only below the
+// limit while the dependency shows no queue, and never raises the limit.
+func TestSpeculative(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := adaptive.New(adaptive.WithLimits(2, 10), adaptive.WithInitialLimit(2),
+			adaptive.WithSpeculative(func(ctx context.Context) bool { return ctx.Value(speculativeKey{}) != nil }))
+		ctx := callTo("api:443")
+		spec := context.WithValue(ctx, speculativeKey{}, true)
+		sleep := func(d time.Duration) func(context.Context) error {
+			return func(context.Context) error { time.Sleep(d); return nil }
+		}
+		for range 12 { // a window of 10ms calls: the baseline
+			if err := l.Do(ctx, sleep(10*time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Do(spec, sleep(10*time.Millisecond)); err != nil {
+			t.Fatalf("speculative call on a host that keeps up: %v, want it let in", err)
+		}
+
+		release1, release2 := holdSlot(t, ctx, l), holdSlot(t, ctx, l)
+		var le *adaptive.LimitError
+		if err := l.Do(spec, sleep(10*time.Millisecond)); !errors.As(err, &le) || le.Reason != adaptive.ReasonSpeculative || l.Limit() != 2 {
+			t.Fatalf("speculative call at the limit: got %v, limit %d; want ReasonSpeculative, the limit still 2", err, l.Limit())
+		}
+		if err := l.Do(ctx, sleep(10*time.Millisecond)); err != nil || l.Limit() != 3 {
+			t.Fatalf("call at the limit: got %v, limit %d; want it let in, the limit raised to 3", err, l.Limit())
+		}
+		release1()
+		release2()
+		synctest.Wait()
+
+		// The last call to come back shows a queue: speculative calls
+		// wait for a call that does not.
+		if err := l.Do(ctx, sleep(100*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Do(spec, sleep(10*time.Millisecond)); !errors.As(err, &le) || le.Reason != adaptive.ReasonSpeculative {
+			t.Fatalf("speculative call after a slow one: got %v, want ReasonSpeculative", err)
+		}
+		if err := l.Do(ctx, sleep(10*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Do(spec, sleep(10*time.Millisecond)); err != nil {
+			t.Fatalf("speculative call after a fast one: %v, want it let in", err)
+		}
+	})
+}

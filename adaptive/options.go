@@ -29,6 +29,7 @@ type config struct {
 	initialSet        bool
 	queueSize         int
 	maxWait           time.Duration
+	speculative       func(context.Context) bool
 
 	// Keyed only.
 	key       func(context.Context) string
@@ -88,6 +89,22 @@ func (o queueOption) apply(c *config) { c.queueSize, c.maxWait = o.size, o.maxWa
 // an overloaded dependency is latency added to every call. It panics if
 // size < 1 or maxWait <= 0.
 func WithQueue(size int, maxWait time.Duration) Option { return queueOption{size, maxWait} }
+
+type speculativeOption func(context.Context) bool
+
+func (o speculativeOption) apply(c *config) { c.speculative = o }
+
+// WithSpeculative marks some calls as speculative: extra attempts the
+// caller can do without, such as hedges. f reports, from a call's context,
+// whether it is one. A speculative call is let in only below the limit and
+// while the dependency shows no queue (neither the last window's fastest
+// call nor the last call to come back is above the baseline's tolerance);
+// otherwise it is turned away at once with [ReasonSpeculative]. It never
+// raises the limit and never waits in the queue. Hedges then still cut a
+// slow tail on a dependency that keeps up, but add nothing to the queue of
+// an overloaded one, where each would be work done twice for one call. f
+// must be safe for concurrent use; nil (the default) marks no call.
+func WithSpeculative(f func(ctx context.Context) bool) Option { return speculativeOption(f) }
 
 type keyOption func(context.Context) string
 

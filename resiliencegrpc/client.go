@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/adaptive"
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/bulkhead"
 	pushbackgate "github.com/resilience-go/resilience/pushback"
@@ -105,8 +106,11 @@ func newConfig(opts []Option) config {
 // budget, a per-target pushback gate (holds calls while the server's
 // grpc-retry-pushback-ms lasts, once most of the target's recent answers
 // carried one; turned away: ResourceExhausted), a
-// per-target circuit breaker, a per-target bulkhead if configured, and a
-// per-attempt timeout. The package documentation of standard gives the
+// per-target circuit breaker, a per-target bulkhead if configured, a
+// per-target adaptive concurrency limit if configured (a call beyond it
+// fails at once: Unavailable, matching adaptive.ErrLimited), and a
+// per-attempt timeout.
+// The package documentation of standard gives the
 // order and every default. [WithPipeline] changes each part; the Client's
 // own options say which calls are idempotent, and so retried:
 //
@@ -637,7 +641,7 @@ func policyCode(err error) (codes.Code, bool) {
 	switch {
 	case errors.Is(err, timeout.ErrTimeout):
 		return codes.DeadlineExceeded, true
-	case errors.Is(err, breaker.ErrOpen), errors.Is(err, bulkhead.ErrFull), errors.Is(err, ratelimit.ErrUnavailable):
+	case errors.Is(err, breaker.ErrOpen), errors.Is(err, bulkhead.ErrFull), errors.Is(err, adaptive.ErrLimited), errors.Is(err, ratelimit.ErrUnavailable):
 		return codes.Unavailable, true
 	case errors.Is(err, ratelimit.ErrLimited), errors.Is(err, pushbackgate.ErrClosed):
 		return codes.ResourceExhausted, true

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/adaptive"
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/bulkhead"
 	"github.com/resilience-go/resilience/ratelimit"
@@ -422,6 +423,8 @@ func TestToStatus(t *testing.T) {
 			codes.DeadlineExceeded, "", []error{timeout.ErrTimeout}, false},
 		{"breaker open", resilience.Mark(&breaker.OpenError{Name: "b"}, resilience.KindThrottled), codes.Unavailable, "", []error{breaker.ErrOpen}, false},
 		{"bulkhead full", resilience.Mark(bulkhead.ErrFull, resilience.KindThrottled), codes.Unavailable, "", []error{bulkhead.ErrFull}, false},
+		{"adaptive limit", resilience.Mark(resilience.Mark(&adaptive.LimitError{Target: "t", Limit: 4, Reason: adaptive.ReasonLimit}, resilience.KindThrottled), resilience.KindRefused),
+			codes.Unavailable, "", []error{adaptive.ErrLimited}, false},
 		{"rate limited", &ratelimit.LimitedError{Wait: time.Second}, codes.ResourceExhausted, "", []error{ratelimit.ErrLimited}, false},
 		{"caller canceled", context.Canceled, codes.Canceled, "context canceled", []error{context.Canceled}, false},
 		{"caller's deadline", context.DeadlineExceeded, codes.DeadlineExceeded, "", []error{context.DeadlineExceeded}, false},

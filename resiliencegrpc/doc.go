@@ -106,11 +106,11 @@
 // Every error the interceptors return is a status error (status.FromError
 // and status.Code read it). An attempt's status is returned unchanged when
 // no policy added to it. Otherwise the status is the attempt's, or the one
-// a policy's own error maps to: an open breaker or a full bulkhead gives
-// Unavailable, a rate limit ResourceExhausted, a policy's timeout
+// a policy's own error maps to: an open breaker, a full bulkhead or an
+// adaptive concurrency limit reached gives Unavailable, a rate limit ResourceExhausted, a policy's timeout
 // DeadlineExceeded, the caller's cancellation Canceled. Such errors wrap the
 // policy's error, so errors.Is still matches breaker.ErrOpen,
-// bulkhead.ErrFull, ratelimit.ErrLimited, timeout.ErrTimeout,
+// bulkhead.ErrFull, adaptive.ErrLimited, ratelimit.ErrLimited, timeout.ErrTimeout,
 // context.Canceled and the like, and errors.As finds *retry.Error.
 //
 // # Call options

@@ -14,8 +14,10 @@ import (
 // ends, once most of its recent answers were 429 or 503 with Retry-After,
 // or a RateLimit field without a partition key says the client's quota is
 // spent; see the package documentation), a per-host circuit breaker, a
-// per-host bulkhead if
-// configured, and a per-attempt timeout. The package documentation of
+// per-host bulkhead if configured, a per-host adaptive concurrency limit
+// if configured (package adaptive: a request beyond it fails at once with
+// an error matching adaptive.ErrLimited), and a per-attempt timeout. The
+// package documentation of
 // standard gives the order and every default. opts change each part. It
 // returns an error if the configuration is invalid.
 func Standard(base http.RoundTripper, opts ...standard.Option) (*Transport, error) {

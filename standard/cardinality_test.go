@@ -131,7 +131,7 @@ func TestWithoutServerAddressEveryPart(t *testing.T) {
 			h := telemetrytest.New(t)
 			p, err := standard.New(append([]standard.Option{standard.WithMeterProvider(h.MeterProvider),
 				standard.WithoutServerAddress(), standard.WithIdempotencyKeys("*"),
-				standard.WithBulkhead(4), standard.WithRateLimit(rate.Inf, 0)}, tt.opts...)...)
+				standard.WithBulkhead(4), standard.WithAdaptiveConcurrency(), standard.WithRateLimit(rate.Inf, 0)}, tt.opts...)...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +160,7 @@ func TestWithoutServerAddressEveryPart(t *testing.T) {
 					}
 				}
 			}
-			for _, name := range []string{telemetry.EventsName, telemetry.AttemptDurationName} {
+			for _, name := range []string{telemetry.EventsName, telemetry.AttemptDurationName, "resilience.adaptive.limit"} {
 				if !seen[name] {
 					t.Errorf("no series of %s: the test no longer looks at it", name)
 				}

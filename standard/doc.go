@@ -9,6 +9,7 @@
 //	→ pushback gate (per host)
 //	→ circuit breaker (per host)
 //	→ bulkhead (per host; off unless configured)
+//	→ adaptive concurrency limit (per host; off unless configured)
 //	→ attempt timeout
 //
 // [New] returns it as one resilience.Policy. The adapters wrap it:
@@ -44,15 +45,33 @@
 //     response body or stream the caller is still reading, whether or not
 //     the call is retried (timeout.ScopeAttempt); the total timeout bounds
 //     those (timeout.ScopeCall).
-//   - A pushback gate per host (package pushback): once a host asked for
-//     a pause (Retry-After, grpc-retry-pushback-ms, or a RateLimit field
-//     with no quota left), later calls to it wait at the gate until the
-//     pause ends, capped at the retry's maximum delay (10s); a call whose
+//   - A pushback gate per host (package pushback): once the evidence says
+//     the host is throttling (half of its last 20 answers asked for a
+//     pause with Retry-After or grpc-retry-pushback-ms, or a RateLimit
+//     field without a partition key has no quota left), later calls to it
+//     wait at the gate until the pause ends, capped at the retry's maximum
+//     delay (10s); one request's pushback delays only that request's own
+//     retry, and a keyed call's "in flight" answer holds nothing; a call whose
 //     deadline cannot wait is turned away at once. [WithPushbackGate]
 //     changes it, [WithoutPushbackGate] leaves it out.
 //   - No idempotency keys unless configured ([WithIdempotencyKeys]): the
 //     unsafe calls in scope then get a key, the same on every attempt,
 //     which makes them retryable.
+//   - No adaptive concurrency limit unless configured
+//     ([WithAdaptiveConcurrency]): a per-host limit (package adaptive) on
+//     the attempts in flight that follows the host's latency, cut when the
+//     host queues and grown back when it stops. An attempt beyond it fails
+//     at once with an *adaptive.LimitError (errors.Is adaptive.ErrLimited),
+//     refused (resilience.KindRefused) as by an open breaker: it is not
+//     retried, and neither the breaker nor the gate counts it; hedges get
+//     a slot only while the host shows no queue. Against a host slower
+//     than the load it is offered it keeps the successes at the host's
+//     capacity with a short queue, where without it callers wait in the
+//     host's queue until they give up; in the scenario suite it cost no
+//     other scenario a point of success, but with hedging the limiter
+//     refuses a replacement attempt after a failure as if it were a hedge
+//     beside another, so it is not on by default yet. The README's
+//     Overload section gives the figures.
 //   - No bulkhead and no rate limit unless configured ([WithBulkhead],
 //     [WithRateLimit]); when configured they too are per host. The rate
 //     limit paces calls: a call waits for its turn, within the total
@@ -70,8 +89,9 @@
 // The breaker counts each attempt, so that retries add evidence of an
 // outage, but never the caller's own cancellation or deadline, nor the
 // total timeout's; the attempt timeout, inside it, counts. The bulkhead
-// bounds attempts in flight, and its wait for a slot does not eat into the
-// attempt timeout. An open breaker refuses an attempt with
+// and the adaptive limit bound attempts in flight, and a wait for a slot
+// does not eat into the attempt timeout; the adaptive limit times an
+// attempt that runs out of the attempt timeout as a slow one. An open breaker refuses an attempt with
 // resilience.KindRefused, which the retry does not retry: the call fails
 // fast instead of waiting for the next probe
 // (standard.WithBreaker(breaker.WithWaitForProbe()) waits). A full

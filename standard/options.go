@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
+	"github.com/resilience-go/resilience/adaptive"
 	"github.com/resilience-go/resilience/breaker"
 	"github.com/resilience-go/resilience/budget"
 	"github.com/resilience-go/resilience/bulkhead"
@@ -46,6 +47,8 @@ type config struct {
 	hasBulkhead    bool
 	bulkhead       int
 	bulkheadOpts   []bulkhead.Option
+	noAdaptive     bool // no adaptive limit: the default, or WithoutAdaptiveConcurrency
+	adaptiveOpts   []adaptive.Option
 	hasRate        bool
 	rate           rate.Limit
 	burst          int
@@ -203,6 +206,45 @@ func (noBulkheadOption) apply(c *config) { c.hasBulkhead, c.bulkhead, c.bulkhead
 // earlier [WithBulkhead]. It is the default.
 func WithoutBulkhead() Option { return noBulkheadOption{} }
 
+type adaptiveOption []adaptive.Option
+
+func (o adaptiveOption) apply(c *config) {
+	c.noAdaptive, c.adaptiveOpts = false, append(c.adaptiveOpts, o...)
+}
+
+// WithAdaptiveConcurrency puts a per-host adaptive concurrency limit
+// (adaptive.NewKeyed) in the pipeline, configured by opts (applied after
+// the preset's: the pipeline's key, name and providers; with no opts, the
+// package's defaults: a limit from 2 to 200 per host, starting at 20, no
+// queue). There is none by default: the scenario suite found no cost to any other scenario, but with
+// hedging a replacement attempt after a failure is refused as if it were a
+// hedge beside another (the README's Overload section gives the figures).
+//
+// The limit bounds the attempts in flight to each host, and follows the
+// host's latency: it shrinks when the host starts to queue, and grows back
+// when it stops, so that an overloaded host gets the calls it can serve at
+// a short queue and the rest are turned away at once, instead of waiting
+// in its queue until their callers give up while it still does their work.
+// It sits where a bulkhead goes, inside the breaker and the pushback gate
+// and outside the attempt timeout (after the bulkhead, when both are
+// configured), so that hedges and retries take slots too; a hedge gets one
+// only while the host shows no queue (adaptive.WithSpeculative), since an
+// overloaded host would do its work twice. A call it turns away fails at
+// once with an *adaptive.LimitError (errors.Is adaptive.ErrLimited),
+// refused (resilience.KindRefused) as by an open breaker: the retry does
+// not retry it (it would find the host still queueing, after waiting its
+// backoff for nothing), and neither the breaker nor the gate counts it.
+func WithAdaptiveConcurrency(opts ...adaptive.Option) Option { return adaptiveOption(opts) }
+
+type noAdaptiveOption struct{}
+
+func (noAdaptiveOption) apply(c *config) { c.noAdaptive, c.adaptiveOpts = true, nil }
+
+// WithoutAdaptiveConcurrency leaves the adaptive concurrency limit out of
+// the pipeline, undoing an earlier [WithAdaptiveConcurrency]. It is the
+// default.
+func WithoutAdaptiveConcurrency() Option { return noAdaptiveOption{} }
+
 type rateOption struct {
 	r     rate.Limit
 	burst int
@@ -246,10 +288,10 @@ type keyOption func(context.Context) string
 func (o keyOption) apply(c *config) { c.key = o }
 
 // WithKey sets the key of the per-host parts (retry budget, pushback gate,
-// breaker, bulkhead, rate limit) instead of the call's target host.
-// Options given to one part with [WithRetryBudget], [WithPushbackGate],
-// [WithBreaker], [WithBulkhead] or [WithRateLimit] override it for that
-// part.
+// breaker, bulkhead, adaptive concurrency limit, rate limit) instead of the
+// call's target host. Options given to one part with [WithRetryBudget],
+// [WithPushbackGate], [WithBreaker], [WithBulkhead],
+// [WithAdaptiveConcurrency] or [WithRateLimit] override it for that part.
 func WithKey(f func(ctx context.Context) string) Option { return keyOption(f) }
 
 type nameOption string

@@ -46,6 +46,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/failsafehttp"
 
 	"github.com/resilience-go/resilience/adaptive"
+	"github.com/resilience-go/resilience/benchmarks/internal/fifo"
 	"github.com/resilience-go/resilience/resiliencehttp"
 )
 
@@ -110,54 +111,18 @@ func main() {
 
 // ---- upstream ----
 
-type job struct {
-	ctx  context.Context
-	done chan struct{}
-}
-
 type upstream struct {
-	queue    chan job
-	active   atomic.Int64 // workers serving
+	q        *fifo.Queue
 	slowTail bool
 	n        atomic.Int64
-	served   atomic.Int64
-	wasted   atomic.Int64 // served after the caller had given up
 	conns    atomic.Int64
-	stop     chan struct{}
-}
-
-func (u *upstream) worker(i int64) {
-	for {
-		select {
-		case <-u.stop:
-			return
-		default:
-		}
-		if i >= u.active.Load() {
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		select {
-		case <-u.stop:
-			return
-		case j := <-u.queue:
-			time.Sleep(service)
-			u.served.Add(1)
-			if j.ctx.Err() != nil {
-				u.wasted.Add(1)
-			}
-			close(j.done)
-		}
-	}
 }
 
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if u.slowTail && u.n.Add(1)%5 == 0 {
 		time.Sleep(2 * time.Second) // a slow reply that takes no worker
 	} else {
-		j := job{r.Context(), make(chan struct{})}
-		u.queue <- j
-		<-j.done // naive: waits for its turn whether or not the caller is there
+		u.q.Serve(r.Context())
 	}
 	io.WriteString(w, "ok")
 }
@@ -186,12 +151,7 @@ func (m metrics) String() string {
 }
 
 func runOne(sc scenario, stack string) (metrics, error) {
-	u := &upstream{queue: make(chan job, 1<<20), slowTail: sc.name == "slowtail", stop: make(chan struct{})}
-	u.active.Store(workers)
-	var wg sync.WaitGroup
-	for i := range int64(workers) {
-		wg.Go(func() { u.worker(i) })
-	}
+	u := &upstream{q: fifo.New(workers, workers, service), slowTail: sc.name == "slowtail"}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return metrics{}, err
@@ -204,8 +164,7 @@ func runOne(sc scenario, stack string) (metrics, error) {
 	go srv.Serve(ln)
 	defer func() {
 		srv.Close()
-		close(u.stop)
-		wg.Wait()
+		u.q.Close()
 	}()
 
 	t0 := time.Now().Add(time.Second)
@@ -242,15 +201,15 @@ func runOne(sc scenario, stack string) (metrics, error) {
 		time.Sleep(time.Until(t0.Add(sc.pre)))
 		switch sc.name {
 		case "overload":
-			u.active.Store(1)
+			u.q.SetWorkers(1)
 		case "starved":
 			cmd.Process.Signal(syscall.SIGSTOP)
 		}
-		servedAtFault, wastedAtFault = u.served.Load(), u.wasted.Load()
+		servedAtFault, wastedAtFault = u.q.Counts()
 		time.Sleep(time.Until(t0.Add(sc.pre + sc.fault)))
 		switch sc.name {
 		case "overload":
-			u.active.Store(workers)
+			u.q.SetWorkers(workers)
 		case "starved":
 			cmd.Process.Signal(syscall.SIGCONT)
 		}
@@ -261,7 +220,7 @@ func runOne(sc scenario, stack string) (metrics, error) {
 	if err := cmd.Wait(); err != nil {
 		return metrics{}, err
 	}
-	served, wasted := u.served.Load(), u.wasted.Load()
+	served, wasted := u.q.Counts()
 	if sc.name == "overload" {
 		// The work of the fault and what it left queued.
 		served, wasted = served-servedAtFault, wasted-wastedAtFault

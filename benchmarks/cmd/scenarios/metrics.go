@@ -12,6 +12,18 @@ type metric struct {
 	header string
 	value  func(sc scenario, r *result) float64 // NaN: not applicable
 	format func(v float64) string
+	kind   string // the only kind of scenario it is shown for; "" for every kind
+}
+
+// metricsFor returns the columns of sc's table.
+func metricsFor(sc scenario) []metric {
+	var out []metric
+	for _, m := range metrics {
+		if m.kind == "" || m.kind == sc.Kind {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // recoveryMin is the share of calls in a bucket that must succeed for
@@ -19,9 +31,9 @@ type metric struct {
 const recoveryMin = 0.95
 
 var metrics = []metric{
-	{"success", func(_ scenario, r *result) float64 { return successRate(r.calls) }, percent},
-	{"success in fault", func(sc scenario, r *result) float64 { return successRate(inFault(sc, r.calls)) }, percent},
-	{"upstream arrivals per call in fault", upstreamAmplification, ratio},
+	{"success", func(_ scenario, r *result) float64 { return successRate(r.calls) }, percent, ""},
+	{"success in fault", func(sc scenario, r *result) float64 { return successRate(inFault(sc, r.calls)) }, percent, ""},
+	{"upstream arrivals per call in fault", upstreamAmplification, ratio, ""},
 	{"attempts sent per call in fault", func(sc scenario, r *result) float64 {
 		fc := inFault(sc, r.calls)
 		if len(fc) == 0 {
@@ -32,26 +44,48 @@ var metrics = []metric{
 			n += c.attempts
 		}
 		return float64(n) / float64(len(fc))
-	}, ratio},
-	{"p50", func(_ scenario, r *result) float64 { return latencyP(r.calls, 50, false) }, seconds},
-	{"p99", func(_ scenario, r *result) float64 { return latencyP(r.calls, 99, false) }, seconds},
-	{"max", func(_ scenario, r *result) float64 { return latencyP(r.calls, 100, false) }, seconds},
-	{"p99 of failed", func(_ scenario, r *result) float64 { return latencyP(r.calls, 99, true) }, seconds},
-	{"p99 of failed, late in fault", func(sc scenario, r *result) float64 { return latencyP(lateInFault(sc, r.calls), 99, true) }, seconds},
+	}, ratio, ""},
+	{"p50", func(_ scenario, r *result) float64 { return latencyP(r.calls, 50, false) }, seconds, ""},
+	{"p99", func(_ scenario, r *result) float64 { return latencyP(r.calls, 99, false) }, seconds, ""},
+	{"max", func(_ scenario, r *result) float64 { return latencyP(r.calls, 100, false) }, seconds, ""},
+	{"p99 of failed", func(_ scenario, r *result) float64 { return latencyP(r.calls, 99, true) }, seconds, ""},
+	{"p99 of failed, late in fault", func(sc scenario, r *result) float64 { return latencyP(lateInFault(sc, r.calls), 99, true) }, seconds, ""},
 	{"recovery", func(sc scenario, r *result) float64 {
 		d, ok := recovery(successBuckets(sc, r.calls), bucketWidth, sc.faultEnd(), recoveryMin)
 		if !ok {
 			return math.Inf(1)
 		}
 		return d.Seconds()
-	}, seconds},
-	{"connections", func(_ scenario, r *result) float64 { return float64(r.up.Conns) }, count},
+	}, seconds, ""},
+	{"connections", func(_ scenario, r *result) float64 { return float64(r.up.Conns) }, count, ""},
 	{"breaker changes", func(_ scenario, r *result) float64 {
 		if r.breakerChanges < 0 {
 			return math.NaN()
 		}
 		return float64(r.breakerChanges)
-	}, count},
+	}, count, ""},
+	{"successes/s completed in fault", func(sc scenario, r *result) float64 {
+		return float64(len(completedInFault(sc, r.calls))) / sc.Fault.Seconds()
+	}, perSecond, faultOverload},
+	{"p99 of those", func(sc scenario, r *result) float64 { return latencyP(completedInFault(sc, r.calls), 99, false) }, seconds, faultOverload},
+	{"upstream work wasted", func(_ scenario, r *result) float64 {
+		if r.up.Served == 0 {
+			return math.NaN()
+		}
+		return float64(r.up.Wasted) / float64(r.up.Served)
+	}, percent, faultOverload},
+}
+
+// completedInFault returns the successful calls that completed during the
+// fault, whenever they were due.
+func completedInFault(sc scenario, cs []call) []call {
+	var out []call
+	for _, c := range cs {
+		if end := c.due + c.latency; c.ok && end >= sc.Pre && end < sc.faultEnd() {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func successRate(cs []call) float64 {
@@ -129,9 +163,10 @@ func successBuckets(sc scenario, cs []call) []bucket {
 	return bs
 }
 
-func percent(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }
-func ratio(v float64) string   { return fmt.Sprintf("%.2f", v) }
-func count(v float64) string   { return fmt.Sprintf("%.0f", v) }
+func percent(v float64) string   { return fmt.Sprintf("%.1f%%", 100*v) }
+func ratio(v float64) string     { return fmt.Sprintf("%.2f", v) }
+func perSecond(v float64) string { return fmt.Sprintf("%.1f", v) }
+func count(v float64) string     { return fmt.Sprintf("%.0f", v) }
 
 func seconds(v float64) string {
 	switch {

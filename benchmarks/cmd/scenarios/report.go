@@ -152,19 +152,20 @@ func markdown(s *suite, mdPath, chartsDir string) string {
 				fmt.Fprintf(&b, "![%s](%s)\n\n", sc.Name, filepath.ToSlash(rel))
 			}
 		}
+		ms := metricsFor(sc)
 		b.WriteString("| stack |")
-		for _, m := range metrics {
+		for _, m := range ms {
 			fmt.Fprintf(&b, " %s |", m.header)
 		}
 		b.WriteString("\n| --- |")
-		for range metrics {
+		for range ms {
 			b.WriteString(" ---: |")
 		}
 		b.WriteString("\n")
 		for _, st := range s.stacks {
 			rs := s.results[sc.Name][st.name]
 			fmt.Fprintf(&b, "| %s |", st.name)
-			for _, m := range metrics {
+			for _, m := range ms {
 				vs := make([]float64, len(rs))
 				for i, r := range rs {
 					vs[i] = m.value(sc, r)

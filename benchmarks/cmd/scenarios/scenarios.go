@@ -13,6 +13,7 @@ const (
 	faultRefused  = "refused"  // nothing listens: connections are refused
 	faultStarved  = "starved"  // the upstream is healthy; the client process is stopped
 	faultThrottle = "throttle" // a fraction of requests answers 429 with Retry-After
+	faultOverload = "overload" // a naive FIFO upstream loses workers (package fifo)
 )
 
 // A scenario is a healthy phase, a fault, and a healthy phase again, as
@@ -26,7 +27,12 @@ type scenario struct {
 	Post     time.Duration `json:"post"`
 	Fraction float64       `json:"fraction,omitempty"` // share of requests affected (status, slow, throttle)
 	Status   int           `json:"status,omitempty"`
-	Delay    time.Duration `json:"delay,omitempty"`
+	Delay    time.Duration `json:"delay,omitempty"` // slow: the delay; overload: the service time
+	// Overload: the naive upstream's workers, when healthy and during the
+	// fault; every request, whenever it arrives, waits its turn in one FIFO
+	// queue and takes Delay of a worker's time.
+	Workers      int `json:"workers,omitempty"`
+	FaultWorkers int `json:"fault_workers,omitempty"`
 }
 
 // total is the length of the scheduled load.
@@ -40,6 +46,11 @@ func (s scenario) faultEnd() time.Duration { return s.Pre + s.Fault }
 const (
 	healthyBefore = 1500 * time.Millisecond
 	healthyAfter  = 2500 * time.Millisecond
+	// overloadBefore is the healthy phase before the client overload:
+	// an adaptive limit starts at its initial value and decays toward the
+	// demand it sees within a few seconds, as it has long done in a client
+	// that has been running (cmd/overload gives it as long).
+	overloadBefore = 4 * time.Second
 )
 
 // scenarios is the suite, in the order it runs.
@@ -58,11 +69,16 @@ var scenarios = []scenario{
 		Kind: faultThrottle, Fault: 8 * time.Second, Fraction: 0.02},
 	{Name: "starved-client", Title: "starved client: the upstream stays healthy, the client process is stopped for 1.2s (SIGSTOP, SIGCONT)",
 		Kind: faultStarved, Fault: 1200 * time.Millisecond},
+	{Name: "client-overload", Title: "client overload: a naive FIFO upstream (20ms a request, no cancellation checks) drops from 8 workers (400/s) to 1 (50/s, a quarter of 200 calls/s) for 8s",
+		Kind: faultOverload, Pre: overloadBefore, Fault: 8 * time.Second, Delay: 20 * time.Millisecond, Workers: 8, FaultWorkers: 1},
 }
 
 func init() {
 	for i := range scenarios {
-		scenarios[i].Pre, scenarios[i].Post = healthyBefore, healthyAfter
+		if scenarios[i].Pre == 0 {
+			scenarios[i].Pre = healthyBefore
+		}
+		scenarios[i].Post = healthyAfter
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/failsafehttp"
 	"github.com/failsafe-go/failsafe-go/timeout"
@@ -21,7 +22,7 @@ import (
 // A stack is one client configuration the load goes through. build wraps
 // base, a fresh transport that counts every attempt sent, and may report
 // its breaker's state changes to obs. Every stack makes at most 4 attempts
-// per call.
+// per call (failsafe-adaptive one).
 type stack struct {
 	name    string // for -stacks and file names
 	title   string // for tables and legends
@@ -51,6 +52,9 @@ var stacks = []stack{
 	ours("standard", "resilience Standard (defaults)"),
 	extra(ours("standard-hedging", "resilience Standard, WithHedging (30ms)", standard.WithHedging())),
 	extra(ours("standard-nobreaker", "resilience Standard, WithoutBreaker (the retry budget alone)", standard.WithoutBreaker())),
+	extra(ours("standard-adaptive", "resilience Standard, WithAdaptiveConcurrency (defaults)", standard.WithAdaptiveConcurrency())),
+	extra(ours("standard-hedging-adaptive", "resilience Standard, WithHedging (30ms), WithAdaptiveConcurrency (defaults)", standard.WithHedging(), standard.WithAdaptiveConcurrency())),
+	extra(stack{name: "failsafe-adaptive", title: "failsafe-go adaptivelimiter (defaults, one attempt), through failsafehttp", build: failsafeAdaptive}),
 }
 
 // extra marks a stack to run only when -stacks names it.
@@ -134,6 +138,12 @@ func failsafeGo(base http.RoundTripper, obs *observer) (http.RoundTripper, error
 		OnStateChanged(func(circuitbreaker.StateChangedEvent) { obs.breakerChanged() }).
 		Build()
 	return failsafehttp.NewRoundTripper(base, rp, cb, timeout.New[*http.Response](time.Second)), nil
+}
+
+// failsafeAdaptive is failsafe-go's adaptive concurrency limiter at its
+// defaults, alone: one attempt per call.
+func failsafeAdaptive(base http.RoundTripper, _ *observer) (http.RoundTripper, error) {
+	return failsafehttp.NewRoundTripper(base, adaptivelimiter.NewWithDefaults[*http.Response]()), nil
 }
 
 // pickStacks returns the stacks named in a comma-separated list, in the

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/resilience-go/resilience/benchmarks/internal/fifo"
 )
 
 // The upstream runs in a process of its own (this binary, re-executed with
@@ -53,7 +55,12 @@ type upstreamStats struct {
 	FaultArrivals int           `json:"fault_arrivals"`
 	FaultStart    time.Duration `json:"fault_start"`
 	FaultEnd      time.Duration `json:"fault_end"` // as played, from the start
-	Err           string        `json:"err,omitempty"`
+	// Overload: the requests the naive upstream served from the start of
+	// the fault to the end of the run, and how many of them it served
+	// after their caller had given up.
+	Served int64  `json:"served,omitempty"`
+	Wasted int64  `json:"wasted,omitempty"`
+	Err    string `json:"err,omitempty"`
 }
 
 type upstream struct {
@@ -61,6 +68,9 @@ type upstream struct {
 	start time.Time
 	srv   *http.Server
 	conns atomic.Int64
+	queue *fifo.Queue // overload only
+
+	servedAtFault, wastedAtFault int64 // overload: the queue's counts when the fault started
 
 	mu       sync.Mutex // guards the fields below
 	arrivals []int
@@ -112,6 +122,9 @@ func upstreamMain(in io.Reader, out io.Writer) error {
 		return err
 	}
 	u.ln = ln
+	if sc.Kind == faultOverload {
+		u.queue = fifo.New(sc.Workers, max(sc.Workers, sc.FaultWorkers), sc.Delay)
+	}
 	u.srv = &http.Server{Handler: u, ConnState: u.connState, ReadHeaderTimeout: 10 * time.Second}
 	go u.srv.Serve(ln)
 
@@ -124,7 +137,7 @@ func upstreamMain(in io.Reader, out io.Writer) error {
 	stats := upstreamStats{FaultStart: sc.Pre, FaultEnd: sc.faultEnd()}
 	played := make(chan error, 1)
 	switch sc.Kind {
-	case faultRefused, faultStarved:
+	case faultRefused, faultStarved, faultOverload:
 		go func() { played <- u.play(&stats) }()
 	default:
 		played <- nil // played by the handler, from each request's arrival time
@@ -147,6 +160,11 @@ func upstreamMain(in io.Reader, out io.Writer) error {
 	}
 	resume()
 	u.srv.Close()
+	if u.queue != nil {
+		u.queue.Close()
+		served, wasted := u.queue.Counts()
+		stats.Served, stats.Wasted = served-u.servedAtFault, wasted-u.wastedAtFault
+	}
 
 	u.mu.Lock()
 	stats.Arrivals, stats.FaultArrivals = u.arrivals, u.inFault
@@ -165,6 +183,13 @@ func (u *upstream) play(stats *upstreamStats) error {
 	time.Sleep(time.Until(u.start.Add(sc.Pre)))
 	stats.FaultStart = time.Since(u.start)
 	switch sc.Kind {
+	case faultOverload:
+		u.queue.SetWorkers(sc.FaultWorkers)
+		u.servedAtFault, u.wastedAtFault = u.queue.Counts()
+		time.Sleep(time.Until(u.start.Add(sc.faultEnd())))
+		stats.FaultEnd = time.Since(u.start)
+		u.queue.SetWorkers(sc.Workers)
+		return nil
 	case faultStarved:
 		if err := syscall.Kill(u.spec.ClientPID, syscall.SIGSTOP); err != nil {
 			return fmt.Errorf("stopping the client: %w", err)
@@ -245,6 +270,8 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				http.Error(w, "slow down", http.StatusTooManyRequests)
 				return
 			}
+		case faultOverload:
+			// Served below, as before and after the fault, by fewer workers.
 		case faultSlow:
 			if roll < sc.Fraction {
 				t := time.NewTimer(sc.Delay)
@@ -256,6 +283,9 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
+	}
+	if u.queue != nil {
+		u.queue.Serve(r.Context())
 	}
 	io.WriteString(w, "ok")
 }
